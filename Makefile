@@ -22,6 +22,7 @@ $(PDM):
 # The environment is rebuilt whenever the lock changes.
 $(VENV)/.synced: pdm.lock pyproject.toml | $(PDM)
 	$(PDM) config --local python.use_venv true
+	$(PDM) config --local venv.with_pip true
 	$(PDM) use --first -f $(PYTHON) >/dev/null
 	$(PDM) sync --clean -G test -G lint
 	touch $@
