@@ -36,6 +36,7 @@ run: setup
 	bash scripts/run.sh
 
 test: setup
+	bash scripts/system_deps.sh
 	bash scripts/test.sh
 
 test-fast: setup
