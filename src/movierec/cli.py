@@ -40,7 +40,7 @@ def _cmd_data_fetch(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _add_data(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="real MovieLens data")
     dsub = p.add_subparsers(dest="data_command", required=True)
     f = dsub.add_parser("fetch", help="fetch a MovieLens dataset and write canonical tables")
@@ -49,10 +49,33 @@ def _add_data(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     f.set_defaults(handler=_cmd_data_fetch)
 
 
+# ---- retrain ---------------------------------------------------------------------------
+
+
+def _cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.retrain import retrain
+
+    result = retrain(settings, force=args.force)
+    _print_json(result.summary())
+    return int(result.code)
+
+
+def _add_retrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "retrain",
+        help="cron job: refresh data, gate, train, compare, promote to canary",
+        description="Exit codes: 0 promoted, 3 nothing to do (gate not met), "
+        "4 candidate rejected, 5 busy (another run holds the lock), 1 error.",
+    )
+    p.add_argument("--force", action="store_true", help="skip the new-data gate")
+    p.set_defaults(handler=_cmd_retrain)
+
+
 # ---- parser ----------------------------------------------------------------------------
 
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data,
+    _add_retrain,
 ]
 
 

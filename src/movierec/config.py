@@ -55,6 +55,7 @@ class Settings:
     promote_rmse_margin: float = 1e-6
     promote_ndcg_tolerance: float = 0.01
     keep_rejected_models: int = 5
+    retrain_crash_at: str = ""  # test hook: a step name where the retrainer kills itself
 
     # serving
     host: str = "127.0.0.1"
@@ -83,9 +84,7 @@ class Settings:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from MOVIEREC_* variables (and explicit overrides, which win)."""
         env = os.environ if environ is None else environ
         hints = get_type_hints(cls)

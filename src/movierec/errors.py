@@ -36,4 +36,4 @@ class LockBusy(MovierecError):
 
 
 class TraceError(MovierecError):
-    """A link in the provenance chain (prediction -> model -> commit -> data) is missing or broken."""
+    """A link of the provenance chain (prediction -> model -> commit -> data) is missing."""
