@@ -71,11 +71,102 @@ def _add_retrain(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_retrain)
 
 
+# ---- release ---------------------------------------------------------------------------
+
+
+def _cmd_release_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.release import evaluate_release
+
+    result = evaluate_release(settings, apply=not args.dry_run, refresh=not args.no_refresh)
+    _print_json(result.summary())
+    return 0
+
+
+def _cmd_release_status(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.fsutil import read_json
+    from movierec.registry import read_routing
+    from movierec.release import online_metrics_file
+
+    routing = read_routing(settings)
+    _print_json(
+        {
+            "routing": routing and routing.__dict__,
+            "online_metrics": read_json(online_metrics_file(settings)),
+        }
+    )
+    return 0
+
+
+def _cmd_release_set_canary(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.registry import set_canary
+
+    routing = set_canary(settings, args.version, args.pct, args.reason)
+    _print_json(routing.__dict__)
+    return 0
+
+
+def _add_release(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("release", help="canary release: evaluate, status, set-canary")
+    rsub = p.add_subparsers(dest="release_command", required=True)
+    e = rsub.add_parser(
+        "evaluate",
+        help="online evaluation: RAMP / HOLD / ABORT / PROMOTE the canary",
+        description="Reads the served log and the event stream, computes per-arm metrics, "
+        "decides and updates routing.json. Exit 0 whatever the decision; 1 on error.",
+    )
+    e.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
+    e.add_argument("--no-refresh", action="store_true", help="do not ingest new events first")
+    e.set_defaults(handler=_cmd_release_evaluate)
+    s = rsub.add_parser("status", help="routing and the latest online metrics")
+    s.set_defaults(handler=_cmd_release_status)
+    c = rsub.add_parser("set-canary", help="route a registered version as canary")
+    c.add_argument("version")
+    c.add_argument("--pct", type=int, default=10)
+    c.add_argument("--reason", default="set by hand")
+    c.set_defaults(handler=_cmd_release_set_canary)
+
+
+# ---- simulate --------------------------------------------------------------------------
+
+
+def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.simulate import simulate
+
+    result = simulate(
+        settings,
+        base_url=args.url.rstrip("/"),
+        requests_total=args.requests,
+        rate=args.rate,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        out=args.out,
+    )
+    _print_json(result.summary())
+    return 0 if result.failed == 0 else 1
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="simulated users request recommendations over HTTP and write watch/rate events",
+        description="Exit 0 when every request succeeded, 1 when any failed.",
+    )
+    p.add_argument("--url", default="http://127.0.0.1:8080", help="the running service")
+    p.add_argument("--requests", type=int, default=1000, help="how many requests to send")
+    p.add_argument("--rate", type=float, default=50.0, help="requests per second")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--seed", type=int, default=None, help="default: MOVIEREC_SEED")
+    p.add_argument("--out", default=None, help="event log: a path or kafka:TOPIC")
+    p.set_defaults(handler=_cmd_simulate)
+
+
 # ---- parser ----------------------------------------------------------------------------
 
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data,
     _add_retrain,
+    _add_release,
+    _add_simulate,
 ]
 
 
