@@ -160,6 +160,25 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_simulate)
 
 
+# ---- analyze ---------------------------------------------------------------------------
+
+
+def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.analysis import analyze_offline, analyze_online
+
+    result = analyze_offline(settings) if args.kind == "offline" else analyze_online(settings)
+    _print_json(
+        {"json": str(result.json_path), "plots": [str(p) for p in result.plots], **result.summary}
+    )
+    return 0
+
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="feedback-loop, fairness and concentration analyses")
+    p.add_argument("kind", choices=("offline", "online"))
+    p.set_defaults(handler=_cmd_analyze)
+
+
 # ---- parser ----------------------------------------------------------------------------
 
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -167,6 +186,7 @@ _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_retrain,
     _add_release,
     _add_simulate,
+    _add_analyze,
 ]
 
 

@@ -1,0 +1,165 @@
+"""Data quality checks of a refresh: drift against the training data, and rating poisoning.
+
+Drift. New ratings are compared with the reference (the data the current model was trained
+on) by the Population Stability Index of the rating distribution and of the genre mix, and by
+the two-sample Kolmogorov-Smirnov statistic of activity per user (ratings per active user,
+over windows of the same length). PSI above 0.2 (a common rule
+of thumb: 0.1 moderate, 0.2 significant) or a KS test with p < 0.01 and D > 0.1 flags drift.
+
+Poisoning. A burst of extreme ratings for one movie from new accounts is the classic shilling
+attack. For each movie that received at least `min_burst` ratings inside one 24-hour window of
+the new data, the window's rating distribution is compared with the movie's history (smoothed
+towards the global distribution, so a movie with little history is not judged on noise) by a
+chi-squared goodness-of-fit test. The movie is flagged when p < `alpha`, most of the burst is
+extreme (1 or 5 stars) and most of it comes from accounts first seen in the new data. Flagged
+events are listed so that training can exclude them (`exclude_flagged_events`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+log = logging.getLogger(__name__)
+
+PSI_DRIFT = 0.2
+KS_P = 0.01
+KS_D = 0.1
+_EPS = 1e-4
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Population Stability Index between two distributions given as counts over the same bins."""
+    e = np.asarray(expected, dtype=float)
+    a = np.asarray(actual, dtype=float)
+    if e.sum() == 0 or a.sum() == 0:
+        return 0.0
+    e = np.clip(e / e.sum(), _EPS, None)
+    a = np.clip(a / a.sum(), _EPS, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def _rating_counts(ratings: pd.DataFrame) -> np.ndarray:
+    return np.bincount(ratings["rating"].astype(int).clip(1, 5), minlength=6)[1:]
+
+
+def _genre_counts(ratings: pd.DataFrame, movies: pd.DataFrame) -> pd.Series:
+    genres = movies.set_index("movie_id")["genres"]
+    return ratings["movie_id"].map(genres).explode().dropna().value_counts()
+
+
+def drift_report(
+    reference: pd.DataFrame, current: pd.DataFrame, movies: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """PSI of ratings and genres, KS of activity per user; `drifted` when any flags."""
+    if reference.empty or current.empty:
+        return {"checked": False, "reason": "no reference or no new ratings", "drifted": False}
+    out: dict[str, Any] = {"checked": True, "reference_rows": len(reference), "rows": len(current)}
+    out["rating_psi"] = psi(_rating_counts(reference), _rating_counts(current))
+    # activity per user over windows of equal length: the newest slice of the reference that
+    # spans as long as the new data does
+    span = current["timestamp"].max() - current["timestamp"].min()
+    recent = reference[reference["timestamp"] >= reference["timestamp"].max() - span]
+    act_ref = recent.groupby("user_id").size().to_numpy()
+    act_cur = current.groupby("user_id").size().to_numpy()
+    ks = stats.ks_2samp(act_ref, act_cur)
+    out["activity_ks"] = {"statistic": float(ks.statistic), "p_value": float(ks.pvalue)}
+    flags = []
+    if out["rating_psi"] > PSI_DRIFT:
+        flags.append(f"rating distribution PSI {out['rating_psi']:.3f} > {PSI_DRIFT}")
+    if ks.pvalue < KS_P and ks.statistic > KS_D:
+        flags.append(f"activity per user KS D={ks.statistic:.3f} (p={ks.pvalue:.2g})")
+    if movies is not None and len(movies):
+        ref_g, cur_g = _genre_counts(reference, movies), _genre_counts(current, movies)
+        idx = ref_g.index.union(cur_g.index)
+        out["genre_psi"] = psi(
+            ref_g.reindex(idx, fill_value=0).to_numpy(), cur_g.reindex(idx, fill_value=0).to_numpy()
+        )
+        if out["genre_psi"] > PSI_DRIFT:
+            flags.append(f"genre mix PSI {out['genre_psi']:.3f} > {PSI_DRIFT}")
+    out["flags"] = flags
+    out["drifted"] = bool(flags)
+    return out
+
+
+def poisoning_report(
+    history: pd.DataFrame,
+    new: pd.DataFrame,
+    new_users: set[int] | pd.Index,
+    *,
+    min_burst: int = 20,
+    alpha: float = 1e-6,
+    extreme_share: float = 0.8,
+    new_account_share: float = 0.5,
+    prior_weight: float = 20.0,
+) -> dict[str, Any]:
+    """Movies under a rating burst that looks like an attack, and the events to exclude."""
+    if new.empty:
+        return {"checked": 0, "flagged": [], "flagged_events": []}
+    hist_counts = (
+        pd.crosstab(history["movie_id"], history["rating"].astype(int).clip(1, 5)).reindex(
+            columns=range(1, 6), fill_value=0
+        )
+        if len(history)
+        else pd.DataFrame(columns=range(1, 6))
+    )
+    overall = _rating_counts(history) if len(history) else _rating_counts(new)
+    global_dist = (overall + 1.0) / (overall + 1.0).sum()
+    new_user_set = set(int(u) for u in new_users)
+    flagged: list[dict[str, Any]] = []
+    events: list[tuple[int, str]] = []
+    counts = new["movie_id"].value_counts()
+    checked = 0
+    for movie in counts[counts >= min_burst].index:
+        part = new[new["movie_id"] == movie].sort_values("timestamp")
+        burst = _densest_day(part)
+        if len(burst) < min_burst:
+            continue
+        checked += 1
+        observed = _rating_counts(burst)
+        prior = (
+            hist_counts.loc[movie].to_numpy(dtype=float)
+            if movie in hist_counts.index
+            else np.zeros(5)
+        )
+        expected_dist = (prior + prior_weight * global_dist) / (prior.sum() + prior_weight)
+        chi = stats.chisquare(observed, expected_dist * observed.sum())
+        extreme = (observed[0] + observed[4]) / observed.sum()
+        fresh = float(burst["user_id"].isin(new_user_set).mean())
+        if chi.pvalue < alpha and extreme >= extreme_share and fresh >= new_account_share:
+            flagged.append(
+                {
+                    "movie_id": movie,
+                    "burst_ratings": int(observed.sum()),
+                    "chi2": float(chi.statistic),
+                    "p_value": float(chi.pvalue),
+                    "extreme_share": float(extreme),
+                    "new_account_share": fresh,
+                    "window_start": str(burst["timestamp"].iloc[0]),
+                }
+            )
+            mask = burst["user_id"].isin(new_user_set)
+            events.extend(
+                zip(
+                    burst.loc[mask, "user_id"].astype(int), burst.loc[mask, "movie_id"], strict=True
+                )
+            )
+    if flagged:
+        log.warning("possible rating poisoning: %s", [f["movie_id"] for f in flagged])
+    return {
+        "checked": checked,
+        "flagged": flagged,
+        "flagged_events": [{"user_id": int(u), "movie_id": str(m)} for u, m in events],
+    }
+
+
+def _densest_day(part: pd.DataFrame) -> pd.DataFrame:
+    """The ratings of the 24-hour window holding the most of them."""
+    ts = pd.to_datetime(part["timestamp"], utc=True).dt.tz_convert(None).to_numpy("datetime64[ns]")
+    ends = np.searchsorted(ts, ts + np.timedelta64(1, "D"), side="left")
+    i = int(np.argmax(ends - np.arange(len(ts))))
+    return part.iloc[i : ends[i]]
