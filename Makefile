@@ -8,12 +8,13 @@ BIN := $(VENV)/bin
 MOVIEREC := $(BIN)/movierec
 export PDM_CHECK_UPDATE := false
 
-.PHONY: run test test-fast lint format setup data model serve bench clean help
+.PHONY: run test test-fast lint format setup data demo bench clean help
 
 help:
 	@echo "make run    - set up, fetch ml-100k, replay + ingest events, train a model, serve on :8080"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make lint   - ruff + mypy"
+	@echo "make demo   - the whole life cycle on ml-100k: train, serve, simulate, retrain, canary ramp and abort"
 
 $(PDM):
 	$(PYTHON) -m venv $(PDM_HOME)
@@ -54,6 +55,9 @@ format: setup
 bench: setup
 	$(PDM) sync -G test -G lint -G bench
 	$(BIN)/python evaluation/bench_parse.py
+
+demo: setup
+	MOVIEREC_HOME=$${MOVIEREC_HOME:-.cache/demo} MOVIEREC_CACHE_DIR=$(CURDIR)/.cache $(MOVIEREC) demo
 
 clean:
 	rm -rf $(VENV) .cache .pdm-python .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,7 @@ class Settings:
 
     # data
     dataset: str = "ml-100k"
+    grouplens_url: str = "https://files.grouplens.org/datasets/movielens"  # "" disables
     event_source: str = "data/events.log"  # a file path, or kafka:TOPIC
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_group: str = "movierec-ingest"
