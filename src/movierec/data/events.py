@@ -327,15 +327,15 @@ def parse_lines(lines: Sequence[str]) -> ParsedBatch:
         frames[kind] = frame
         accepted[idx[ok]] = True
     rejects = []
-    for i in np.flatnonzero(~accepted):
+    for i in np.flatnonzero(~accepted).tolist():
         line = lines[i]
         try:
             parse_line(line)
         except DataValidationError as exc:
-            rejects.append(Reject(int(i), line, str(exc)))
+            rejects.append(Reject(i, line, str(exc)))
             continue
         # the fast path is stricter than the reference parser: never silently lose the line
-        rejects.append(Reject(int(i), line, "rejected by the bulk parser (please report)"))
+        rejects.append(Reject(i, line, "rejected by the bulk parser (please report)"))
     return ParsedBatch(frames["watches"], frames["rates"], frames["recommendations"], rejects)
 
 
