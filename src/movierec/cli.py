@@ -49,6 +49,26 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(handler=_cmd_data_fetch)
 
 
+def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.data.replay import replay
+
+    result = replay(
+        settings, args.dataset, args.out, start=args.start, end=args.end, seed=args.seed
+    )
+    _print_json(result.summary())
+    return 0
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="write real MovieLens ratings as the site's event log")
+    p.add_argument("--dataset", choices=DATASETS, default=None)
+    p.add_argument("--out", default=None, help="a file path or kafka:TOPIC (default: event source)")
+    p.add_argument("--start", type=float, default=0.0, help="fraction of the ratings to start at")
+    p.add_argument("--end", type=float, default=1.0, help="fraction of the ratings to end at")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(handler=_cmd_replay)
+
+
 # ---- retrain ---------------------------------------------------------------------------
 
 
@@ -183,6 +203,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
 
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data,
+    _add_replay,
     _add_retrain,
     _add_release,
     _add_simulate,
@@ -207,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         if getattr(args, "dataset", None) is None and hasattr(args, "dataset"):
             args.dataset = settings.dataset
+        if getattr(args, "out", None) is None and hasattr(args, "out"):
+            args.out = settings.event_source
         handler: Handler = args.handler
         return handler(args, settings)
     except MovierecError as exc:

@@ -37,6 +37,7 @@ class Settings:
     kafka_group: str = "movierec-ingest"
     kafka_session_timeout_ms: int = 6000
     ingest_batch_lines: int = 200_000
+    replay_mean_minutes: float = 8.0
     exclude_flagged_events: bool = True
 
     # model training
