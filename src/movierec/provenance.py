@@ -1,0 +1,199 @@
+"""The three provenance registers (CSV under `models/`): models, data, prediction events.
+
+Appends from several processes never interleave or lose a line: each call builds its rows in
+memory and writes them with one flock'ed `write` (`fsutil.append_lines`); the header is written
+under the same lock when the file is empty. Structured fields (metrics, params, versions,
+columns, sources) are JSON inside a quoted CSV cell. Readers return typed rows.
+
+`prediction_events.csv` is rotated daily by the server (renamed to
+`prediction_events-YYYY-MM-DD.csv`); `read_predictions` and `find_prediction` read every file.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from movierec.config import Settings
+
+MODEL_FILE = "model_provenance.csv"
+DATA_FILE = "data_provenance.csv"
+PREDICTION_FILE = "prediction_events.csv"
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    version: str
+    created_at: str
+    git_commit: str
+    git_branch: str
+    git_dirty: bool
+    training_data_id: str
+    holdout_sha256: str
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    framework_versions: dict[str, str]
+    artifact_path: str
+    artifact_sha256: str
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    data_id: str
+    path: str
+    sha256: str
+    rows: int
+    columns: list[str]
+    missing_values: dict[str, int]
+    date_range_start: str
+    date_range_end: str
+    created_at: str
+    source: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    request_id: str
+    timestamp: str
+    user_id: int
+    model_version: str
+    arm: str
+    features_sha256: str
+    latency_ms: float
+
+
+R = TypeVar("R", ModelRecord, DataRecord, PredictionRecord)
+
+
+def _columns(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _to_csv(rows: Sequence[Any], header: bool) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if header:
+        writer.writerow(_columns(type(rows[0])))
+    for row in rows:
+        writer.writerow([_cell(v) for v in asdict(row).values()])
+    return buf.getvalue()
+
+
+def append_rows(path: Path, rows: Sequence[Any]) -> None:
+    """Append rows (one dataclass type) in one locked write, with the header if new."""
+    if not rows:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            new = os.fstat(fd).st_size == 0
+            data = _to_csv(rows, header=new).encode("utf-8")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _parse(cls: type[R], raw: dict[str, str]) -> R:
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        v = raw.get(f.name, "")
+        t = str(f.type)
+        if t == "bool":
+            out[f.name] = v == "true"
+        elif t == "int":
+            out[f.name] = int(v)
+        elif t == "float":
+            out[f.name] = float(v)
+        elif t.startswith(("dict", "list")):
+            out[f.name] = json.loads(v) if v else ({} if t.startswith("dict") else [])
+        else:
+            out[f.name] = v
+    return cls(**out)
+
+
+def _iter_file(cls: type[R], path: Path) -> Iterator[R]:
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8", newline="") as f:
+        for raw in csv.DictReader(f):
+            yield _parse(cls, raw)
+
+
+# ---- the registers --------------------------------------------------------------------------
+
+
+def append_model(settings: Settings, record: ModelRecord) -> None:
+    append_rows(settings.models_path / MODEL_FILE, [record])
+
+
+def append_data(settings: Settings, record: DataRecord) -> None:
+    append_rows(settings.models_path / DATA_FILE, [record])
+
+
+def append_predictions(
+    settings: Settings, records: Sequence[PredictionRecord], path: Path | None = None
+) -> None:
+    append_rows(path or settings.models_path / PREDICTION_FILE, records)
+
+
+def read_models(settings: Settings) -> list[ModelRecord]:
+    return list(_iter_file(ModelRecord, settings.models_path / MODEL_FILE))
+
+
+def read_data(settings: Settings) -> list[DataRecord]:
+    return list(_iter_file(DataRecord, settings.models_path / DATA_FILE))
+
+
+def prediction_files(settings: Settings) -> list[Path]:
+    """The current prediction register and its daily-rotated siblings."""
+    stem = Path(PREDICTION_FILE).stem
+    return sorted(settings.models_path.glob(f"{stem}*.csv"))
+
+
+def read_predictions(settings: Settings) -> list[PredictionRecord]:
+    return [r for p in prediction_files(settings) for r in _iter_file(PredictionRecord, p)]
+
+
+def find_model(settings: Settings, version: str) -> ModelRecord | None:
+    return next((r for r in read_models(settings) if r.version == version), None)
+
+
+def find_data(settings: Settings, data_id: str) -> DataRecord | None:
+    return next((r for r in read_data(settings) if r.data_id == data_id), None)
+
+
+def find_prediction(settings: Settings, request_id: str) -> PredictionRecord | None:
+    """Scan the prediction files line by line (they can be large) for one request id."""
+    needle = request_id.encode()
+    for path in reversed(prediction_files(settings)):
+        with open(path, "rb") as f:
+            header = f.readline().decode().rstrip("\n")
+            for line in f:
+                if needle in line:
+                    row = next(csv.reader([line.decode()]))
+                    raw = dict(zip(header.split(","), row, strict=False))
+                    if raw.get("request_id") == request_id:
+                        return _parse(PredictionRecord, raw)
+    return None

@@ -1,0 +1,120 @@
+"""Bundles (atomic, hashed, verified) and routing (atomic, history, sticky buckets)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from movierec.config import Settings
+from movierec.errors import DataValidationError, ModelLoadError
+from movierec.registry import (
+    Routing,
+    abort_canary,
+    arm_for,
+    canary_bucket,
+    list_versions,
+    new_version,
+    promote_canary,
+    read_routing,
+    routing_signature,
+    save_bundle,
+    set_canary,
+    set_stable,
+    verify_bundle,
+)
+
+
+def _bundle(settings: Settings, version: str) -> Path:
+    return save_bundle(settings, version, {"a.bin": b"abc", "b.json": b"{}"}, {"metrics": {}})
+
+
+def test_a_saved_bundle_verifies_and_records_hashes(settings: Settings) -> None:
+    path = _bundle(settings, "v20250101T000000Z-aaaaaaaa")
+    meta = verify_bundle(path)
+    assert meta["artifacts"]["a.bin"]["bytes"] == 3
+    assert meta["version"] == "v20250101T000000Z-aaaaaaaa"
+    assert "git_commit" in meta and "numpy" in meta["library_versions"]
+    assert list_versions(settings) == ["v20250101T000000Z-aaaaaaaa"]
+    with pytest.raises(ModelLoadError, match="already exists"):
+        _bundle(settings, "v20250101T000000Z-aaaaaaaa")
+
+
+@pytest.mark.parametrize("damage", ["flip", "remove", "extra", "metadata"])
+def test_a_tampered_bundle_is_refused_naming_the_file(settings: Settings, damage: str) -> None:
+    path = _bundle(settings, "v1")
+    if damage == "flip":
+        (path / "a.bin").write_bytes(b"abd")
+        match = "a.bin has sha256"
+    elif damage == "remove":
+        (path / "b.json").unlink()
+        match = "b.json is missing"
+    elif damage == "extra":
+        (path / "evil.py").write_text("x")
+        match = "evil.py"
+    else:
+        (path / "metadata.json").write_text("{not json")
+        match = "corrupt metadata"
+    with pytest.raises(ModelLoadError, match=match):
+        verify_bundle(path)
+
+
+def test_partial_bundles_are_invisible(settings: Settings) -> None:
+    (settings.models_path / ".tmp-v9-1234").mkdir(parents=True)
+    assert list_versions(settings) == []
+
+
+def test_versions_look_right() -> None:
+    from datetime import UTC, datetime
+
+    v = new_version(datetime(2025, 12, 2, 17, 33, 25, tzinfo=UTC), "d14d5332ffff")
+    assert v == "v20251202T173325Z-d14d5332"
+
+
+def test_routing_changes_are_atomic_and_recorded(settings: Settings) -> None:
+    for v in ("v1", "v2"):
+        _bundle(settings, v)
+    assert read_routing(settings) is None
+    set_stable(settings, "v1", "first")
+    sig = routing_signature(settings)
+    set_canary(settings, "v2", 10, "canary")
+    assert routing_signature(settings) != sig
+    r = read_routing(settings)
+    assert r is not None and (r.stable, r.canary, r.canary_pct) == ("v1", "v2", 10)
+    promote_canary(settings, "healthy")
+    r = read_routing(settings)
+    assert r is not None and (r.stable, r.canary, r.canary_pct) == ("v2", None, 0)
+    set_canary(settings, "v1", 30, "try again")
+    abort_canary(settings, "bad")
+    r = read_routing(settings)
+    assert r is not None and (r.stable, r.canary) == ("v2", None)
+    history = [json.loads(x) for x in settings.routing_history_file.read_text().splitlines()]
+    assert [h["reason"] for h in history] == ["first", "canary", "healthy", "try again", "bad"]
+    assert history[2]["before"]["canary"] == "v2" and history[2]["after"]["stable"] == "v2"
+    with pytest.raises(ModelLoadError, match="no such model"):
+        set_canary(settings, "v404", 10, "x")
+    assert not list(settings.models_path.glob(".routing.json*.tmp"))
+
+
+def test_invalid_routing_is_a_clear_error(settings: Settings) -> None:
+    with pytest.raises(DataValidationError, match="canary_pct"):
+        Routing("v1", "v2", 140, "", "")
+    settings.models_path.mkdir(parents=True)
+    settings.routing_file.write_text("{broken")
+    with pytest.raises(DataValidationError, match="not valid JSON"):
+        read_routing(settings)
+
+
+def test_buckets_are_stable_and_raising_the_percentage_only_adds_users() -> None:
+    assert canary_bucket(42, "salt") == canary_bucket(42, "salt")
+    buckets = [canary_bucket(u, "salt") for u in range(10_000)]
+    assert all(0 <= b < 100 for b in buckets)
+    assert 0.08 < sum(b < 10 for b in buckets) / 10_000 < 0.12  # roughly uniform
+    previous: set[int] = set()
+    for pct in range(0, 101, 10):
+        routing = Routing("v1", "v2" if pct else None, pct, "", "")
+        canary = {u for u in range(10_000) if arm_for(u, routing, "salt") == "canary"}
+        assert previous <= canary
+        previous = canary
+    assert len(previous) == 10_000
