@@ -69,6 +69,22 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_replay)
 
 
+def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.data.pipeline import ingest
+
+    result = ingest(settings, args.source)
+    _print_json(result.summary())
+    return 0
+
+
+def _add_ingest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ingest", help="DataPipeline: new events -> validated Parquet tables")
+    p.add_argument(
+        "--source", default=None, help="a file path or kafka:TOPIC (default: event source)"
+    )
+    p.set_defaults(handler=_cmd_ingest)
+
+
 # ---- retrain ---------------------------------------------------------------------------
 
 
@@ -204,6 +220,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data,
     _add_replay,
+    _add_ingest,
     _add_retrain,
     _add_release,
     _add_simulate,

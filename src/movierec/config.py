@@ -38,6 +38,7 @@ class Settings:
     kafka_session_timeout_ms: int = 6000
     ingest_batch_lines: int = 200_000
     replay_mean_minutes: float = 8.0
+    ingest_crash_at: str = ""  # test hook: "after-parts" or "after-commit"
     exclude_flagged_events: bool = True
 
     # model training

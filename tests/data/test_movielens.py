@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.conftest import CACHE, make_settings
 
 from movierec.config import Settings
 from movierec.data.movielens import fetch, load_tables
 from movierec.data.slugs import is_slug
 from movierec.errors import DataNotFoundError
 from movierec.fsutil import sha256_bytes
+from tests.conftest import CACHE, make_settings
 
 
 def _tables(folder: Path) -> dict[str, pd.DataFrame]:

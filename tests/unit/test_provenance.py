@@ -6,8 +6,6 @@ import csv
 import multiprocessing as mp
 from pathlib import Path
 
-from tests.conftest import make_settings
-
 from movierec.config import Settings
 from movierec.provenance import (
     DataRecord,
@@ -22,6 +20,7 @@ from movierec.provenance import (
     read_models,
     read_predictions,
 )
+from tests.conftest import make_settings
 
 
 def _model(version: str) -> ModelRecord:
