@@ -85,6 +85,44 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_ingest)
 
 
+# ---- models ----------------------------------------------------------------------------
+
+
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.registry import read_routing, set_stable
+    from movierec.training_job import train_candidate
+
+    result = train_candidate(settings, tune=not args.no_tune)
+    out = result.summary()
+    if args.serve_if_none and read_routing(settings) is None:
+        from movierec.retrain import lake_counts, write_state
+
+        set_stable(settings, result.version, "first model (movierec train --serve-if-none)")
+        write_state(settings, result.version, "initial", lake_counts(settings))
+        out["routed"] = "stable"
+    _print_json(out)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.training_job import evaluate_version
+
+    _print_json(evaluate_version(settings, args.version))
+    return 0
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a candidate from the lake and register it")
+    p.add_argument("--no-tune", action="store_true", help="default parameters, no search")
+    p.add_argument(
+        "--serve-if-none", action="store_true", help="route it as stable if nothing is served yet"
+    )
+    p.set_defaults(handler=_cmd_train)
+    e = sub.add_parser("evaluate", help="a version's metrics on the fixed holdout")
+    e.add_argument("version")
+    e.set_defaults(handler=_cmd_evaluate)
+
+
 # ---- retrain ---------------------------------------------------------------------------
 
 
@@ -221,6 +259,7 @@ _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data,
     _add_replay,
     _add_ingest,
+    _add_models,
     _add_retrain,
     _add_release,
     _add_simulate,

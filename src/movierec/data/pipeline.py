@@ -315,11 +315,7 @@ def _read_table(settings: Settings, name: str) -> pd.DataFrame | None:
 
 
 def _write_quarantine(settings: Settings, quarantine: pd.DataFrame) -> None:
-    lines = (
-        [json.dumps(row) for row in quarantine.to_dict("records")]
-        if len(quarantine)
-        else []
-    )
+    lines = [json.dumps(row) for row in quarantine.to_dict("records")] if len(quarantine) else []
     atomic_write_bytes(
         settings.data_path / "quarantine.jsonl",
         ("\n".join(lines) + ("\n" if lines else "")).encode(),

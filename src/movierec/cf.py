@@ -1,0 +1,167 @@
+"""Collaborative-filtering models, in numpy/scipy, with a small common interface.
+
+- `BiasedMF`: explicit ratings, r ~ mu + b_u + b_i + p_u . q_i, fitted by alternating least
+  squares with L2 regularisation (closed-form per user / per item).
+- `EASE`: Steck's embarrassingly shallow autoencoder on the implicit interaction matrix
+  (closed form B = I - P diagMat(1/diag(P)), P = (X'X + lambda I)^-1); a strong top-N model.
+- `implicit_als`: implicit-feedback user and item embeddings (the `implicit` library's ALS)
+  from watch minutes as confidence.
+
+Ids are dense indexes built by `Index`; unknown users or items get zeros / the global mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+@dataclass
+class Index:
+    """Dense integer indexes for user and movie ids."""
+
+    users: np.ndarray  # sorted user ids
+    movies: np.ndarray  # sorted movie ids (str)
+
+    @classmethod
+    def build(cls, user_ids: np.ndarray, movie_ids: np.ndarray) -> Index:
+        return cls(np.unique(user_ids), np.unique(np.asarray(movie_ids, dtype=object)).astype(str))
+
+    def uidx(self, user_ids: np.ndarray) -> np.ndarray:
+        """Index of each user, -1 when unknown."""
+        return _lookup(self.users, np.asarray(user_ids))
+
+    def midx(self, movie_ids: np.ndarray) -> np.ndarray:
+        return _lookup(self.movies, np.asarray(movie_ids, dtype=object).astype(str))
+
+
+def _lookup(sorted_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    if sorted_ids.size == 0:
+        return np.full(values.shape, -1, dtype=np.int64)
+    pos = np.searchsorted(sorted_ids, values)
+    pos = np.clip(pos, 0, sorted_ids.size - 1)
+    return np.where(sorted_ids[pos] == values, pos, -1).astype(np.int64)
+
+
+class BiasedMF:
+    """Explicit matrix factorisation with biases, by ALS."""
+
+    def __init__(
+        self,
+        factors: int = 32,
+        reg: float = 8.0,
+        bias_reg: float = 5.0,
+        iters: int = 12,
+        seed: int = 0,
+    ):
+        self.factors, self.reg, self.bias_reg = factors, reg, bias_reg
+        self.iters, self.seed = iters, seed
+
+    def fit(
+        self, u: np.ndarray, i: np.ndarray, r: np.ndarray, n_users: int, n_items: int
+    ) -> BiasedMF:
+        rng = np.random.default_rng(self.seed)
+        r = r.astype(np.float64)
+        self.mu = float(r.mean()) if r.size else 3.5
+        self.bu = np.zeros(n_users)
+        self.bi = np.zeros(n_items)
+        self.P = rng.normal(0, 0.05, (n_users, self.factors))
+        self.Q = rng.normal(0, 0.05, (n_items, self.factors))
+        ones = np.ones(u.size)
+        by_user = sp.csr_matrix((ones, (u, i)), shape=(n_users, n_items))
+        by_item = by_user.T.tocsr()
+        for _ in range(self.iters):
+            self._solve(by_user, u, i, r, u_side=True)
+            self._solve(by_item, i, u, r, u_side=False)
+        return self
+
+    def _solve(
+        self, M: sp.csr_matrix, own: np.ndarray, other: np.ndarray, r: np.ndarray, u_side: bool
+    ) -> None:
+        """Closed-form update of one side's [bias, factors] with the other side fixed, for
+        every row at once: G_x = sum over its ratings of a a^T (a = [1, other's factors]) is
+        the sparse indicator times the other side's outer products."""
+        X, Y = (self.P, self.Q) if u_side else (self.Q, self.P)
+        b_self, b_other = (self.bu, self.bi) if u_side else (self.bi, self.bu)
+        k = self.factors
+        A = np.hstack([np.ones((Y.shape[0], 1)), Y])
+        outer = np.einsum("ni,nj->nij", A, A).reshape(Y.shape[0], -1)
+        G = np.asarray(M @ outer).reshape(-1, k + 1, k + 1)
+        resid = r - self.mu - b_other[other]
+        rhs = np.asarray(sp.csr_matrix((resid, (own, other)), shape=M.shape) @ A)
+        G += np.diag(np.r_[self.bias_reg, np.full(k, self.reg)])
+        sol = np.linalg.solve(G, rhs[..., None])[..., 0]
+        has = np.diff(M.indptr) > 0
+        b_self[has] = sol[has, 0]
+        X[has] = sol[has, 1:]
+
+    def predict(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        known_u, known_i = u >= 0, i >= 0
+        out = np.full(u.shape, self.mu)
+        out += np.where(known_u, self.bu[np.maximum(u, 0)], 0.0)
+        out += np.where(known_i, self.bi[np.maximum(i, 0)], 0.0)
+        both = known_u & known_i
+        out[both] += np.einsum("ij,ij->i", self.P[u[both]], self.Q[i[both]])
+        return out
+
+
+def interaction_matrix(
+    u: np.ndarray, i: np.ndarray, n_users: int, n_items: int, values: np.ndarray | None = None
+) -> sp.csr_matrix:
+    data = np.ones(u.size, dtype=np.float32) if values is None else values.astype(np.float32)
+    m = sp.csr_matrix((data, (u, i)), shape=(n_users, n_items))
+    m.sum_duplicates()
+    return m
+
+
+class EASE:
+    """Item-item closed-form top-N model on a binary user x item matrix."""
+
+    def __init__(self, lam: float = 500.0):
+        self.lam = lam
+
+    def fit(self, X: sp.csr_matrix) -> EASE:
+        Xb = X.copy()
+        Xb.data[:] = 1.0
+        G = (Xb.T @ Xb).toarray().astype(np.float64)
+        G[np.diag_indices_from(G)] += self.lam
+        P = np.linalg.inv(G)
+        B = -P / np.diag(P)
+        B[np.diag_indices_from(B)] = 0.0
+        self.B = B.astype(np.float32)
+        return self
+
+    def scores(self, X_rows: sp.csr_matrix) -> np.ndarray:
+        Xb = X_rows.copy()
+        Xb.data[:] = 1.0
+        return np.asarray(Xb @ self.B)
+
+
+def implicit_als(
+    X: sp.csr_matrix,
+    factors: int = 32,
+    reg: float = 0.05,
+    iters: int = 12,
+    seed: int = 0,
+    threads: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """User and item embeddings from implicit feedback (confidence in X's values)."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    model = AlternatingLeastSquares(
+        factors=factors,
+        regularization=reg,
+        iterations=iters,
+        random_state=seed,
+        num_threads=threads,
+    )
+    model.fit(X.tocsr().astype(np.float32), show_progress=False)
+    return np.asarray(model.user_factors), np.asarray(model.item_factors)
+
+
+def popularity(ratings_or_interactions: pd.DataFrame) -> pd.Series:
+    """Interaction counts per movie, most popular first."""
+    return ratings_or_interactions["movie_id"].value_counts()

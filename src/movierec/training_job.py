@@ -1,0 +1,210 @@
+"""The training job (`movierec train`) and holdout evaluation of a version (`movierec evaluate`).
+
+lake -> holdout (created once) -> training interactions without holdout pairs and without
+events flagged as poisoning -> immutable snapshot registered in data provenance -> fit (tuned)
+-> metrics on the holdout -> serving artifacts precomputed (top-K for every known user, the
+cold-start list) -> bundle saved atomically -> a row in model provenance. What is served does
+not change here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from movierec.config import Settings
+from movierec.fsutil import sha256_file
+from movierec.model import COLD_START, RECOMMENDATIONS
+
+log = logging.getLogger(__name__)
+
+MODEL_FILES = ("cf.npz", "features.npz", "rating_model.json", "ranker.json", "model.json")
+
+
+@dataclass
+class TrainResult:
+    version: str
+    path: Path
+    metrics: dict[str, Any]
+    data_id: str
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "path": str(self.path),
+            "data_id": self.data_id,
+            "seconds": round(self.seconds, 1),
+            "metrics": {k: v for k, v in self.metrics.items() if not isinstance(v, dict)},
+        }
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+
+
+def train_candidate(settings: Settings, tune: bool = True) -> TrainResult:
+    """Train, evaluate and register a candidate from the lake. Does not route it."""
+    from movierec.data.movielens import load_tables
+    from movierec.data.pipeline import load_lake, snapshot_training_data, training_interactions
+    from movierec.evaluate import evaluate_model
+    from movierec.holdout import ensure_holdout, exclude_holdout, holdout_sha256
+    from movierec.train import TrainingData, fit
+
+    start = time.perf_counter()
+    lake = load_lake(settings)
+    tables = load_tables(settings, settings.dataset)
+    holdout = ensure_holdout(settings, lake.ratings)
+    inter = exclude_holdout(training_interactions(settings, lake), holdout)
+    snapshot = snapshot_training_data(settings, inter)
+    data = TrainingData.from_interactions(inter, tables.users, tables.movies)
+    model = fit(data, settings, tune=tune)
+    train_users = set(inter["user_id"].unique().tolist())
+    metrics = evaluate_model(model, train_users, holdout, tables.users, len(tables.movies))
+    counts = {
+        "users": int(lake.interactions["user_id"].nunique()),
+        "interactions": len(lake.interactions),
+        "ratings": len(lake.ratings),
+    }
+    version = _register(
+        settings,
+        model,
+        lambda m, users: m.recommend(users, settings.recommendations_k),
+        users=np.union1d(tables.users["user_id"].to_numpy(), list(train_users)),
+        metrics=metrics,
+        data_id=snapshot.data_id,
+        holdout_sha=holdout_sha256(settings),
+        extra={"data_counts": counts, "training_rows": snapshot.rows},
+    )
+    seconds = time.perf_counter() - start
+    log.info("trained %s in %.1fs: %s", version, seconds, _headline(metrics))
+    return TrainResult(version, settings.models_path / version, metrics, snapshot.data_id, seconds)
+
+
+def _register(
+    settings: Settings,
+    model: Any,
+    rank: Any,
+    *,
+    users: np.ndarray,
+    metrics: dict[str, Any],
+    data_id: str,
+    holdout_sha: str,
+    extra: dict[str, Any],
+) -> str:
+    """Precompute the serving lists, save the bundle, add the provenance row."""
+    from movierec.provenance import ModelRecord, append_model
+    from movierec.registry import library_versions, new_version, save_bundle
+
+    lists = rank(model, users)
+    recs = pd.DataFrame(
+        {
+            "user_id": np.array(list(lists), dtype=np.int64),
+            "items": [",".join(v) for v in lists.values()],
+        }
+    )
+    version = new_version()
+    while (settings.models_path / version).exists():  # two in the same second
+        time.sleep(1)
+        version = new_version()
+    settings.models_path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".work-", dir=settings.models_path) as tmp:
+        folder = Path(tmp)
+        names = model.save(folder)
+        recs.to_parquet(folder / RECOMMENDATIONS, index=False)
+        cold = model.cold_start(None, settings.recommendations_k)
+        (folder / COLD_START).write_text(json.dumps({"items": cold}))
+        files: dict[str, bytes | Path] = {
+            n: folder / n for n in [*names, RECOMMENDATIONS, COLD_START]
+        }
+        meta = {
+            "training_data_id": data_id,
+            "holdout_sha256": holdout_sha,
+            "params": model.params,
+            "metrics": metrics,
+            "fit_info": model.fit_info,
+            "feature_names": model.feature_names,
+            "serving": {"k": settings.recommendations_k, "users": len(recs)},
+            **extra,
+        }
+        path = save_bundle(settings, version, files, meta)
+    saved = json.loads((path / "metadata.json").read_text())
+
+    append_model(
+        settings,
+        ModelRecord(
+            version=version,
+            created_at=saved["created_at"],
+            git_commit=saved["git_commit"],
+            git_branch=saved["git_branch"],
+            git_dirty=saved["git_dirty"],
+            training_data_id=data_id,
+            holdout_sha256=holdout_sha,
+            metrics=_headline(metrics),
+            params=model.params,
+            framework_versions=library_versions(),
+            artifact_path=str(path.relative_to(settings.home)),
+            artifact_sha256=sha256_file(path / "metadata.json"),
+        ),
+    )
+    return version
+
+
+def load_trained_model(settings: Settings, version: str) -> Any:
+    """The full model of a bundle (after its hash check)."""
+    from movierec.registry import bundle_path, verify_bundle
+    from movierec.train import TrainedModel
+
+    path = bundle_path(settings, version)
+    verify_bundle(path)
+    return TrainedModel.load(path)
+
+
+def evaluate_version(settings: Settings, version: str) -> dict[str, Any]:
+    """Metrics of a registered version on the fixed holdout (hash-checked first)."""
+    from movierec.data.movielens import load_tables
+    from movierec.evaluate import evaluate_model
+    from movierec.holdout import load_holdout
+
+    holdout = load_holdout(settings)
+    model = load_trained_model(settings, version)
+    tables = load_tables(settings, settings.dataset)
+    train_users = set(model.stage.index.users.tolist())
+    return evaluate_model(model, train_users, holdout, tables.users, len(tables.movies))
+
+
+def register_rank_by_rating_variant(settings: Settings, base_version: str) -> str:
+    """A bundle with `base_version`'s model (so the same holdout RMSE) whose lists rank unseen
+    movies by predicted rating alone: good offline RMSE, poor lists - what a canary catches."""
+    from movierec.data.movielens import load_tables
+    from movierec.evaluate import ranking_metrics
+    from movierec.holdout import holdout_sha256, load_holdout
+    from movierec.registry import load_metadata
+
+    model = load_trained_model(settings, base_version)
+    base_meta = load_metadata(settings, base_version)
+    tables = load_tables(settings, settings.dataset)
+    users = np.union1d(tables.users["user_id"].to_numpy(), model.stage.index.users)
+    holdout = load_holdout(settings)
+    by_rating = model.recommend_by_rating(np.unique(holdout["user_id"]), settings.recommendations_k)
+    metrics = dict(base_meta["metrics"])
+    metrics.update(ranking_metrics(by_rating, holdout))
+    model.params = dict(model.params, ranking="predicted rating only (deliberately poor)")
+    return _register(
+        settings,
+        model,
+        lambda m, u: m.recommend_by_rating(u, settings.recommendations_k),
+        users=users,
+        metrics=metrics,
+        data_id=base_meta["training_data_id"],
+        holdout_sha=holdout_sha256(settings),
+        extra={"variant_of": base_version},
+    )
