@@ -123,6 +123,41 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(handler=_cmd_evaluate)
 
 
+# ---- serve -----------------------------------------------------------------------------
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+    import shutil
+    from pathlib import Path
+
+    env = dict(os.environ)
+    if args.port:
+        env["MOVIEREC_PORT"] = str(args.port)
+    if args.workers:
+        env["MOVIEREC_WORKERS"] = str(args.workers)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.cache_path / "prometheus"))
+    env.setdefault("MOVIEREC_HOME", str(settings.home))
+    conf = Path(__file__).resolve().parent / "serve" / "gunicorn_conf.py"
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
+    cmd = [gunicorn, "-c", str(conf), "movierec.serve:create_app()"]
+    if args.pidfile:
+        cmd += ["--pid", args.pidfile]
+    if args.daemon:
+        cmd.append("--daemon")
+    os.execve(gunicorn, cmd, env)
+    return 0  # pragma: no cover - exec does not return
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the service under gunicorn (HUP reloads gracefully)")
+    p.add_argument("--port", type=int, default=None, help="default MOVIEREC_PORT (8080)")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--daemon", action="store_true")
+    p.add_argument("--pidfile", default=None)
+    p.set_defaults(handler=_cmd_serve)
+
+
 # ---- retrain ---------------------------------------------------------------------------
 
 
@@ -260,6 +295,7 @@ _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_replay,
     _add_ingest,
     _add_models,
+    _add_serve,
     _add_retrain,
     _add_release,
     _add_simulate,

@@ -1,0 +1,191 @@
+"""The Flask application: `create_app(settings=None)`; routes in a blueprint.
+
+`GET /recommend/<user_id>` answers 20 comma-separated movie ids (text/plain, no spaces, no
+newline), best first, from the user's arm (sticky stable/canary routing); unknown users get
+the cold-start list. A user id that is not a non-negative integer (ASCII digits, below 2**63)
+gets a 400 with a one-line reason. Every response is logged (served log + prediction events).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+from movierec.config import Settings
+from movierec.registry import arm_for
+from movierec.serve import metrics
+from movierec.serve.routing import ModelSet
+from movierec.serve.servedlog import ServedLog
+
+log = logging.getLogger(__name__)
+
+MAX_USER_ID = 2**63 - 1
+_ID_RE = re.compile(r"[0-9]{1,19}")
+
+bp = Blueprint("movierec", __name__)
+
+
+class RateLimiter:
+    """At most `per_minute` requests per client in any sliding minute (per worker)."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self.hits: dict[str, deque[float]] = {}
+        self.lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        if self.per_minute <= 0:
+            return True
+        now = time.monotonic()
+        with self.lock:
+            q = self.hits.setdefault(client, deque())
+            while q and q[0] <= now - 60:
+                q.popleft()
+            if len(q) >= self.per_minute:
+                return False
+            q.append(now)
+            if len(self.hits) > 100_000:  # forget idle clients
+                self.hits = {k: v for k, v in self.hits.items() if v and v[-1] > now - 60}
+            return True
+
+
+def _text(body: str, status: int) -> Response:
+    return Response(body, status=status, mimetype="text/plain")
+
+
+def _parse_user_id(raw: str) -> int | str:
+    """The id, or the reason it is not one."""
+    if not _ID_RE.fullmatch(raw):
+        shown = raw[:40].encode("unicode_escape").decode("ascii")
+        return f"user id '{shown}' is not a non-negative integer"
+    value = int(raw)
+    if value > MAX_USER_ID:
+        return f"user id {raw[:25]}... is too large"
+    return value
+
+
+@bp.get("/recommend/<path:raw>")
+def recommend(raw: str) -> Response:
+    start = time.perf_counter()
+    state: AppState = current_app.extensions["movierec"]
+    rid = str(uuid.uuid4())
+    client = request.headers.get("X-Forwarded-For", request.remote_addr or "").split(",")[0]
+    if not state.limiter.allow(client.strip()):
+        metrics.RATE_LIMITED.inc()
+        return _finish(state, rid, start, -1, "none", "none", "", 429, "too many requests")
+    parsed = _parse_user_id(raw)
+    if isinstance(parsed, str):
+        return _finish(state, rid, start, -1, "none", "none", "", 400, parsed)
+    snap = state.models.snapshot
+    if snap.stable is None:
+        return _finish(state, rid, start, parsed, "none", "none", "", 503, "no model loaded yet")
+    arm = "stable"
+    model = snap.stable
+    if snap.canary is not None and snap.routing is not None:
+        arm = arm_for(parsed, snap.routing, state.settings.release_salt)
+        if arm == "canary":
+            model = snap.canary
+    items = model.recommend(parsed)
+    return _finish(state, rid, start, parsed, arm, model.version, items, 200, items)
+
+
+def _finish(
+    state: AppState,
+    rid: str,
+    start: float,
+    user_id: int,
+    arm: str,
+    version: str,
+    items: str,
+    status: int,
+    body: str,
+) -> Response:
+    seconds = time.perf_counter() - start
+    metrics.REQUESTS.labels(str(status), arm, version).inc()
+    metrics.LATENCY.labels(arm).observe(seconds)
+    latency_ms = round(seconds * 1000, 3)
+    features = f"{version}:{user_id}:{'warm' if status == 200 else status}"
+    state.served.record(
+        {
+            "request_id": rid,
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "user_id": user_id,
+            "arm": arm,
+            "model_version": version,
+            "items": items,
+            "latency_ms": latency_ms,
+            "status": status,
+            "features_sha256": hashlib.sha256(features.encode()).hexdigest(),
+        }
+    )
+    resp = _text(body, status)
+    resp.headers["X-Request-ID"] = rid
+    resp.headers["X-Model-Version"] = version
+    return resp
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return _text("ok", 200)
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    state: AppState = current_app.extensions["movierec"]
+    snap = state.models.snapshot
+    body = {
+        "ready": snap.stable is not None,
+        "stable": snap.stable.version if snap.stable else None,
+        "canary": snap.canary.version if snap.canary else None,
+        "canary_pct": snap.canary_pct,
+        "routing_updated_at": snap.routing.updated_at if snap.routing else None,
+        "refused": snap.refused,
+    }
+    return jsonify(body), 200 if snap.stable is not None else 503
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    data, content_type = metrics.render()
+    return Response(data, mimetype=content_type.split(";")[0], content_type=content_type)
+
+
+class AppState:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.models = ModelSet(settings)
+        self.served = ServedLog(settings)
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The application factory (gunicorn: `movierec.serve:create_app()`)."""
+    settings = settings or Settings.from_env()
+    app = Flask("movierec")
+    state = AppState(settings)
+    state.models.start()
+    app.extensions["movierec"] = state
+    app.register_blueprint(bp)
+
+    @app.errorhandler(404)
+    def not_found(_exc: Exception) -> Response:
+        return _text(f"no such route: {request.path[:80]}", 404)
+
+    @app.errorhandler(405)
+    def not_allowed(_exc: Exception) -> Response:
+        return _text(f"method {request.method} not allowed on {request.path[:80]}", 405)
+
+    @app.errorhandler(500)
+    def internal(_exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return _text("internal error", 500)
+
+    return app

@@ -1,0 +1,51 @@
+"""gunicorn settings for `movierec serve` (read from MOVIEREC_* through Settings).
+
+Workers are gthread (keep-alive connections, a few threads each); HUP reloads them gracefully;
+Prometheus multiprocess files are cleaned at start and marked dead when a worker exits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from movierec.config import Settings
+
+_settings = Settings.from_env()
+
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.workers
+worker_class = "gthread"
+threads = _settings.threads
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+accesslog = None
+errorlog = "-"
+loglevel = "info"
+proc_name = "movierec"
+limit_request_line = 4094
+
+
+def on_starting(server: Any) -> None:
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Flush the served log of a worker that stops (HUP, shutdown)."""
+    app = getattr(worker, "wsgi", None)
+    state = getattr(app, "extensions", {}).get("movierec") if app is not None else None
+    if state is not None:
+        state.served.close()

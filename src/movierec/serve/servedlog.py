@@ -1,0 +1,128 @@
+"""The served log (JSONL) and the prediction events register, written off the request path.
+
+A request only puts a record on a bounded queue; one background thread per worker writes
+batches (every 200 ms or 500 records) with one flock'ed write per file, so lines of several
+workers never interleave. If the disk is so slow that the queue fills, the record is dropped,
+counted (`movierec_served_log_dropped_total`) and warned about: losing a log line beats
+failing or stalling the request. Records left in the queue are flushed at worker exit.
+
+Daily files: the served log is `logs/served-YYYY-MM-DD.jsonl` (UTC date of the response);
+`models/prediction_events.csv` is renamed to `prediction_events-YYYY-MM-DD.csv` when the day
+changes (under its lock; the provenance readers read all of them).
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import logging
+import os
+import queue
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from movierec.config import Settings
+from movierec.fsutil import append_lines
+from movierec.provenance import PREDICTION_FILE, PredictionRecord, append_predictions
+from movierec.serve.metrics import LOG_DROPPED
+
+log = logging.getLogger(__name__)
+
+_BATCH = 500
+_INTERVAL = 0.2
+
+
+class ServedLog:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=settings.log_queue_size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="served-log", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def record(self, rec: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(rec)
+        except queue.Full:
+            LOG_DROPPED.inc()
+            log.warning("served log queue full: dropped record %s", rec.get("request_id"))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.flush(block=True)
+
+    def flush(self, block: bool = False) -> None:
+        batch: list[dict[str, Any]] = []
+        try:
+            if block:
+                batch.append(self.queue.get(timeout=_INTERVAL))
+            while len(batch) < _BATCH:
+                batch.append(self.queue.get_nowait())
+        except queue.Empty:
+            pass
+        if batch:
+            try:
+                self._write(batch)
+            except OSError as exc:  # keep serving; the next batch may succeed
+                LOG_DROPPED.inc(len(batch))
+                log.error("could not write %d served-log records: %s", len(batch), exc)
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        by_day: dict[str, list[str]] = {}
+        for rec in batch:
+            by_day.setdefault(rec["ts"][:10], []).append(json.dumps(rec, separators=(",", ":")))
+        base = self.settings.served_log_file
+        for day, lines in by_day.items():
+            append_lines(base.with_name(f"{base.stem}-{day}{base.suffix}"), lines)
+        preds = [
+            PredictionRecord(
+                request_id=r["request_id"],
+                timestamp=r["ts"],
+                user_id=r["user_id"],
+                model_version=r["model_version"],
+                arm=r["arm"],
+                features_sha256=r["features_sha256"],
+                latency_ms=r["latency_ms"],
+            )
+            for r in batch
+            if r["status"] == 200
+        ]
+        if preds:
+            path = self.settings.models_path / PREDICTION_FILE
+            _rotate_daily(path)
+            append_predictions(self.settings, preds, path)
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(timeout=2)
+        while not self.queue.empty():
+            self.flush()
+
+
+def _rotate_daily(path: Path) -> None:
+    """Rename yesterday's register to `<stem>-<date>.csv`, once, under its lock."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    day = datetime.fromtimestamp(st.st_mtime, UTC).date()
+    if day == datetime.now(UTC).date():
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
+                target = path.with_name(f"{path.stem}-{day.isoformat()}{path.suffix}")
+                if not target.exists():
+                    os.rename(path, target)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
