@@ -1,0 +1,132 @@
+"""The service through Flask's test client: contract, bad input, stickiness, hot routing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from flask.testing import FlaskClient
+
+from movierec.config import Settings
+from movierec.registry import Routing, arm_for, set_canary, set_stable
+from movierec.serve import create_app
+from tests.servicekit import make_bundle, wait_until
+
+
+@pytest.fixture
+def served(settings: Settings) -> Settings:
+    s = settings.replace(routing_check_seconds=0.05)
+    make_bundle(s, "v1", "one")
+    make_bundle(s, "v2", "two")
+    set_stable(s, "v1", "test")
+    return s
+
+
+@pytest.fixture
+def client(served: Settings) -> FlaskClient:
+    app = create_app(served)
+    yield app.test_client()
+    state = app.extensions["movierec"]
+    state.models.stop()
+    state.served.close()
+
+
+def test_recommend_contract(client: FlaskClient) -> None:
+    r = client.get("/recommend/7")
+    assert r.status_code == 200
+    assert r.mimetype == "text/plain"
+    body = r.get_data(as_text=True)
+    ids = body.split(",")
+    assert len(ids) == 20 and " " not in body and "\n" not in body
+    assert ids[0] == "one+movie+7"
+    assert r.headers["X-Model-Version"] == "v1"
+    assert len(r.headers["X-Request-ID"]) == 36
+    cold = client.get("/recommend/123456789").get_data(as_text=True)
+    assert cold.split(",")[0] == "one+popular+0"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/recommend/abc",
+        "/recommend/-1",
+        "/recommend/" + "9" * 40,
+        "/recommend/%00",
+        "/recommend/%D9%A1%D9%A2",  # Arabic-Indic digits
+        "/recommend/+5",
+        "/recommend/%205",
+        "/recommend/1.5",
+        "/recommend/1/2",
+        "/recommend/" + "1" * 5000,
+        "/recommend/%FF%FE",
+    ],
+)
+def test_bad_user_ids_get_a_one_line_4xx(client: FlaskClient, path: str) -> None:
+    r = client.get(path)
+    assert 400 <= r.status_code < 500, (path, r.status_code)
+    text = r.get_data(as_text=True)
+    assert "\n" not in text and 0 < len(text) < 200
+
+
+def test_unknown_routes_and_methods(client: FlaskClient) -> None:
+    assert client.get("/nope").status_code == 404
+    assert client.get("/recommend/").status_code == 404
+    assert client.post("/recommend/1").status_code == 405
+
+
+def test_health_ready_and_metrics(client: FlaskClient) -> None:
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["stable"] == "v1"
+    client.get("/recommend/1")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'movierec_requests_total{arm="stable",model_version="v1",status="200"}' in text
+    assert "movierec_request_latency_seconds_bucket" in text
+
+
+def test_every_response_is_logged(client: FlaskClient, served: Settings) -> None:
+    ids = [client.get(f"/recommend/{u}").headers["X-Request-ID"] for u in range(5)]
+    client.get("/recommend/abc")
+    client.application.extensions["movierec"].served.flush()
+    wait_until(lambda: any(served.logs_path.glob("served-*.jsonl")))
+    lines = [
+        json.loads(x)
+        for f in served.logs_path.glob("served-*.jsonl")
+        for x in f.read_text().splitlines()
+    ]
+    assert {line["request_id"] for line in lines} >= set(ids)
+    assert any(line["status"] == 400 for line in lines)
+    from movierec.provenance import find_prediction
+
+    rec = find_prediction(served, ids[3])
+    assert rec is not None and rec.user_id == 3 and rec.model_version == "v1"
+
+
+def test_routing_changes_are_picked_up_and_sticky(client: FlaskClient, served: Settings) -> None:
+    salt = served.release_salt
+    set_canary(served, "v2", 30, "test")
+    wait_until(lambda: client.get("/readyz").json["canary"] == "v2")
+    routing = Routing("v1", "v2", 30, "", "")
+    for u in range(100):
+        expect = "two" if arm_for(u, routing, salt) == "canary" else "one"
+        assert client.get(f"/recommend/{u}").get_data(as_text=True).startswith(expect)
+
+
+def test_a_corrupt_model_is_refused_and_the_old_one_keeps_serving(
+    client: FlaskClient, served: Settings
+) -> None:
+    bad = make_bundle(served, "v3", "three")
+    (bad / "recommendations.parquet").write_bytes(b"garbage")
+    set_stable(served, "v3", "bad")
+    wait_until(lambda: "v3" in client.get("/readyz").json["refused"])
+    r = client.get("/recommend/1")
+    assert r.status_code == 200 and r.headers["X-Model-Version"] == "v1"
+    assert "sha256" in client.get("/readyz").json["refused"]["v3"]
+
+
+def test_rate_limit(served: Settings) -> None:
+    app = create_app(served.replace(rate_limit_per_minute=5))
+    c = app.test_client()
+    codes = [c.get("/recommend/1").status_code for _ in range(7)]
+    assert codes == [200] * 5 + [429] * 2
+    app.extensions["movierec"].models.stop()
