@@ -13,8 +13,8 @@ period); 1.0 means both genders are served equally well.
 Period. A decision looks only at requests served since the routing last changed
 (`routing.updated_at`), by the versions routing names now, so stable and canary are compared
 over the same period and each ramp step is judged on its own traffic. A decision is keyed by
-(routing, newest served request, newest event): running the evaluator twice on the same data
-makes no second decision.
+the data watermark (newest served request, newest event): running the evaluator twice on the
+same data makes no second decision.
 """
 
 from __future__ import annotations
@@ -359,9 +359,8 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
     )
     newest_served = str(served["ts"].max()) if len(served) else None
     newest_event = str(lake.watches["ts"].max()) if len(lake.watches) else None
-    key = sha256_bytes(
-        json.dumps([asdict(routing), newest_served, newest_event], default=str).encode()
-    )[:16]
+    # the data watermark: the same logs decide once, whatever the routing became since
+    key = sha256_bytes(json.dumps([newest_served, newest_event], default=str).encode())[:16]
 
     if routing.canary is None:
         decision, reasons = Decision.NONE, ["no canary: nothing to release"]

@@ -204,7 +204,7 @@ def _retrain_locked(settings: Settings, *, force: bool) -> RetrainResult:
     from movierec.training_job import train_candidate
 
     with _step(settings, "train", {}) as info:
-        trained = train_candidate(settings, tune=True)
+        trained = train_candidate(settings, tune=True, record_provenance=False)
         candidate = trained.version
         cand_metrics = _metrics_of(trained.metrics)
         info.update(candidate=candidate, metrics=cand_metrics)
@@ -226,14 +226,19 @@ def _retrain_locked(settings: Settings, *, force: bool) -> RetrainResult:
         new_users=new_users,
         new_interactions=new_inter,
     )
+    from movierec.provenance import append_model
+
     if promote:
         with _step(settings, "promote", {"candidate": candidate}) as info:
             atomic_write_json(
                 _pending_file(settings), {"version": candidate, "counts": asdict(counts)}
             )
+            append_model(settings, trained.record)
             routing = _route_candidate(settings, candidate, stable, reason)
             info["routing"] = asdict(routing)
     with _step(settings, "state", {"decision": result.decision}):
+        if not promote:
+            append_model(settings, trained.record)  # kept for audit, never routed
         write_state(settings, candidate, result.decision, counts)
         _pending_file(settings).unlink(missing_ok=True)
     if not promote:

@@ -23,6 +23,7 @@ import pandas as pd
 from movierec.config import Settings
 from movierec.fsutil import sha256_file
 from movierec.model import COLD_START, RECOMMENDATIONS
+from movierec.provenance import append_model
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class TrainResult:
     metrics: dict[str, Any]
     data_id: str
     seconds: float
+    record: Any = None  # the model-provenance row (already appended unless deferred)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -51,8 +53,14 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
 
 
-def train_candidate(settings: Settings, tune: bool = True) -> TrainResult:
-    """Train, evaluate and register a candidate from the lake. Does not route it."""
+def train_candidate(
+    settings: Settings, tune: bool = True, record_provenance: bool = True
+) -> TrainResult:
+    """Train, evaluate and register a candidate from the lake. Does not route it.
+
+    With `record_provenance=False` the model-provenance row is returned in `record` for the
+    caller to append at its own commit point (the retrainer does, so that a run killed before
+    its decision leaves the registers as they were)."""
     from movierec.data.movielens import load_tables
     from movierec.data.pipeline import load_lake, snapshot_training_data, training_interactions
     from movierec.evaluate import evaluate_model
@@ -74,7 +82,7 @@ def train_candidate(settings: Settings, tune: bool = True) -> TrainResult:
         "interactions": len(lake.interactions),
         "ratings": len(lake.ratings),
     }
-    version = _register(
+    version, record = _register(
         settings,
         model,
         lambda m, users: m.recommend(users, settings.recommendations_k),
@@ -84,9 +92,13 @@ def train_candidate(settings: Settings, tune: bool = True) -> TrainResult:
         holdout_sha=holdout_sha256(settings),
         extra={"data_counts": counts, "training_rows": snapshot.rows},
     )
+    if record_provenance:
+        append_model(settings, record)
     seconds = time.perf_counter() - start
     log.info("trained %s in %.1fs: %s", version, seconds, _headline(metrics))
-    return TrainResult(version, settings.models_path / version, metrics, snapshot.data_id, seconds)
+    return TrainResult(
+        version, settings.models_path / version, metrics, snapshot.data_id, seconds, record
+    )
 
 
 def _register(
@@ -99,9 +111,9 @@ def _register(
     data_id: str,
     holdout_sha: str,
     extra: dict[str, Any],
-) -> str:
-    """Precompute the serving lists, save the bundle, add the provenance row."""
-    from movierec.provenance import ModelRecord, append_model
+) -> tuple[str, Any]:
+    """Precompute the serving lists and save the bundle; returns its provenance row."""
+    from movierec.provenance import ModelRecord
     from movierec.registry import library_versions, new_version, save_bundle
 
     lists = rank(model, users)
@@ -138,24 +150,21 @@ def _register(
         path = save_bundle(settings, version, files, meta)
     saved = json.loads((path / "metadata.json").read_text())
 
-    append_model(
-        settings,
-        ModelRecord(
-            version=version,
-            created_at=saved["created_at"],
-            git_commit=saved["git_commit"],
-            git_branch=saved["git_branch"],
-            git_dirty=saved["git_dirty"],
-            training_data_id=data_id,
-            holdout_sha256=holdout_sha,
-            metrics=_headline(metrics),
-            params=model.params,
-            framework_versions=library_versions(),
-            artifact_path=str(path.relative_to(settings.home)),
-            artifact_sha256=sha256_file(path / "metadata.json"),
-        ),
+    record = ModelRecord(
+        version=version,
+        created_at=saved["created_at"],
+        git_commit=saved["git_commit"],
+        git_branch=saved["git_branch"],
+        git_dirty=saved["git_dirty"],
+        training_data_id=data_id,
+        holdout_sha256=holdout_sha,
+        metrics=_headline(metrics),
+        params=model.params,
+        framework_versions=library_versions(),
+        artifact_path=str(path.relative_to(settings.home)),
+        artifact_sha256=sha256_file(path / "metadata.json"),
     )
-    return version
+    return version, record
 
 
 def load_trained_model(settings: Settings, version: str) -> Any:
@@ -198,7 +207,7 @@ def register_rank_by_rating_variant(settings: Settings, base_version: str) -> st
     metrics = dict(base_meta["metrics"])
     metrics.update(ranking_metrics(by_rating, holdout))
     model.params = dict(model.params, ranking="predicted rating only (deliberately poor)")
-    return _register(
+    version, record = _register(
         settings,
         model,
         lambda m, u: m.recommend_by_rating(u, settings.recommendations_k),
@@ -208,3 +217,5 @@ def register_rank_by_rating_variant(settings: Settings, base_version: str) -> st
         holdout_sha=holdout_sha256(settings),
         extra={"variant_of": base_version},
     )
+    append_model(settings, record)
+    return version
