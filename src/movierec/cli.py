@@ -158,6 +158,27 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_serve)
 
 
+def _cmd_offline_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from movierec.offline import offline_eval
+
+    result = offline_eval(settings, Path(args.train), Path(args.test), Path(args.out), args.dataset)
+    _print_json(result.summary())
+    return 0
+
+
+def _add_offline(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "offline-eval", help="train on any ratings split and write predictions, top-k, metrics"
+    )
+    p.add_argument("--train", required=True)
+    p.add_argument("--test", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--dataset", choices=DATASETS, default=None)
+    p.set_defaults(handler=_cmd_offline_eval)
+
+
 # ---- retrain ---------------------------------------------------------------------------
 
 
@@ -295,6 +316,7 @@ _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_replay,
     _add_ingest,
     _add_models,
+    _add_offline,
     _add_serve,
     _add_retrain,
     _add_release,
