@@ -28,6 +28,7 @@ COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 class OfflineResult:
     out: Path
     metrics: dict[str, Any]
+    model: Any = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -101,4 +102,4 @@ def offline_eval(
     metrics["train_seconds"] = round(seconds, 2)
     metrics["fit_info"] = model.fit_info
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    return OfflineResult(out, metrics)
+    return OfflineResult(out, metrics, model)

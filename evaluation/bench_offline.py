@@ -1,0 +1,257 @@
+"""Offline benchmark: our pipeline against Surprise's SVD++, EASE and popularity, side by side.
+
+    .venv/bin/python evaluation/bench_offline.py [--dataset ml-100k] [--protocols random time user5]
+    .venv/bin/python evaluation/bench_offline.py --dataset ml-1m --timing-only
+
+Protocols on the fetched ratings (movie ids as slugs, duplicates merged):
+- random: a random 80/20 split of the ratings (seed 42);
+- time: a global time cut, the latest 10% of ratings are the test set;
+- user5: per user, the latest 5 ratings are the test set.
+RMSE on every test rating; NDCG@10 with relevant = test rating >= 4 and candidates = every
+movie the user did not rate in train (warm test users). Ours is trained with tuning, as
+`movierec train` does; "ours: rank by rating" ranks every unseen movie by our rating model.
+Peak memory is the training child process's maximum resident set size. Results are printed
+as one table and written to evaluation/results/ (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def splits(
+    ratings: pd.DataFrame, protocol: str, seed: int = 42
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    r = ratings.sort_values(["timestamp", "user_id", "movie_id"], ignore_index=True)
+    if protocol == "random":
+        mask = np.random.default_rng(seed).random(len(r)) < 0.2
+        return r[~mask], r[mask]
+    if protocol == "time":
+        cut = int(len(r) * 0.9)
+        return r.iloc[:cut], r.iloc[cut:]
+    if protocol == "user5":
+        rank = r.groupby("user_id").cumcount(ascending=False)
+        return r[rank >= 5], r[rank < 5]
+    raise ValueError(protocol)
+
+
+def ndcg_at_10(topk: dict[int, list[str]], test: pd.DataFrame) -> float:
+    from movierec.evaluate import ranking_metrics
+
+    return ranking_metrics(topk, test)["ndcg@10"]
+
+
+def warm(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    return test[test["user_id"].isin(set(train["user_id"]))]
+
+
+def run_ease(
+    train: pd.DataFrame, test: pd.DataFrame, movies: np.ndarray, lam: float = 500.0
+) -> dict[str, Any]:
+    from movierec.cf import EASE, Index, interaction_matrix
+
+    t0 = time.perf_counter()
+    idx = Index.build(train["user_id"].to_numpy(), movies)
+    X = interaction_matrix(
+        idx.uidx(train["user_id"].to_numpy()),
+        idx.midx(train["movie_id"].to_numpy()),
+        len(idx.users),
+        len(idx.movies),
+    )
+    X.data[:] = 1.0
+    model = EASE(lam).fit(X)
+    users = np.unique(test["user_id"].to_numpy())
+    topk = {}
+    for start in range(0, users.size, 1000):
+        chunk = users[start : start + 1000]
+        u = idx.uidx(chunk)
+        S = model.scores(X[u])
+        S[X[u].nonzero()] = -np.inf
+        top = np.argsort(-S, axis=1)[:, :20]
+        topk.update({int(uid): list(idx.movies[row]) for uid, row in zip(chunk, top, strict=True)})
+    return {
+        "ndcg@10": ndcg_at_10(topk, test),
+        "coverage": _cov(topk, movies),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def run_popularity(train: pd.DataFrame, test: pd.DataFrame, movies: np.ndarray) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    order = list(train["movie_id"].value_counts().index)
+    seen = train.groupby("user_id")["movie_id"].apply(set)
+    topk = {}
+    for u in test["user_id"].unique():
+        s = seen.get(u, set())
+        topk[int(u)] = [m for m in order[:200] if m not in s][:20]
+    return {
+        "ndcg@10": ndcg_at_10(topk, test),
+        "coverage": _cov(topk, movies),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def run_svdpp(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, Any]:
+    from surprise import Dataset, Reader, SVDpp
+
+    t0 = time.perf_counter()
+    data = Dataset.load_from_df(
+        train[["user_id", "movie_id", "rating"]], Reader(rating_scale=(1, 5))
+    )
+    algo = SVDpp(random_state=42)
+    algo.fit(data.build_full_trainset())
+    pred = np.array(
+        [algo.predict(u, m).est for u, m in zip(test["user_id"], test["movie_id"], strict=True)]
+    )
+    rmse = float(np.sqrt(np.mean((pred - test["rating"].to_numpy()) ** 2)))
+    return {"rmse": rmse, "seconds": time.perf_counter() - t0}
+
+
+def _cov(topk: dict[int, list[str]], movies: np.ndarray) -> float:
+    return len({m for v in topk.values() for m in v}) / len(movies)
+
+
+def run_ours(
+    train: pd.DataFrame, test: pd.DataFrame, dataset: str, tmp: Path, by_rating: bool
+) -> dict[str, Any]:
+    """Our whole pipeline (tuning included) in a child process (`_child`), to measure its
+    time and peak memory alone."""
+    train_f, test_f = tmp / "train.parquet", tmp / "test.parquet"
+    train.to_parquet(train_f, index=False)
+    test.to_parquet(test_f, index=False)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    args = [sys.executable, __file__, "--child", str(train_f), str(test_f), str(tmp / "out")]
+    args += ["--dataset", dataset] + (["--by-rating"] if by_rating else [])
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["wall_seconds"] = time.perf_counter() - t0
+    return res
+
+
+def _child(train_f: Path, test_f: Path, out: Path, dataset: str, by_rating: bool) -> None:
+    from movierec.evaluate import ranking_metrics
+    from movierec.offline import offline_eval, read_ratings
+
+    r = offline_eval(_settings(), train_f, test_f, out, dataset)
+    m = {k: v for k, v in r.metrics.items() if not isinstance(v, dict)}
+    m["seconds_total"] = r.metrics["fit_info"]["seconds_total"]
+    if by_rating:
+        tr, te = read_ratings(train_f), read_ratings(test_f)
+        users = [u for u in te["user_id"].unique() if u in set(tr["user_id"])][:300]
+        part = te[te["user_id"].isin(users)]
+        m["by_rating_ndcg@10"] = ranking_metrics(r.model.recommend_by_rating(users, 20), part)[
+            "ndcg@10"
+        ]
+        m["same_users_ndcg@10"] = ranking_metrics(r.model.recommend(users, 20), part)["ndcg@10"]
+    m["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(m))
+
+
+def _settings() -> Any:
+    from movierec.config import Settings
+
+    home = REPO / ".cache" / "test-data"
+    return Settings.from_env({}, home=home, cache_dir=REPO / ".cache", grouplens_url="")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m"])
+    parser.add_argument("--protocols", nargs="+", default=["random", "time", "user5"])
+    parser.add_argument(
+        "--timing-only", action="store_true", help="only our full training: time and memory"
+    )
+    parser.add_argument("--no-by-rating", action="store_true")
+    parser.add_argument(
+        "--child", nargs=3, metavar=("TRAIN", "TEST", "OUT"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--by-rating", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(*(Path(p) for p in args.child), args.dataset, args.by_rating)
+        return
+    import tempfile
+
+    from movierec.data.movielens import fetch, load_tables
+
+    s = _settings()
+    fetch(s, args.dataset)
+    tables = load_tables(s, args.dataset)
+    movies = tables.movies["movie_id"].to_numpy()
+    rows = []
+    results_dir = REPO / "evaluation" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for protocol in args.protocols:
+        train, test = splits(tables.ratings, protocol)
+        wtest = warm(train, test)
+        with tempfile.TemporaryDirectory() as tmp:
+            ours = run_ours(
+                train,
+                test,
+                args.dataset,
+                Path(tmp),
+                by_rating=not (args.no_by_rating or args.timing_only),
+            )
+        row = {
+            "protocol": protocol,
+            "test_rows": len(test),
+            "ours_rmse": ours["rmse"],
+            "ours_ndcg": ours["ndcg@10"],
+            "ours_recall@20": ours["recall@20"],
+            "ours_coverage": ours["coverage"],
+            "ours_train_s": ours["seconds_total"],
+            "ours_peak_mb": ours["maxrss_mb"],
+            "ours_by_rating_ndcg_300u": ours.get("by_rating_ndcg@10"),
+            "ours_ndcg_300u": ours.get("same_users_ndcg@10"),
+        }
+        if not args.timing_only:
+            sv = run_svdpp(train, wtest)
+            ea = run_ease(train, wtest, movies)
+            po = run_popularity(train, wtest, movies)
+            row |= {
+                "svdpp_rmse": sv["rmse"],
+                "svdpp_s": sv["seconds"],
+                "ease_ndcg": ea["ndcg@10"],
+                "ease_coverage": ea["coverage"],
+                "pop_ndcg": po["ndcg@10"],
+            }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    table = pd.DataFrame(rows)
+    pd.set_option("display.width", 200)
+    print()
+    print(f"dataset {args.dataset}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if not args.timing_only:
+        ok_rmse = all(table["ours_rmse"] < table["svdpp_rmse"])
+        ok_ndcg = all(
+            (table["ours_ndcg"] > table["ease_ndcg"]) & (table["ours_ndcg"] > table["pop_ndcg"])
+        )
+        print(f"RMSE below SVD++ on every protocol: {ok_rmse}")
+        print(f"NDCG@10 above EASE and popularity on every protocol: {ok_ndcg}")
+    limit = 120 if args.dataset == "ml-100k" else 900
+    print(
+        f"training with tuning: max {table['ours_train_s'].max():.1f} s (target <= {limit} s); "
+        f"peak memory max {table['ours_peak_mb'].max():.0f} MB (ml-1m target <= 4096 MB)"
+    )
+    table.to_csv(results_dir / f"bench_offline_{args.dataset}.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()
