@@ -309,6 +309,85 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_analyze)
 
 
+# ---- demo ------------------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.demo import run_demo
+
+    demo_settings = settings.replace(
+        tune_iterations=min(settings.tune_iterations, 4),
+        tune_seconds=min(settings.tune_seconds, 30.0),
+        min_samples_per_arm=min(settings.min_samples_per_arm, 150),
+    )
+    summary = run_demo(demo_settings)
+    return 0 if summary["failed_requests"] == 0 else 1
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole life cycle on ml-100k, with a timeline and a report")
+    p.set_defaults(handler=_cmd_demo)
+
+
+# ---- trace -----------------------------------------------------------------------------
+
+
+def _print_trace(t: object, as_json: bool) -> None:
+    d = t.as_dict()  # type: ignore[attr-defined]
+    if as_json:
+        _print_json(d)
+        return
+    m, data = d["model"], d["data"]
+    if d["prediction"]:
+        p = d["prediction"]
+        print(
+            f"request     {p['request_id']} at {p['timestamp']}: user {p['user_id']}, "
+            f"arm {p['arm']}, {p['latency_ms']} ms"
+        )
+    print(f"model       {m['version']} (created {m['created_at']})")
+    bundle = "verifies" if d["bundle_verified"] else f"DOES NOT VERIFY: {d['bundle_problem']}"
+    print(f"bundle      {m['artifact_path']} {bundle}")
+    print(
+        f"code        commit {m['git_commit']} on {m['git_branch']}"
+        f"{' (dirty tree)' if m['git_dirty'] else ''}"
+    )
+    print(f"libraries   {', '.join(f'{k} {v}' for k, v in m['framework_versions'].items())}")
+    shown = [f"{k} {v:.4f}" for k, v in m["metrics"].items() if isinstance(v, float)]
+    print(f"metrics     {', '.join(shown)}")
+    match = "matches" if d["data_file_matches"] else "CHANGED since training"
+    print(
+        f"data        {data['data_id']}: {data['path']} ({data['rows']} rows), sha256 "
+        f"{data['sha256'][:16]}... {match}"
+    )
+
+
+def _cmd_trace(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.trace import trace
+
+    t = trace(settings, args.request_id)
+    _print_trace(t, args.json)
+    return 0 if t.bundle_verified and t.data_file_matches else 1
+
+
+def _cmd_lineage(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.trace import lineage
+
+    t = lineage(settings, args.version)
+    _print_trace(t, args.json)
+    return 0 if t.bundle_verified and t.data_file_matches else 1
+
+
+def _add_trace(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("trace", help="a request -> model -> commit -> training data")
+    p.add_argument("request_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_trace)
+    q = sub.add_parser("lineage", help="a model version -> commit -> training data")
+    q.add_argument("version")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=_cmd_lineage)
+
+
 # ---- parser ----------------------------------------------------------------------------
 
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -322,6 +401,8 @@ _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_release,
     _add_simulate,
     _add_analyze,
+    _add_demo,
+    _add_trace,
 ]
 
 

@@ -1,0 +1,286 @@
+"""`make demo`: the whole life cycle on ml-100k in a few minutes, with a readable timeline.
+
+Replay 60% of the real data, ingest, train v1 and serve it with real gunicorn; simulated users
+send traffic; 20% more data arrives and the cron retrain promotes v2 to a 10% canary; the
+online evaluator ramps it to 100% and promotes it; then a deliberately bad v3 - v2's own
+rating model, whose offline RMSE is as good as v2's, but whose list ranks unseen movies by
+predicted rating alone, the very case a canary exists to catch - is released as a canary and
+aborted. Ends with a summary and a report (Markdown + PNG plots) under `<home>/reports/`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from movierec.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Timeline:
+    start: float = field(default_factory=time.perf_counter)
+    rows: list[tuple[float, str]] = field(default_factory=list)
+
+    def say(self, text: str) -> None:
+        t = time.perf_counter() - self.start
+        self.rows.append((t, text))
+        print(f"[{t:7.1f}s] {text}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_service(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+    """Real gunicorn on loopback, through `movierec serve`; returns once /readyz answers 200."""
+    import requests
+
+    env = settings_env(settings) | {"MOVIEREC_PORT": str(port)}
+    log_file = open(settings.logs_path / "gunicorn.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "movierec.cli", "serve"],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the service exited with {proc.returncode}; see gunicorn.log")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError("the service did not become ready within 60 s")
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings."""
+    import dataclasses
+    import os
+
+    env = dict(os.environ)
+    for f in dataclasses.fields(settings):
+        env["MOVIEREC_" + f.name.upper()] = str(getattr(settings, f.name))
+    return env
+
+
+def wait_for_version(port: int, version: str, timeout: float = 30.0) -> None:
+    """Poll /readyz until the service has loaded `version`."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).text
+        if version in body:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the service did not load {version} within {timeout} s")
+
+
+def run_demo(settings: Settings, *, fresh: bool = True) -> dict[str, Any]:
+    from movierec.data.movielens import fetch, load_tables
+    from movierec.data.pipeline import ingest
+    from movierec.data.replay import replay
+    from movierec.registry import read_routing, set_canary, set_stable
+    from movierec.release import Decision
+    from movierec.retrain import lake_counts, retrain, write_state
+    from movierec.simulate import World, simulate
+    from movierec.training_job import train_candidate
+
+    tl = Timeline()
+    if fresh:
+        for sub in ("data", "models", "logs", "reports"):
+            shutil.rmtree(settings.path(sub), ignore_errors=True)
+    for p in (settings.data_path, settings.models_path, settings.logs_path):
+        p.mkdir(parents=True, exist_ok=True)
+    events = settings.path(settings.event_source)
+
+    fetched = fetch(settings, "ml-100k")
+    tl.say(f"MovieLens ml-100k ready ({fetched.counts['ratings']:,} ratings, sha256 recorded)")
+    r = replay(settings, "ml-100k", str(events), start=0.0, end=0.6, seed=settings.seed)
+    tl.say(f"replayed the first 60% of the ratings: {r.ratings:,} ratings, {r.lines:,} event lines")
+    ing = ingest(settings)
+    tl.say(f"DataPipeline ingested {ing.lines:,} lines ({ing.quarantined} quarantined)")
+    v1 = train_candidate(settings, tune=True)
+    set_stable(settings, v1.version, "demo: first model")
+    write_state(settings, v1.version, "initial", lake_counts(settings))
+    m1 = v1.metrics
+    tl.say(f"trained v1 {v1.version}: RMSE {m1['rmse']:.4f}, NDCG@10 {m1['ndcg@10']:.4f}")
+
+    port = free_port()
+    proc = start_service(settings, port)
+    url = f"http://127.0.0.1:{port}"
+    tl.say(f"service up on {url} (gunicorn, {settings.workers} workers)")
+    tables = load_tables(settings, "ml-100k")
+    world = World(tables.ratings, tables.users, seed=settings.seed)
+    decisions: list[dict[str, Any]] = []
+    failures = 0
+    try:
+        sim = simulate(settings, base_url=url, requests_total=600, rate=150, world=world)
+        failures += sim.failed
+        tl.say(
+            f"simulated {sim.requests} requests: {sim.clicks_on_list} clicks, {sim.failed} failed"
+        )
+
+        r = replay(settings, "ml-100k", str(events), start=0.6, end=0.8, seed=settings.seed)
+        tl.say("20% more real data arrived (replay 60% -> 80%)")
+        rt = retrain(settings)
+        tl.say(f"cron retrain: {rt.decision} ({rt.reason}); candidate {rt.candidate}")
+        if rt.candidate and rt.decision == "promoted":
+            wait_for_version(port, rt.candidate)
+            tl.say(f"the running service serves v2 {rt.candidate} to 10% (no restart)")
+            failures += _release_rounds(settings, url, world, tl, decisions)
+
+        v3 = make_bad_candidate(settings)
+        set_canary(settings, v3, settings.initial_canary_pct, "demo: deliberately bad v3")
+        wait_for_version(port, v3)
+        tl.say(f"registered a bad v3 = {v3} (ranks by predicted rating alone) as a canary")
+        failures += _release_rounds(settings, url, world, tl, decisions, stop_on=Decision.ABORT)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        tl.say("service stopped")
+    routing = read_routing(settings)
+    summary = {
+        "versions": {"v1": v1.version, "stable_now": routing.stable if routing else None},
+        "decisions": [
+            {k: d[k] for k in ("decision", "pct_before", "pct_after", "canary")} for d in decisions
+        ],
+        "failed_requests": failures,
+    }
+    report = write_report(settings, tl, decisions)
+    tl.say(f"report: {report}")
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def _short(obj: Any) -> str:
+    s = obj.summary() if hasattr(obj, "summary") else obj
+    return json.dumps(s, default=str)[:200]
+
+
+def _release_rounds(
+    settings: Settings,
+    url: str,
+    world: Any,
+    tl: Timeline,
+    decisions: list[dict[str, Any]],
+    stop_on: Any = None,
+    max_rounds: int = 14,
+) -> int:
+    """Traffic, then an evaluation, until the canary is promoted or aborted."""
+    from movierec.registry import read_routing
+    from movierec.release import Decision, evaluate_release
+    from movierec.simulate import simulate
+
+    failures = 0
+    for _ in range(max_rounds):
+        routing = read_routing(settings)
+        assert routing is not None
+        pct = max(1, min(routing.canary_pct, 100 - routing.canary_pct) or routing.canary_pct)
+        needed = math.ceil(settings.min_samples_per_arm * 100 / pct * 1.3)
+        sim = simulate(settings, base_url=url, requests_total=needed, rate=250, world=world)
+        failures += sim.failed
+        result = evaluate_release(settings)
+        decisions.append(result.summary())
+        c, s = result.arms["canary"], result.arms["stable"]
+        tl.say(
+            f"{sim.requests} requests -> {result.decision}: canary CTR {_pct(c.ctr)} "
+            f"vs stable {_pct(s.ctr)}, canary {result.pct_before}% -> {result.pct_after}%"
+            + (f" ({'; '.join(result.reasons)})" if result.decision is not Decision.RAMP else "")
+        )
+        if result.decision in (Decision.PROMOTE, Decision.ABORT):
+            break
+    return failures
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def make_bad_candidate(settings: Settings) -> str:
+    """A bundle with the stable model's files (same offline RMSE) whose lists rank unseen
+    movies by predicted rating alone."""
+    from movierec.registry import read_routing
+    from movierec.training_job import register_rank_by_rating_variant
+
+    routing = read_routing(settings)
+    assert routing is not None
+    return register_rank_by_rating_variant(settings, routing.stable)
+
+
+def write_report(settings: Settings, tl: Timeline, decisions: list[dict[str, Any]]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = settings.path("reports")
+    folder.mkdir(parents=True, exist_ok=True)
+    xs = list(range(1, len(decisions) + 1))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for arm in ("stable", "canary"):
+        axes[0].plot(xs, [_nan(d["arms"][arm]["ctr"]) for d in decisions], marker="o", label=arm)
+    axes[0].set_title("CTR per arm at each decision")
+    axes[0].set_xlabel("decision")
+    axes[0].legend()
+    axes[1].step(xs, [d["pct_after"] for d in decisions], where="post", marker="o")
+    axes[1].set_title("canary percentage after each decision")
+    axes[1].set_xlabel("decision")
+    axes[1].set_ylim(-5, 105)
+    fig.tight_layout()
+    plot = folder / "demo_release.png"
+    fig.savefig(plot, dpi=90)
+    plt.close(fig)
+    lines = [
+        "# movierec demo",
+        "",
+        f"Run at {datetime.now(UTC).isoformat()}.",
+        "",
+        "## Timeline",
+        "",
+        *[f"- `{t:6.1f}s` {text}" for t, text in tl.rows],
+        "",
+        "## Decisions",
+        "",
+        "| # | decision | canary | before | after | canary CTR | stable CTR | p-value |",
+        "|---|---|---|---|---|---|---|---|",
+        *[
+            f"| {i} | {d['decision']} | {d['canary']} | {d['pct_before']}% | {d['pct_after']}% "
+            f"| {_pct(d['arms']['canary']['ctr'])} | {_pct(d['arms']['stable']['ctr'])} "
+            f"| {_fmt(d['comparison']['p_value'])} |"
+            for i, d in enumerate(decisions, 1)
+        ],
+        "",
+        f"![release]({plot.name})",
+        "",
+    ]
+    path = folder / "demo_report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _nan(v: float | None) -> float:
+    return float("nan") if v is None else v
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3g}"
