@@ -63,20 +63,16 @@ def ml100k_settings(tmp_path: Path, ml100k_dir: Path) -> Settings:
 
 @pytest.fixture
 def block_ratings() -> pd.DataFrame:
-    """Checker-board: users 0-9 love movies a0-a9 and dislike b*, users 10-19 the reverse.
-    Each user has rated 6 of their own block's 10 movies (and 2 of the other block, low),
-    so the known answer is: the 4 unseen movies of a user's own block come first."""
+    """Two blocks: users 0-9 watch only movies a0-a9, users 10-19 only b0-b9; each user has
+    rated 6 of their block's 10 movies (3 to 5 stars), so the known answer is: the 4 unseen
+    movies of a user's own block come first."""
     rng = np.random.default_rng(0)
     rows = []
     t = pd.Timestamp("2025-01-01T00:00:00Z")
     for u in range(20):
-        own, other = ("a", "b") if u < 10 else ("b", "a")
-        seen = rng.choice(10, size=6, replace=False)
-        for j in seen:
-            rows.append((u, f"{own}+movie+{j}+2000", 5, t))
-            t += pd.Timedelta(minutes=1)
-        for j in rng.choice(10, size=2, replace=False):
-            rows.append((u, f"{other}+movie+{j}+2000", 1, t))
+        own = "a" if u < 10 else "b"
+        for j in rng.choice(10, size=6, replace=False):
+            rows.append((u, f"{own}+movie+{j}+2000", int(rng.integers(3, 6)), t))
             t += pd.Timedelta(minutes=1)
     return pd.DataFrame(rows, columns=["user_id", "movie_id", "rating", "timestamp"]).astype(
         {"rating": "int8"}

@@ -37,6 +37,10 @@ from movierec.features import FeatureBase, age_group, build_base, pair_features
 
 log = logging.getLogger(__name__)
 
+# Below this many relevant (user, movie) pairs in its training split, a learned ranker is noise
+# that can only spoil the candidate order; the lists then keep EASE's order.
+MIN_RANKER_POSITIVES = 100
+
 DEFAULT_PARAMS: dict[str, Any] = {
     "mf_factors": 32,
     "mf_reg": 8.0,
@@ -312,7 +316,10 @@ class TrainedModel:
             mu=np.array([b.mu]),
         )
         self.rating_booster.save_model(directory / "rating_model.json")
-        self.rank_booster.save_model(directory / "ranker.json")
+        files = ["cf.npz", "features.npz", "rating_model.json", "model.json"]
+        if self.rank_booster is not None:
+            self.rank_booster.save_model(directory / "ranker.json")
+            files.append("ranker.json")
         (directory / "model.json").write_text(
             json.dumps(
                 {
@@ -326,7 +333,7 @@ class TrainedModel:
                 default=str,
             )
         )
-        return ["cf.npz", "features.npz", "rating_model.json", "ranker.json", "model.json"]
+        return files
 
     @classmethod
     def load(cls, directory: Path) -> TrainedModel:
@@ -375,8 +382,10 @@ class TrainedModel:
         m.stage = _Stage(index, base, mf, cf["als_u"], cf["als_i"], ease, seen)
         m.rating_booster = xgb.Booster()
         m.rating_booster.load_model(directory / "rating_model.json")
-        m.rank_booster = xgb.Booster()
-        m.rank_booster.load_model(directory / "ranker.json")
+        m.rank_booster = None
+        if (directory / "ranker.json").exists():
+            m.rank_booster = xgb.Booster()
+            m.rank_booster.load_model(directory / "ranker.json")
         return m
 
     stage: _Stage
@@ -421,8 +430,10 @@ def _rank_features(
     X_r, names_r = pair_features(stage.base, uu, ii, _rating_extra(stage, uu, ii))
     extra = _cf_extra(stage, uu, ii)
     rating = rating_booster.predict(xgb.DMatrix(X_r, feature_names=names_r))
+    # a user who has seen almost everything gets seen movies (score -inf) as filler candidates
+    floor = np.float32(-1e6)
     extra_rank = {
-        "ease_score": top_scores.ravel(),
+        "ease_score": np.where(np.isfinite(top_scores), top_scores, floor).ravel(),
         "ease_rank": ranks.ravel().astype(np.float32),
         "rating_pred": rating,
         **extra,
@@ -436,13 +447,82 @@ def _rank_users(
     import xgboost as xgb
 
     top, top_scores, ranks = _candidates(stage, u, int(model.params["candidates"]))
-    X, names = _rank_features(model, stage, model.rating_booster, u, top, top_scores, ranks)
-    scores = model.rank_booster.predict(xgb.DMatrix(X, feature_names=names)).reshape(top.shape)
-    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    if model.rank_booster is None:  # too little data to learn a ranker: candidate order
+        scores = top_scores.copy()
+    else:
+        X, names = _rank_features(model, stage, model.rating_booster, u, top, top_scores, ranks)
+        booster = model.rank_booster
+        scores = booster.predict(xgb.DMatrix(X, feature_names=names)).reshape(top.shape)
+    unseen = np.isfinite(top_scores)
+    scores[~unseen] = -np.inf
+    tail_share = float(model.params.get("longtail_min_share", 0.0))
+    diversity = float(model.params.get("genre_diversity", 0.0))
+    if tail_share > 0 or diversity > 0:
+        tail = longtail_mask(stage.base)
+        best = np.array(
+            [
+                rerank(row, tail[cand], stage.base.item_genres[cand], k, tail_share, diversity)
+                for row, cand in zip(scores, top, strict=True)
+            ]
+        )
+    else:
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     chosen = np.take_along_axis(top, best, axis=1)
+    keep = np.take_along_axis(unseen, best, axis=1)
     return {
-        int(uid): list(stage.index.movies[row]) for uid, row in zip(user_ids, chosen, strict=True)
+        int(uid): list(stage.index.movies[row[ok]])
+        for uid, row, ok in zip(user_ids, chosen, keep, strict=True)
     }
+
+
+# ---- mitigations of popularity bias ---------------------------------------------------------
+
+HEAD_SHARE = 0.10  # the most-interacted 10% of movies are the "head"; the rest is the long tail
+
+
+def longtail_mask(base: FeatureBase) -> np.ndarray:
+    """True for movies outside the most-interacted HEAD_SHARE of the catalog."""
+    popularity = base.item_stats[:, 2]
+    n_head = max(1, int(np.ceil(HEAD_SHARE * popularity.size)))
+    head = np.argsort(-popularity, kind="stable")[:n_head]
+    mask = np.ones(popularity.size, dtype=bool)
+    mask[head] = False
+    return mask
+
+
+def rerank(
+    scores: np.ndarray,
+    tail: np.ndarray,
+    genres: np.ndarray,
+    k: int,
+    tail_share: float,
+    diversity: float,
+) -> np.ndarray:
+    """Greedy re-ranking of one user's candidates (positions into `scores`): relevance by rank
+    (1 best .. 0 worst), minus `diversity` times the share of already chosen genres the movie
+    repeats; at least ceil(`tail_share` * k) long-tail movies when there are enough."""
+    valid = np.isfinite(scores)
+    k = min(k, scores.size)
+    order = np.argsort(-scores, kind="stable")
+    relevance = np.empty(scores.size)
+    relevance[order] = 1.0 - np.arange(scores.size) / max(1, scores.size - 1)
+    relevance[~valid] = -1e9  # seen movies only as filler, which the caller drops
+    tail = tail & valid
+    need_tail = min(int(np.ceil(tail_share * k)), int((tail & valid).sum()))
+    per_movie = np.maximum(genres.sum(axis=1), 1.0)
+    genre_count = np.zeros(genres.shape[1])
+    chosen: list[int] = []
+    for step in range(k):
+        utility = relevance.copy()
+        if diversity > 0 and step:
+            utility -= diversity * (genres @ genre_count) / (per_movie * step)
+        utility[chosen] = -np.inf
+        if need_tail - int(tail[chosen].sum()) >= k - step:
+            utility[~tail] = -np.inf
+        pick = int(np.argmax(utility))
+        chosen.append(pick)
+        genre_count += genres[pick]
+    return np.array(chosen, dtype=np.int64)
 
 
 # ---- fitting ----------------------------------------------------------------------------------
@@ -530,6 +610,10 @@ def fit_ranker(
     y = np.array(
         [label_of.get((a, b), 0.0) for a, b in zip(uu, top.ravel(), strict=True)], dtype=np.float32
     )
+    info = {"users": int(u.size), "rows": int(y.size), "positives": int((y > 0).sum())}
+    if info["positives"] < MIN_RANKER_POSITIVES:
+        log.info("ranker: only %d positives, lists keep the candidate order", info["positives"])
+        return None, names, info | {"fallback": "candidate order"}
     groups = np.full(u.size, top.shape[1])
     dtrain = xgb.DMatrix(X, y, feature_names=names)
     dtrain.set_group(groups)
@@ -548,7 +632,6 @@ def fit_ranker(
         "nthread": threads,
     }
     booster = xgb.train(rank_params, dtrain, int(params["rank_rounds"]))
-    info = {"users": int(u.size), "rows": int(y.size), "positives": int((y > 0).sum())}
     return booster, names, info
 
 
@@ -597,6 +680,10 @@ def fit(
         best, trials = randomized_search(data, settings)
         chosen.update(best)
         info["tuning_trials"] = trials
+    chosen |= {
+        "longtail_min_share": settings.longtail_min_share,
+        "genre_diversity": settings.genre_diversity,
+    }
     model = TrainedModel()
     model.params = chosen
     seed, threads = settings.seed, settings.n_threads
