@@ -9,7 +9,8 @@ warm-up. Our requests cycle over every ml-1m user id and some unknown ones (cold
 every response is a real lookup and is logged to the served log and the prediction register.
 Prints requests/s, p50 and p99 latency of both, the throughput ratio, and the resident memory
 of each gunicorn worker read from /proc after the load. Targets: throughput >= 70% of the
-minimal endpoint's, p99 <= 25 ms, RSS <= 300 MB per worker.
+minimal endpoint's, p99 <= 25 ms, RSS <= 300 MB per worker. A third run turns the per-client
+rate limit on (with a limit never reached) to show what its bookkeeping costs.
 
 The ml-1m model is trained once (without tuning: serving cost does not depend on it) into
 .cache/bench-serve and reused by later runs.
@@ -218,11 +219,24 @@ def main() -> int:
         args,
         USERS + 200,  # the last 200 ids are unknown: cold start
     )
+    limited = measure(
+        "movierec, rate limit on",
+        "movierec.serve:create_app()",
+        ours_env | {"MOVIEREC_RATE_LIMIT_PER_MINUTE": "10000000"},  # bookkeeping, never hit
+        REPO,
+        args,
+        USERS + 200,
+    )
     ratio = ours["rps"] / minimal["rps"]
     rss = max(ours["worker_rss_mb"] or [float("nan")])
     print()
     print(f"{'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'failed':>8}  worker RSS MB")
-    for name, r in (("minimal Flask endpoint", minimal), ("movierec /recommend", ours)):
+    runs = (
+        ("minimal Flask endpoint", minimal),
+        ("movierec /recommend", ours),
+        ("movierec, rate limit on", limited),
+    )
+    for name, r in runs:
         failed = r["non_2xx"] + r["socket_errors"]
         print(
             f"{name:24}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{failed:>8}  "
@@ -234,6 +248,7 @@ def main() -> int:
         (f"p99 {ours['p99_ms']:.2f} ms", "target <= 25 ms", ours["p99_ms"] <= 25),
         (f"max worker RSS {rss:.0f} MB", "target <= 300 MB", rss <= 300),
     )
+    print(f"rate limiting costs {1 - limited['rps'] / ours['rps']:.1%} of throughput")
     for figure, target, ok in checks:
         print(f"{figure} ({target}): {'met' if ok else 'MISSED'}")
     shutil.rmtree(minimal_env["MOVIEREC_HOME"], ignore_errors=True)

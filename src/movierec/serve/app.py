@@ -93,7 +93,11 @@ def recommend(raw: str) -> Response:
         arm = arm_for(parsed, snap.routing, state.settings.release_salt)
         if arm == "canary":
             model = snap.canary
-    items = model.recommend(parsed)
+    try:
+        items = model.recommend(parsed)
+    except Exception:  # counted, logged and answered like every other response
+        log.exception("model %s failed to recommend for user %d", model.version, parsed)
+        return _finish(state, rid, start, parsed, arm, model.version, "", 500, "internal error")
     return _finish(state, rid, start, parsed, arm, model.version, items, 200, items)
 
 
@@ -154,6 +158,8 @@ def readyz() -> tuple[Response, int]:
 
 @bp.get("/metrics")
 def prometheus_metrics() -> Response:
+    state: AppState = current_app.extensions["movierec"]
+    state.online.refresh()  # the evaluator's numbers: a stat per second, a parse per change
     data, content_type = metrics.render()
     return Response(data, mimetype=content_type.split(";")[0], content_type=content_type)
 
@@ -164,6 +170,8 @@ class AppState:
         self.models = ModelSet(settings)
         self.served = ServedLog(settings)
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        # the file `movierec.release.online_metrics_file` names (not imported: pandas, scipy)
+        self.online = metrics.OnlineGauges(settings.logs_path / "online_metrics.json")
 
 
 def create_app(settings: Settings | None = None) -> Flask:

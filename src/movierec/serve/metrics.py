@@ -3,11 +3,24 @@
 With PROMETHEUS_MULTIPROC_DIR set (by `movierec serve` before gunicorn starts), every worker
 writes its values to memory-mapped files there and `/metrics` aggregates all of them;
 without it (tests with Flask's client) the default in-process registry is used.
+
+The `movierec_online_*` gauges republish what the online evaluator last wrote to
+`logs/online_metrics.json` (CTR, satisfaction ratio, errors, latency per arm), so Prometheus can
+alert on them. `OnlineGauges.refresh()` runs when /metrics is scraped: it stats the file at
+most once per `check_seconds` and parses it only when its signature changed.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import os
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -54,6 +67,69 @@ LOG_DROPPED = Counter(
 )
 RATE_LIMITED = Counter("movierec_rate_limited_total", "Requests refused with 429")
 
+# What the online evaluator measured (per arm, over the period since routing last changed).
+# Every worker may republish the file; "mostrecent" keeps the value written last.
+_ARM = ["arm"]
+ONLINE_CTR = Gauge(
+    "movierec_online_ctr",
+    "Click-through rate of the arm's mature requests, from online_metrics.json",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_SATISFACTION = Gauge(
+    "movierec_online_satisfaction_ratio",
+    "Mean rating of female users / mean rating of male users on the arm's recommended movies",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_ERROR_RATE = Gauge(
+    "movierec_online_error_rate",
+    "Share of the arm's requests answered 5xx in the evaluated period",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_LATENCY_P99 = Gauge(
+    "movierec_online_latency_p99_seconds",
+    "99th percentile of the arm's served-log latency in the evaluated period",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_REQUESTS = Gauge(
+    "movierec_online_requests",
+    "Requests the arm served in the evaluated period",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_MATURE = Gauge(
+    "movierec_online_mature_requests",
+    "Requests whose whole click window was observed (the CTR's denominator)",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_RECOMMENDATIONS = Gauge(
+    "movierec_online_recommendations",
+    "Movie ids the arm recommended in the evaluated period",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_EVALUATED = Gauge(
+    "movierec_online_evaluated_timestamp_seconds",
+    "When the online evaluator wrote online_metrics.json (Unix time; 0: not read yet)",
+    multiprocess_mode="mostrecent",
+)
+
+# gauge <- (ArmMetrics field, factor) of online_metrics.json's "arms"
+_ONLINE_FIELDS: tuple[tuple[Gauge, str, float], ...] = (
+    (ONLINE_CTR, "ctr", 1.0),
+    (ONLINE_SATISFACTION, "satisfaction_ratio", 1.0),
+    (ONLINE_ERROR_RATE, "error_rate", 1.0),
+    (ONLINE_LATENCY_P99, "latency_p99_ms", 0.001),
+    (ONLINE_REQUESTS, "requests", 1.0),
+    (ONLINE_MATURE, "mature_requests", 1.0),
+    (ONLINE_RECOMMENDATIONS, "recommendations", 1.0),
+)
+ONLINE_ARMS = ("stable", "canary")
+
 EXPORTED = (
     "movierec_requests_total",
     "movierec_request_latency_seconds",
@@ -62,7 +138,17 @@ EXPORTED = (
     "movierec_model_load_failures_total",
     "movierec_served_log_dropped_total",
     "movierec_rate_limited_total",
+    "movierec_online_ctr",
+    "movierec_online_satisfaction_ratio",
+    "movierec_online_error_rate",
+    "movierec_online_latency_p99_seconds",
+    "movierec_online_requests",
+    "movierec_online_mature_requests",
+    "movierec_online_recommendations",
+    "movierec_online_evaluated_timestamp_seconds",
 )
+
+log = logging.getLogger(__name__)
 
 
 def render() -> tuple[bytes, str]:
@@ -75,3 +161,80 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry, path=folder)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class OnlineGauges:
+    """Keeps the `movierec_online_*` gauges equal to `path` (the evaluator's
+    online_metrics.json, see `movierec.release.online_metrics_file`).
+
+    `refresh()` is cheap enough to call on every scrape: at most one stat per `check_seconds`,
+    a parse only when (mtime, size, inode) changed. A value the file lacks (no canary, no
+    ratings yet) becomes NaN, which no alert threshold matches; an unreadable file keeps the
+    previous values. Until the file is first seen, no series are exported.
+    """
+
+    def __init__(self, path: Path, check_seconds: float = 1.0):
+        self.path = path
+        self.check_seconds = check_seconds
+        self._checked = -math.inf
+        self._signature: tuple[int, int, int] | None = None
+        self._lock = threading.Lock()
+
+    def refresh(self) -> bool:
+        """Republish the file if it changed since the last look. True when gauges were set."""
+        if not self._lock.acquire(blocking=False):
+            return False  # another thread is refreshing right now
+        try:
+            now = time.monotonic()
+            if now - self._checked < self.check_seconds:
+                return False
+            self._checked = now
+            try:
+                st = self.path.stat()
+                sig: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+            except FileNotFoundError:
+                sig = None
+            if sig == self._signature:
+                return False
+            self._signature = sig
+            if sig is None:  # the file went away: its numbers are no longer current
+                self._publish({})
+                return True
+            try:
+                record = json.loads(self.path.read_bytes())
+                if not isinstance(record, dict):
+                    raise ValueError(f"top level is {type(record).__name__}, not an object")
+            except (OSError, ValueError) as exc:
+                log.warning("unreadable %s, keeping the previous online gauges: %s", self.path, exc)
+                return False
+            self._publish(record)
+            return True
+        finally:
+            self._lock.release()
+
+    @staticmethod
+    def _publish(record: dict[str, Any]) -> None:
+        arms = record.get("arms")
+        arms = arms if isinstance(arms, dict) else {}
+        for arm in ONLINE_ARMS:
+            values = arms.get(arm)
+            values = values if isinstance(values, dict) else {}
+            for gauge, name, factor in _ONLINE_FIELDS:
+                gauge.labels(arm=arm).set(_number(values.get(name)) * factor)
+        ONLINE_EVALUATED.set(_timestamp(record.get("evaluated_at")))
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    return float(value)
+
+
+def _timestamp(value: Any) -> float:
+    if not isinstance(value, str):
+        return math.nan
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return math.nan
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()

@@ -31,6 +31,17 @@ def client(served: Settings) -> FlaskClient:
     state.served.close()
 
 
+def _served_lines(client: FlaskClient, served: Settings) -> list[dict]:
+    """Every served-log line written so far."""
+    client.application.extensions["movierec"].served.flush()
+    wait_until(lambda: any(served.logs_path.glob("served-*.jsonl")))
+    return [
+        json.loads(x)
+        for f in served.logs_path.glob("served-*.jsonl")
+        for x in f.read_text().splitlines()
+    ]
+
+
 def test_recommend_contract(client: FlaskClient) -> None:
     r = client.get("/recommend/7")
     assert r.status_code == 200
@@ -87,13 +98,7 @@ def test_health_ready_and_metrics(client: FlaskClient) -> None:
 def test_every_response_is_logged(client: FlaskClient, served: Settings) -> None:
     ids = [client.get(f"/recommend/{u}").headers["X-Request-ID"] for u in range(5)]
     client.get("/recommend/abc")
-    client.application.extensions["movierec"].served.flush()
-    wait_until(lambda: any(served.logs_path.glob("served-*.jsonl")))
-    lines = [
-        json.loads(x)
-        for f in served.logs_path.glob("served-*.jsonl")
-        for x in f.read_text().splitlines()
-    ]
+    lines = _served_lines(client, served)
     assert {line["request_id"] for line in lines} >= set(ids)
     assert any(line["status"] == 400 for line in lines)
     from movierec.provenance import find_prediction
@@ -130,3 +135,21 @@ def test_rate_limit(served: Settings) -> None:
     codes = [c.get("/recommend/1").status_code for _ in range(7)]
     assert codes == [200] * 5 + [429] * 2
     app.extensions["movierec"].models.stop()
+
+
+def test_a_failing_model_gets_a_counted_and_logged_500(
+    client: FlaskClient, served: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = client.application.extensions["movierec"].models.snapshot.stable
+
+    def broken(user_id: int) -> str:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(model, "recommend", broken)
+    r = client.get("/recommend/4")
+    assert r.status_code == 500 and r.get_data(as_text=True) == "internal error"
+    assert r.headers["X-Model-Version"] == "v1"
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'movierec_requests_total{arm="stable",model_version="v1",status="500"}' in text
+    lines = _served_lines(client, served)
+    assert any(line["status"] == 500 and line["user_id"] == 4 for line in lines)
