@@ -2,7 +2,8 @@
 release decision RAMP / HOLD / ABORT / PROMOTE that moves the canary.
 
 Clicks. A served recommendation counts as clicked when its user watches one of its movies
-within `click_window_minutes` of event time after it was served. Only requests old enough
+within `click_window_minutes` of event time after it was served, credited to the latest
+request before the watch that listed the movie (last touch). Only requests old enough
 for their whole window to be observed ("mature": served at least one window before the
 newest event) are counted, so a half-observed window never lowers the CTR.
 
@@ -185,7 +186,7 @@ def compute_arm_metrics(
     mature = ok if newest_event is None else ok[ok["ts"] <= newest_event - window]
     m.mature_requests = len(mature)
     exploded = _explode(mature)
-    clicked = _match_after(exploded, watches, window)
+    clicked = _last_touch(_match_after(exploded, watches, window))
     by_request = clicked.groupby("request_id")["hit"].any() if len(clicked) else pd.Series()
     m.clicks = int(by_request.sum()) if len(by_request) else 0
     m.ctr = m.clicks / m.mature_requests if m.mature_requests else None
@@ -251,6 +252,16 @@ def _match_after(
         tolerance=pd.Timedelta(window) if window is not None else None,
     )
     return merged.assign(hit=merged["event_ts"].notna())
+
+
+def _last_touch(matched: pd.DataFrame) -> pd.DataFrame:
+    """A watch is credited to the latest request before it that listed the movie: a user
+    who asked twice and watched once clicked once, not twice."""
+    if matched.empty:
+        return matched
+    hits = matched[matched["hit"]].sort_values("ts")
+    earlier = hits.index[hits.duplicated(["user_id", "movie_id", "event_ts"], keep="last")]
+    return matched.assign(hit=matched["hit"] & ~matched.index.isin(earlier))
 
 
 def two_proportion_test(x1: int, n1: int, x2: int, n2: int) -> Comparison:

@@ -5,18 +5,28 @@ from a preference model fitted on ALL of their real ratings, later ones included
 world, not our model, and nothing here is shared with the trainer (a low-rank SVD of the
 bias-corrected rating matrix, `World`).
 
+Two things draw a user to a movie, as in the real data: whether they would watch it at all
+(the movie's percentile among the user's watch affinities, from a low-rank fit of who watched
+what in the whole real data: people watch what people like them watch, and rarely an obscure
+title however well rated) and how much they would like it (their true rating). A list that
+ranks unseen movies by predicted rating alone scores well on the second and poorly on the
+first, as it does offline on NDCG.
+
 Each simulated request is a real HTTP `GET /recommend/<user>` to the running service. The
-user then watches a recommended movie with a probability that grows with their true
-preference for it and falls with its position in the list (otherwise, sometimes, a popular
-movie they found elsewhere), for a believable number of minutes, and sometimes rates it with a
-rating drawn around their true preference. Everything is written as course-format events to
+user then watches a recommended movie with a probability that grows with both and falls with
+its position in the list (otherwise, sometimes, a popular movie they found elsewhere), for a
+believable number of minutes, and sometimes rates it with a rating drawn around their true
+preference. Everything is written as course-format events to
 the event log (file or Kafka), which the DataPipeline ingests like any other source.
 
 Clock: requests are sent in real time at `rate` per second (the served log records real time),
 and each simulated session runs faster than real time: the watch and rate events that follow a
 request are written at once, stamped with the simulated minutes at which they happen
 (request time + a delay of a few minutes, then one line per minute watched). The same seed
-gives the same users, choices and events for the same answers.
+gives the same users, choices and events for the same answers. Because sessions are
+compressed, a user asked again seconds later sees the next list before watching; clicks are
+credited to the latest list (see `movierec.release`), so absolute CTRs fall as requests per
+user per minute rise, for both arms alike.
 """
 
 from __future__ import annotations
@@ -44,8 +54,9 @@ log = logging.getLogger(__name__)
 class Behaviour:
     """How simulated users act. Probabilities are per recommended list."""
 
-    click_base: float = 0.9  # scale of the chance to watch a list's best-liked movie
+    click_base: float = 2.7  # scale of the chance to watch a list's most appealing movie
     click_slope: float = 2.0  # how fast that chance grows with true preference
+    interest_sharpness: float = 20.0  # how fast it falls below a user's most-likely watches
     position_decay: float = 0.12  # attention falls with the list position
     attention: float = 0.2  # share of list items a user really considers
     outside_watch: float = 0.1  # chance to watch a popular movie not in the list instead
@@ -72,9 +83,17 @@ class SimResult:
 
 
 class World:
-    """True preferences: rating ~ mu + b_u + b_i + U_u . V_i, fitted on every real rating."""
+    """True preferences: rating ~ mu + b_u + b_i + U_u . V_i, fitted on every real rating;
+    watch affinity ~ P_u . Q_i, a rank-`watch_rank` SVD of the 0/1 matrix of who rated what."""
 
-    def __init__(self, ratings: pd.DataFrame, users: pd.DataFrame, rank: int = 16, seed: int = 0):
+    def __init__(
+        self,
+        ratings: pd.DataFrame,
+        users: pd.DataFrame,
+        rank: int = 16,
+        seed: int = 0,
+        watch_rank: int = 48,
+    ):
         from scipy.sparse import csr_matrix
         from scipy.sparse.linalg import svds
 
@@ -100,6 +119,26 @@ class World:
         self._index = {mid: i for i, mid in enumerate(self.movie_ids)}
         self.activity = np.bincount(u, minlength=n_u).astype(float) + 1.0
         self.activity /= self.activity.sum()
+        watched = csr_matrix((np.ones(len(u)), (u, m)), shape=(n_u, n_m))
+        k = min(watch_rank, min(n_u, n_m) - 1)
+        left, s, right = svds(watched, k=k, random_state=seed)
+        self.P = left * s
+        self.Q = right.T
+
+    def interest(self, user_id: int, movie_ids: list[str]) -> np.ndarray:
+        """Each movie's percentile (0..1) among the user's watch affinities for every movie;
+        0.5 for an unknown user or movie."""
+        out = np.full(len(movie_ids), 0.5)
+        ui = int(np.searchsorted(self.user_ids, user_id))
+        if ui >= len(self.user_ids) or self.user_ids[ui] != user_id:
+            return out
+        row = np.sort(self.Q @ self.P[ui])
+        for j, mid in enumerate(movie_ids):
+            mi = self._index.get(mid)
+            if mi is not None:
+                score = self.Q[mi] @ self.P[ui]
+                out[j] = np.searchsorted(row, score, side="right") / len(row)
+        return out
 
     def preference(self, user_id: int, movie_ids: list[str]) -> np.ndarray:
         """True expected ratings (unknown movies get the global mean)."""
@@ -227,8 +266,10 @@ def _choose(
     """Which movie the user watches after seeing `items`, if any: (movie, came from list)."""
     if items:
         pref = world.preference(user_id, items)
+        interest = world.interest(user_id, items)
         position = np.exp(-b.position_decay * np.arange(len(items)))
         appeal = 1.0 / (1.0 + np.exp(-b.click_slope * (pref - 4.0)))
+        appeal *= np.exp(b.interest_sharpness * (interest - 1.0))
         p_each = np.clip(b.click_base * appeal * position, 0.0, 1.0)
         # each item is considered in order; the first one taken is watched
         for i in range(len(items)):

@@ -97,6 +97,31 @@ def test_requests_whose_window_is_not_yet_observed_are_not_counted() -> None:
     assert m.clicks == 0  # the watch at +31 is outside "a"'s 30-minute window
 
 
+def test_a_watch_is_credited_to_the_latest_request_that_listed_the_movie() -> None:
+    served = _served(
+        [
+            ("a", 1, 0, ["heat+1995", "alien+1979"], 200, 1.0),
+            ("b", 1, 2, ["heat+1995"], 200, 1.0),  # asked again; watched heat after this
+            ("c", 1, 4, ["jaws+1975"], 200, 1.0),  # a later list without heat: no credit
+            ("d", 2, 0, ["heat+1995"], 200, 1.0),
+            ("e", 2, 1, ["heat+1995"], 200, 1.0),
+        ]
+    )
+    watches = _watches([(1, "heat+1995", 6), (2, "heat+1995", 3), (2, "heat+1995", 45)])
+    m = compute_arm_metrics(
+        served,
+        watches,
+        pd.DataFrame(columns=["user_id", "movie_id", "rating", "timestamp"]),
+        USERS,
+        window=WINDOW,
+        arm="canary",
+        model_version="v2",
+    )
+    assert m.mature_requests == 5
+    assert m.clicks == 2  # "b" and "e"; not "a" nor "d", whose watch went to a later list
+    assert m.ctr == pytest.approx(2 / 5)
+
+
 def test_satisfaction_ratio_is_female_over_male_mean_rating_of_recommended_movies() -> None:
     served = _served(
         [
