@@ -6,7 +6,8 @@ code when there is new code:
 
 - native (default): poll the service's `/readyz` until it reports the stable and canary
   versions and the canary percentage of `routing.json`, or time out.
-- docker (`--docker`, with a compose project): rebuild the image, then restart the service
+- docker (`--docker`, with a compose project; `docker compose`, or `docker-compose` where the
+  client has no compose plugin): rebuild the image, then restart the service
   replicas one at a time, each only after the previous one is healthy again, so the load
   balancer always has a replica to send requests to; then the same `/readyz` check through
   the load balancer.
@@ -18,7 +19,9 @@ Exit codes: 0 the service serves the routing; 1 error (bad routing, docker failu
 from __future__ import annotations
 
 import enum
+import functools
 import logging
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -96,10 +99,39 @@ def wait_for_routing(
     return DeployResult(code, msg, expected, observed, time.monotonic() - start)
 
 
+@functools.cache
+def compose_command() -> tuple[str, ...]:
+    """`docker compose` (v2) when the client has it, else the stand-alone `docker-compose`."""
+    try:
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return ("docker", "compose")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return ("docker-compose",) if shutil.which("docker-compose") else ("docker", "compose")
+
+
 def _compose(compose_file: str, *args: str) -> None:
-    cmd = ["docker", "compose", "-f", compose_file, *args]
+    cmd = [*compose_command(), "-f", compose_file, *args]
     log.info("running %s", " ".join(cmd))
     subprocess.run(cmd, check=True, timeout=1800)
+
+
+def _health(compose_file: str, service: str) -> str:
+    """The health of a service's container (its state when it has no health check)."""
+    ids = subprocess.run(
+        [*compose_command(), "-f", compose_file, "ps", "-q", service],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
+    if not ids:
+        return "missing"
+    fmt = "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}"
+    out = subprocess.run(
+        ["docker", "inspect", "-f", fmt, ids[0]], capture_output=True, text=True, timeout=60
+    )
+    return out.stdout.strip() or "missing"
 
 
 def rolling_restart(compose_file: str, services: list[str], url: str, timeout: float) -> None:
@@ -109,16 +141,12 @@ def rolling_restart(compose_file: str, services: list[str], url: str, timeout: f
         _compose(compose_file, "up", "-d", "--no-deps", "--force-recreate", service)
         deadline = time.monotonic() + timeout
         while True:
-            out = subprocess.run(
-                ["docker", "compose", "-f", compose_file, "ps", "--format", "{{.Health}}", service],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            ).stdout.strip()
-            if out == "healthy":
+            health = _health(compose_file, service)
+            if health == "healthy":
+                log.info("%s is healthy", service)
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{service} not healthy after {timeout} s")
+                raise TimeoutError(f"{service} not healthy after {timeout} s (last state {health})")
             time.sleep(1)
 
 

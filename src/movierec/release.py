@@ -2,10 +2,11 @@
 release decision RAMP / HOLD / ABORT / PROMOTE that moves the canary.
 
 Clicks. A served recommendation counts as clicked when its user watches one of its movies
-within `click_window_minutes` of event time after it was served, credited to the latest
-request before the watch that listed the movie (last touch). Only requests old enough
-for their whole window to be observed ("mature": served at least one window before the
-newest event) are counted, so a half-observed window never lowers the CTR.
+within `click_window_minutes` of event time after it was served: a viewing that starts then
+(`watch_starts`), credited to the latest request before it that listed the movie (last
+touch). Only requests old enough for their whole window to be observed ("mature": served at
+least one window before the newest event) are counted, so a half-observed window never
+lowers the CTR.
 
 Satisfaction. Per arm, the mean rating that female users gave to movies recommended to them
 divided by the mean rating of male users (ratings made after the recommendation, in the
@@ -186,7 +187,7 @@ def compute_arm_metrics(
     mature = ok if newest_event is None else ok[ok["ts"] <= newest_event - window]
     m.mature_requests = len(mature)
     exploded = _explode(mature)
-    clicked = _last_touch(_match_after(exploded, watches, window))
+    clicked = _last_touch(_match_after(exploded, watch_starts(watches), window))
     by_request = clicked.groupby("request_id")["hit"].any() if len(clicked) else pd.Series()
     m.clicks = int(by_request.sum()) if len(by_request) else 0
     m.ctr = m.clicks / m.mature_requests if m.mature_requests else None
@@ -252,6 +253,20 @@ def _match_after(
         tolerance=pd.Timedelta(window) if window is not None else None,
     )
     return merged.assign(hit=merged["event_ts"].notna())
+
+
+def watch_starts(watches: pd.DataFrame, gap: timedelta = timedelta(minutes=5)) -> pd.DataFrame:
+    """The first line of each viewing: minute 0 of a movie (pressing play on it), or a line of
+    a (user, movie) with no line of the same pair in the `gap` before it (a resumed viewing).
+    A click is starting to watch, not each later minute."""
+    if watches.empty:
+        return watches
+    w = watches.sort_values("ts", kind="stable")
+    prev = w.groupby(["user_id", "movie_id"], sort=False)["ts"].shift()
+    start = prev.isna() | (w["ts"] - prev > gap)
+    if "minute" in w.columns:
+        start |= w["minute"] == 0
+    return w[start]
 
 
 def _last_touch(matched: pd.DataFrame) -> pd.DataFrame:
@@ -362,9 +377,10 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
             model_version=version,
         )
     stable, canary = arms["stable"], arms["canary"]
-    stable_ctr = (
-        stable.ctr if stable.mature_requests else _last_stable_ctr(settings, routing.stable)
-    )
+    # at 100% stable serves only the stragglers of the switch: its reference is what it did
+    # before, measured on enough requests
+    enough_stable = stable.mature_requests >= settings.min_samples_per_arm
+    stable_ctr = stable.ctr if enough_stable else _last_stable_ctr(settings, routing.stable)
     comparison = two_proportion_test(
         canary.clicks, canary.mature_requests, stable.clicks, stable.mature_requests
     )
@@ -450,7 +466,11 @@ def _last_stable_ctr(settings: Settings, stable: str) -> float | None:
     nobody, so the reference is what it did before)."""
     for event in reversed(read_json(feedback_events_file(settings), default=[])):
         arm = event.get("arms", {}).get("stable", {})
-        if arm.get("model_version") == stable and arm.get("ctr") is not None:
+        if (
+            arm.get("model_version") == stable
+            and arm.get("ctr") is not None
+            and arm.get("mature_requests", 0) >= settings.min_samples_per_arm
+        ):
             return float(arm["ctr"])
     return None
 

@@ -22,11 +22,10 @@ the event log (file or Kafka), which the DataPipeline ingests like any other sou
 Clock: requests are sent in real time at `rate` per second (the served log records real time),
 and each simulated session runs faster than real time: the watch and rate events that follow a
 request are written at once, stamped with the simulated minutes at which they happen
-(request time + a delay of a few minutes, then one line per minute watched). The same seed
-gives the same users, choices and events for the same answers. Because sessions are
-compressed, a user asked again seconds later sees the next list before watching; clicks are
-credited to the latest list (see `movierec.release`), so absolute CTRs fall as requests per
-user per minute rise, for both arms alike.
+(request time + a click delay of a second or two, then one line per minute watched). The same
+seed gives the same users, choices and events for the same answers. The click comes before
+the same user's next request even in a compressed run, so the evaluator's last-touch credit
+(`movierec.release`) goes to the list that was clicked.
 """
 
 from __future__ import annotations
@@ -62,7 +61,7 @@ class Behaviour:
     outside_watch: float = 0.1  # chance to watch a popular movie not in the list instead
     rate_prob: float = 0.6  # chance to rate a watched movie
     rating_noise: float = 0.6  # sd of the rating around the true preference
-    max_delay_minutes: int = 10  # a watch starts within this many minutes of the list
+    max_delay_seconds: float = 2.0  # a click starts the movie within this long of the list
 
 
 @dataclass
@@ -247,7 +246,7 @@ def _one_request(
     stats["watches"] = 1
     stats["clicks"] = int(from_list)
     pref = float(world.preference(user_id, [movie])[0])
-    start = now + timedelta(minutes=float(rng.uniform(0.5, b.max_delay_minutes)))
+    start = now + timedelta(seconds=float(rng.uniform(0.1, b.max_delay_seconds)))
     # people who like a movie watch more of it; 5-110 minutes
     minutes = int(np.clip(rng.normal(20 + 18 * (pref - 1), 15), 5, 110))
     lines = [format_watch(start + timedelta(minutes=k), user_id, movie, k) for k in range(minutes)]

@@ -206,3 +206,20 @@ def test_load_served_reads_lists_and_strings_and_skips_corrupt_lines(tmp_path: o
     assert list(frame["request_id"]) == ["a", "b"]
     assert frame["items"].tolist() == [["x+1", "y+2"], ["x+1", "z+3"]]
     assert str(frame["ts"].dt.tz) == "UTC"
+
+
+def test_a_click_is_the_start_of_a_viewing_not_each_minute_of_it() -> None:
+    served = _served([("a", 1, 0, ["heat+1995"], 200, 1.0), ("b", 1, 10, ["heat+1995"], 200, 1.0)])
+    # one viewing from +1 to +40 (a line per minute), then a new one from +60
+    watches = _watches([(1, "heat+1995", 1.0 + k) for k in range(40)] + [(1, "heat+1995", 60)])
+    watches["minute"] = list(range(40)) + [0]
+    m = compute_arm_metrics(
+        served,
+        watches,
+        pd.DataFrame(columns=["user_id", "movie_id", "rating", "timestamp"]),
+        USERS,
+        window=WINDOW,
+        arm="canary",
+        model_version="v2",
+    )
+    assert m.clicks == 1  # "a" started the viewing; "b" came while it went on
