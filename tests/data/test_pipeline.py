@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from movierec.config import Settings
-from movierec.data.events import format_rate, format_recommendation, format_watch
+from movierec.data.events import format_rate, format_recommendation, format_watch, parse_lines
 from movierec.data.pipeline import ingest, load_lake, read_state
 from tests.conftest import make_settings
 
@@ -87,7 +87,9 @@ def test_mixed_bad_lines_are_quarantined_and_every_valid_event_lands(settings: S
     lake = load_lake(settings)
     watches = {line for line in valid if ".mpg" in line}
     distinct_minutes = {(w.split(",")[1], w.split("/")[3], w.split("/")[4]) for w in watches}
-    assert len(lake.watches) == len(distinct_minutes)
+    assert lake.interactions["minutes"].sum() == len(distinct_minutes)
+    parsed = parse_lines(sorted(watches)).watches
+    assert len(lake.watches) == len(parsed.drop_duplicates())
     rates = [line for line in valid if "/rate/" in line]
     latest = {}
     for line in rates:

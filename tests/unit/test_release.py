@@ -212,7 +212,7 @@ def test_a_click_is_the_start_of_a_viewing_not_each_minute_of_it() -> None:
     served = _served([("a", 1, 0, ["heat+1995"], 200, 1.0), ("b", 1, 10, ["heat+1995"], 200, 1.0)])
     # one viewing from +1 to +40 (a line per minute), then a new one from +60
     watches = _watches([(1, "heat+1995", 1.0 + k) for k in range(40)] + [(1, "heat+1995", 60)])
-    watches["minute"] = list(range(40)) + [0]
+    watches["minute"] = [*range(40), 0]
     m = compute_arm_metrics(
         served,
         watches,

@@ -9,8 +9,9 @@ dead run and are deleted; lines after the saved position are read again.
 
 After the batches, the materialized tables are rebuilt from all committed parts, with
 de-duplication: an identical event line counts once, a watch minute (user, movie, minute)
-counts once, and a user's latest rating of a movie wins. Tables (`data/lake/`):
-`interactions` (user_id, movie_id, minutes, rating, first_ts, last_ts), `ratings`
+counts once in the minutes watched (the `watches` table keeps a re-watch, which the online
+evaluator counts as a new viewing), and a user's latest rating of a movie wins. Tables
+(`data/lake/`): `interactions` (user_id, movie_id, minutes, rating, first_ts, last_ts), `ratings`
 (user_id, movie_id, rating, timestamp), `users` (user_id, first_seen, last_seen, events),
 `watches` (ts, user_id, movie_id, minute), `recommendations` (ts, user_id, status, items,
 latency_ms) and `flagged` (events excluded from training as suspected poisoning).
@@ -255,11 +256,8 @@ def materialize(settings: Settings, state: dict[str, Any]) -> LakeTables:
             {"ts": pd.Series(dtype="datetime64[us, UTC]"), "user_id": pd.Series(dtype="int64"),
              "movie_id": pd.Series(dtype="str"), "rating": pd.Series(dtype="int8")}
         )  # fmt: skip
-    watches = (
-        watches.sort_values("ts", kind="stable")
-        .drop_duplicates(["user_id", "movie_id", "minute"], keep="first")
-        .reset_index(drop=True)
-    )
+    # every viewing stays (a re-watch is a new click); only a repeated line goes
+    watches = watches.drop_duplicates().sort_values("ts", kind="stable", ignore_index=True)
     rates = rates.drop_duplicates().sort_values("ts", kind="stable")
     ratings = (
         rates.drop_duplicates(["user_id", "movie_id"], keep="last")
@@ -269,7 +267,7 @@ def materialize(settings: Settings, state: dict[str, Any]) -> LakeTables:
     if len(recs):
         recs = recs.drop_duplicates().sort_values("ts", kind="stable", ignore_index=True)
     w = watches.groupby(["user_id", "movie_id"]).agg(
-        minutes=("minute", "size"), first_ts=("ts", "min"), last_ts=("ts", "max")
+        minutes=("minute", "nunique"), first_ts=("ts", "min"), last_ts=("ts", "max")
     )
     r = ratings.set_index(["user_id", "movie_id"])
     inter = w.join(r[["rating", "timestamp"]], how="outer")
