@@ -13,7 +13,7 @@ export PDM_CHECK_UPDATE := false
 help:
 	@echo "make run    - set up, fetch ml-100k, replay + ingest events, train a model, serve on :8080"
 	@echo "make test   - set up and run the whole test suite"
-	@echo "make lint   - ruff + mypy"
+	@echo "make lint   - ruff + mypy + hadolint"
 	@echo "make demo   - the whole life cycle on ml-100k: train, serve, simulate, retrain, canary ramp and abort"
 
 $(PDM):
@@ -47,6 +47,7 @@ lint: setup
 	$(BIN)/ruff check src tests evaluation scripts deploy_app.py evaluate_feedback_online.py
 	$(BIN)/ruff format --check src tests evaluation scripts deploy_app.py evaluate_feedback_online.py
 	$(BIN)/mypy
+	$(BIN)/hadolint docker/Dockerfile
 
 format: setup
 	$(BIN)/ruff format src tests evaluation scripts deploy_app.py evaluate_feedback_online.py

@@ -134,10 +134,24 @@ def _health(compose_file: str, service: str) -> str:
     return out.stdout.strip() or "missing"
 
 
-def rolling_restart(compose_file: str, services: list[str], url: str, timeout: float) -> None:
-    """Rebuild, then recreate one replica at a time, waiting for it to be healthy."""
+# nginx takes a replica it saw fail out of rotation for fail_timeout (5 s, docker/nginx.conf):
+# a replica that is healthy again gets this long to be back in before the next one stops.
+LB_SETTLE_SECONDS = 6.0
+
+
+def rolling_restart(
+    compose_file: str,
+    services: list[str],
+    url: str,
+    timeout: float,
+    settle: float = LB_SETTLE_SECONDS,
+) -> None:
+    """Rebuild, then recreate one replica at a time, waiting for it to be healthy and for the
+    load balancer to take it back."""
     _compose(compose_file, "build")
-    for service in services:
+    for i, service in enumerate(services):
+        if i:
+            time.sleep(settle)
         _compose(compose_file, "up", "-d", "--no-deps", "--force-recreate", service)
         deadline = time.monotonic() + timeout
         while True:

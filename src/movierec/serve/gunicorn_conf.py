@@ -27,6 +27,9 @@ errorlog = "-"
 loglevel = "info"
 proc_name = "movierec"
 limit_request_line = 4094
+# gunicorn 27's control socket (for gunicornc) lives at one path per user, which several
+# instances on one machine would share, and in the image $HOME is not writable: not used here.
+control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
