@@ -190,6 +190,7 @@ def _mitigations(model: Any, train: pd.DataFrame, test: pd.DataFrame) -> list[di
     for share, diversity in MITIGATIONS:
         model.params |= {"longtail_min_share": share, "genre_diversity": diversity}
         topk = model.recommend(users, 20)
+        ranking = ranking_metrics(topk, test)
         exposure = pd.Series([m for v in topk.values() for m in v]).value_counts()
         counts = exposure.reindex(catalog, fill_value=0).to_numpy()
         shown = sum(len(v) for v in topk.values())
@@ -197,7 +198,8 @@ def _mitigations(model: Any, train: pd.DataFrame, test: pd.DataFrame) -> list[di
             {
                 "longtail_min_share": share,
                 "genre_diversity": diversity,
-                "ndcg@10": ranking_metrics(topk, test)["ndcg@10"],
+                "ndcg@10": ranking["ndcg@10"],
+                "recall@20": ranking["recall@20"],
                 "coverage": float((counts > 0).mean()),
                 "gini": gini(counts),
                 "longtail_share": sum(m in tail for v in topk.values() for m in v) / shown,

@@ -17,7 +17,7 @@ import io
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,10 +87,11 @@ def _cell(value: Any) -> str:
 def _to_csv(rows: Sequence[Any], header: bool) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+    columns = _columns(type(rows[0]))
     if header:
-        writer.writerow(_columns(type(rows[0])))
-    for row in rows:
-        writer.writerow([_cell(v) for v in asdict(row).values()])
+        writer.writerow(columns)
+    for row in rows:  # getattr, not asdict: asdict deep-copies every value
+        writer.writerow([_cell(getattr(row, c)) for c in columns])
     return buf.getvalue()
 
 

@@ -14,7 +14,6 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
 from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -34,11 +33,15 @@ bp = Blueprint("movierec", __name__)
 
 
 class RateLimiter:
-    """At most `per_minute` requests per client in any sliding minute (per worker)."""
+    """At most `per_minute` requests per client in any minute, per worker (GCRA, the virtual
+    scheduling form of a token bucket): per client only its theoretical arrival time, so the
+    cost per request is a dictionary lookup however high the limit."""
 
     def __init__(self, per_minute: int):
         self.per_minute = per_minute
-        self.hits: dict[str, deque[float]] = {}
+        self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
+        self.tolerance = 60.0 - self.interval  # a burst of per_minute, then per_minute/60 s
+        self.tat: dict[str, float] = {}
         self.lock = threading.Lock()
 
     def allow(self, client: str) -> bool:
@@ -46,14 +49,12 @@ class RateLimiter:
             return True
         now = time.monotonic()
         with self.lock:
-            q = self.hits.setdefault(client, deque())
-            while q and q[0] <= now - 60:
-                q.popleft()
-            if len(q) >= self.per_minute:
+            tat = max(self.tat.get(client, now), now)
+            if tat - now > self.tolerance:
                 return False
-            q.append(now)
-            if len(self.hits) > 100_000:  # forget idle clients
-                self.hits = {k: v for k, v in self.hits.items() if v and v[-1] > now - 60}
+            self.tat[client] = tat + self.interval
+            if len(self.tat) > 100_000:  # forget clients whose bucket is full again
+                self.tat = {k: v for k, v in self.tat.items() if v > now}
             return True
 
 

@@ -30,6 +30,8 @@ limit_request_line = 4094
 # gunicorn 27's control socket (for gunicornc) lives at one path per user, which several
 # instances on one machine would share, and in the image $HOME is not writable: not used here.
 control_socket_disable = True
+# the workers' heartbeat file in memory: on disk its fchmod can stall behind other writes
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
 def on_starting(server: Any) -> None:

@@ -1,10 +1,12 @@
 """The served log (JSONL) and the prediction events register, written off the request path.
 
 A request only puts a record on a bounded queue; one background thread per worker writes
-batches (every 200 ms or 500 records) with one flock'ed write per file, so lines of several
-workers never interleave. If the disk is so slow that the queue fills, the record is dropped,
-counted (`movierec_served_log_dropped_total`) and warned about: losing a log line beats
-failing or stalling the request. Records left in the queue are flushed at worker exit.
+what has gathered every 200 ms (sooner only when a full batch of 5,000 waits) with one
+flock'ed, fsync'ed write per file, so lines of several workers never interleave and the disk
+sees a few writes a second, not one per request. If the disk is so slow that the queue stays
+full, a request waits at most 50 ms for room, then its record is dropped, counted
+(`movierec_served_log_dropped_total`) and warned about: losing a log line beats failing or
+stalling the request. Records left in the queue are flushed at worker exit.
 
 Daily files: the served log is `logs/served-YYYY-MM-DD.jsonl` (UTC date of the response);
 `models/prediction_events.csv` is renamed to `prediction_events-YYYY-MM-DD.csv` when the day
@@ -20,6 +22,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,8 +34,9 @@ from movierec.serve.metrics import LOG_DROPPED
 
 log = logging.getLogger(__name__)
 
-_BATCH = 500
+_BATCH = 5000
 _INTERVAL = 0.2
+_PUT_WAIT = 0.05
 
 
 class ServedLog:
@@ -46,14 +50,18 @@ class ServedLog:
 
     def record(self, rec: dict[str, Any]) -> None:
         try:
-            self.queue.put_nowait(rec)
+            self.queue.put(rec, timeout=_PUT_WAIT)
         except queue.Full:
             LOG_DROPPED.inc()
             log.warning("served log queue full: dropped record %s", rec.get("request_id"))
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             self.flush(block=True)
+            rest = _INTERVAL - (time.monotonic() - started)
+            if rest > 0 and self.queue.qsize() < _BATCH:
+                self._stop.wait(rest)
 
     def flush(self, block: bool = False) -> None:
         batch: list[dict[str, Any]] = []

@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 from movierec.config import Settings
 from movierec.registry import Routing, arm_for, set_canary, set_stable
 from movierec.serve import create_app
+from movierec.serve.app import RateLimiter
 from tests.servicekit import make_bundle, wait_until
 
 
@@ -135,6 +136,20 @@ def test_rate_limit(served: Settings) -> None:
     codes = [c.get("/recommend/1").status_code for _ in range(7)]
     assert codes == [200] * 5 + [429] * 2
     app.extensions["movierec"].models.stop()
+
+
+def test_the_rate_limit_refills_at_its_rate_per_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("movierec.serve.app.time.monotonic", lambda: clock[0])
+    limiter = RateLimiter(6)  # a burst of 6, then one every 10 s
+    assert [limiter.allow("a") for _ in range(7)] == [True] * 6 + [False]
+    assert limiter.allow("b")  # clients are counted apart
+    clock[0] += 9.9
+    assert not limiter.allow("a")
+    clock[0] += 0.2
+    assert limiter.allow("a") and not limiter.allow("a")
+    clock[0] += 60
+    assert [limiter.allow("a") for _ in range(7)] == [True] * 6 + [False]
 
 
 def test_a_failing_model_gets_a_counted_and_logged_500(
