@@ -8,8 +8,8 @@ by wrk (Debian's package) with --connections connections for --seconds seconds a
 warm-up. Our requests cycle over every ml-1m user id and some unknown ones (cold start), so
 every response is a real lookup and is logged to the served log and the prediction register.
 A third configuration turns the per-client rate limit on (with a limit never reached) to show
-what its bookkeeping costs. The three run in turn, --rounds times (the machine's speed drifts
-over minutes), and each is reported by its round with the median throughput: requests/s, p50
+what its bookkeeping costs. The three run in turn, --rounds times (one load test can be
+unlucky), and each is reported by its round with the median throughput: requests/s, p50
 and p99 latency, and the resident memory of each gunicorn worker read from /proc after the
 load; then the throughput ratio. Targets: throughput >= 70% of the minimal endpoint's,
 p99 <= 25 ms, RSS <= 300 MB per worker.
@@ -217,8 +217,7 @@ def main() -> int:
             USERS + 200,
         ),
     }
-    # the three in turn, --rounds times: this machine's speed drifts over minutes, and each
-    # figure is the round with the median throughput
+    # the three in turn, --rounds times; each figure is the round with the median throughput
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
     for k in range(args.rounds):
         for name, (app, env, cwd, span) in configs.items():
