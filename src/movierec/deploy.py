@@ -100,19 +100,27 @@ def wait_for_routing(
 
 
 @functools.cache
-def compose_command() -> tuple[str, ...]:
-    """`docker compose` (v2) when the client has it, else the stand-alone `docker-compose`."""
+def compose_command() -> tuple[str, ...] | None:
+    """`docker compose` (v2) when the client has it, else the stand-alone `docker-compose`;
+    None when neither is installed."""
     try:
         probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
         if probe.returncode == 0:
             return ("docker", "compose")
     except (OSError, subprocess.SubprocessError):
         pass
-    return ("docker-compose",) if shutil.which("docker-compose") else ("docker", "compose")
+    return ("docker-compose",) if shutil.which("docker-compose") else None
+
+
+def _compose_cmd() -> tuple[str, ...]:
+    cmd = compose_command()
+    if cmd is None:
+        raise FileNotFoundError("neither 'docker compose' nor docker-compose is installed")
+    return cmd
 
 
 def _compose(compose_file: str, *args: str) -> None:
-    cmd = [*compose_command(), "-f", compose_file, *args]
+    cmd = [*_compose_cmd(), "-f", compose_file, *args]
     log.info("running %s", " ".join(cmd))
     subprocess.run(cmd, check=True, timeout=1800)
 
@@ -120,7 +128,7 @@ def _compose(compose_file: str, *args: str) -> None:
 def _health(compose_file: str, service: str) -> str:
     """The health of a service's container (its state when it has no health check)."""
     ids = subprocess.run(
-        [*compose_command(), "-f", compose_file, "ps", "-q", service],
+        [*_compose_cmd(), "-f", compose_file, "ps", "-q", service],
         capture_output=True,
         text=True,
         timeout=60,
@@ -140,11 +148,7 @@ LB_SETTLE_SECONDS = 6.0
 
 
 def rolling_restart(
-    compose_file: str,
-    services: list[str],
-    url: str,
-    timeout: float,
-    settle: float = LB_SETTLE_SECONDS,
+    compose_file: str, services: list[str], timeout: float, settle: float = LB_SETTLE_SECONDS
 ) -> None:
     """Rebuild, then recreate one replica at a time, waiting for it to be healthy and for the
     load balancer to take it back."""
@@ -176,7 +180,7 @@ def deploy(
     try:
         expected = expected_state(settings)
         if docker_compose_file:
-            rolling_restart(docker_compose_file, services or ["app1", "app2"], url, timeout)
+            rolling_restart(docker_compose_file, services or ["app1", "app2"], timeout)
     except (FileNotFoundError, subprocess.SubprocessError, TimeoutError, OSError) as exc:
         return DeployResult(DeployCode.ERROR, str(exc), seconds=time.monotonic() - start)
     result = wait_for_routing(url, expected, timeout)

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from movierec.deploy import compose_command
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
@@ -130,17 +132,8 @@ def test_hadolint_finds_nothing() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def _compose_command() -> list[str] | None:
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    binary = shutil.which("docker-compose")
-    return [binary] if binary else None
-
-
 def test_compose_config_is_valid() -> None:
-    cmd = _compose_command()
+    cmd = compose_command()
     if cmd is None:
         pytest.skip("neither 'docker compose' nor docker-compose is installed")
     out = subprocess.run(

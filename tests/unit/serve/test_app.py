@@ -152,6 +152,22 @@ def test_the_rate_limit_refills_at_its_rate_per_client(monkeypatch: pytest.Monke
     assert [limiter.allow("a") for _ in range(7)] == [True] * 6 + [False]
 
 
+def test_the_rate_limit_forgets_idle_clients_and_keeps_active_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("movierec.serve.app.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("movierec.serve.app._PRUNE_AT", 3)
+    limiter = RateLimiter(6)
+    for client in "abcd":  # the fourth client triggers a pass: all four are active, all stay
+        limiter.allow(client)
+    assert set(limiter.tat) == set("abcd") and limiter.prune_at == 8
+    clock[0] += 60  # every bucket is full again
+    for client in "efghijklm":
+        limiter.allow(client)
+    assert "a" not in limiter.tat and "m" in limiter.tat
+
+
 def test_a_failing_model_gets_a_counted_and_logged_500(
     client: FlaskClient, served: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
