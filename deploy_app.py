@@ -16,9 +16,9 @@ import argparse
 import json
 import sys
 
-from movierec.config import Settings
-from movierec.deploy import deploy
-from movierec.logs import configure_logging
+from movierec.core.settings import Settings
+from movierec.ops.deploy import deploy
+from movierec.core.logs import configure_logging
 
 
 def main() -> int:
@@ -32,7 +32,7 @@ def main() -> int:
     args = parser.parse_args()
     configure_logging()
     settings = Settings.from_env()
-    url = args.url or f"http://127.0.0.1:{settings.port}"
+    url = args.url or f"http://127.0.0.1:{settings.serving.port}"
     result = deploy(
         settings, url, timeout=args.timeout, docker_compose_file=args.docker, services=args.services
     )

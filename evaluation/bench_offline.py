@@ -50,7 +50,7 @@ def splits(
 
 
 def ndcg_at_10(topk: dict[int, list[str]], test: pd.DataFrame) -> float:
-    from movierec.evaluate import ranking_metrics
+    from movierec.offline.evaluate import ranking_metrics
 
     return ranking_metrics(topk, test)["ndcg@10"]
 
@@ -62,7 +62,7 @@ def warm(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
 def run_ease(
     train: pd.DataFrame, test: pd.DataFrame, movies: np.ndarray, lam: float = 500.0
 ) -> dict[str, Any]:
-    from movierec.cf import EASE, Index, interaction_matrix
+    from movierec.model.cf import EASE, Index, interaction_matrix
 
     t0 = time.perf_counter()
     idx = Index.build(train["user_id"].to_numpy(), movies)
@@ -154,8 +154,8 @@ def run_ours(
 def _child(
     train_f: Path, test_f: Path, out: Path, dataset: str, by_rating: bool, mitigations: bool
 ) -> None:
-    from movierec.evaluate import ranking_metrics
-    from movierec.offline import offline_eval, read_ratings
+    from movierec.offline.evaluate import ranking_metrics
+    from movierec.offline.offline_eval import offline_eval, read_ratings
 
     r = offline_eval(_settings(), train_f, test_f, out, dataset)
     m = {k: v for k, v in r.metrics.items() if not isinstance(v, dict)}
@@ -179,9 +179,9 @@ MITIGATIONS = [(0.0, 0.0), (0.2, 0.0), (0.4, 0.0), (0.0, 0.3), (0.0, 0.6), (0.2,
 
 def _mitigations(model: Any, train: pd.DataFrame, test: pd.DataFrame) -> list[dict[str, Any]]:
     """The same trained model's lists under each (long-tail share, genre diversity) setting."""
-    from movierec.analysis import gini
-    from movierec.evaluate import ranking_metrics
-    from movierec.train import longtail_mask
+    from movierec.model.recommender import longtail_mask
+    from movierec.offline.evaluate import ranking_metrics
+    from movierec.trust.analysis import gini
 
     users = np.array([u for u in test["user_id"].unique() if u in set(train["user_id"])])
     catalog = model.stage.index.movies
@@ -215,7 +215,7 @@ def _genres(model: Any, items: list[str]) -> int:
 
 
 def _settings() -> Any:
-    from movierec.config import Settings
+    from movierec.core.settings import Settings
 
     home = REPO / ".cache" / "test-data"
     return Settings.from_env({}, home=home, cache_dir=REPO / ".cache", grouplens_url="")

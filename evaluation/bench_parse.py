@@ -29,7 +29,7 @@ def main() -> None:
 
     pa.set_cpu_count(1)
     pa.set_io_thread_count(1)
-    from movierec.config import Settings
+    from movierec.core.settings import Settings
     from movierec.data.events import parse_lines
     from movierec.data.replay import replay
 

@@ -53,12 +53,12 @@ end
 
 def prepare_model() -> str:
     """A stable model trained on all of ml-1m (cached); returns its version."""
-    from movierec.config import Settings
+    from movierec.core.settings import Settings
+    from movierec.data.ingest import ingest
     from movierec.data.movielens import fetch
-    from movierec.data.pipeline import ingest
     from movierec.data.replay import replay
-    from movierec.registry import read_routing, set_stable
-    from movierec.training_job import train_candidate
+    from movierec.registry.routing import read_routing, set_stable
+    from movierec.retrain.training import train_candidate
 
     s = Settings.from_env({}, home=HOME, cache_dir=REPO / ".cache", dataset="ml-1m")
     routing = read_routing(s)
@@ -67,7 +67,7 @@ def prepare_model() -> str:
     HOME.mkdir(parents=True, exist_ok=True)
     fetch(s, "ml-1m")
     t0 = time.perf_counter()
-    replay(s, "ml-1m", s.event_source)
+    replay(s, "ml-1m", s.data.event_source)
     ingest(s)
     result = train_candidate(s, tune=False)
     set_stable(s, result.version, "serving benchmark")

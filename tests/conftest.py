@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from movierec.config import Settings
+from movierec.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache"

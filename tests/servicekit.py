@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import requests
 
-from movierec.config import Settings
-from movierec.model import COLD_START, RECOMMENDATIONS
-from movierec.registry import save_bundle
+from movierec.core.schema import COLD_START, RECOMMENDATIONS
+from movierec.core.settings import Settings
+from movierec.registry.bundles import save_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 

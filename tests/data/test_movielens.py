@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from movierec.config import Settings
+from movierec.core.errors import DataNotFoundError
+from movierec.core.files import sha256_bytes
+from movierec.core.settings import Settings
 from movierec.data.movielens import fetch, load_tables
 from movierec.data.slugs import is_slug
-from movierec.errors import DataNotFoundError
-from movierec.fsutil import sha256_bytes
 from tests.conftest import CACHE, make_settings
 
 

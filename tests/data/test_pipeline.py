@@ -15,9 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from movierec.config import Settings
+from movierec.core.settings import Settings
 from movierec.data.events import format_rate, format_recommendation, format_watch, parse_lines
-from movierec.data.pipeline import ingest, load_lake, read_state
+from movierec.data.ingest import ingest
+from movierec.data.lake import load_lake, read_state
 from tests.conftest import make_settings
 
 T = pd.Timestamp("2025-03-01T00:00:00Z").to_pydatetime()
@@ -72,7 +73,7 @@ def test_mixed_bad_lines_are_quarantined_and_every_valid_event_lands(settings: S
     bad += [b"\xff\xfe\xfa not utf-8 \x80"] * 10  # undecodable bytes
     mixed: list[str | bytes] = [*valid, *bad]
     rng.shuffle(mixed)
-    path = settings.path(settings.event_source)
+    path = settings.path(settings.data.event_source)
     path.parent.mkdir(parents=True)
     _write(path, mixed)
     result = ingest(settings)
@@ -108,7 +109,7 @@ def test_mixed_bad_lines_are_quarantined_and_every_valid_event_lands(settings: S
 
 def test_ingest_is_incremental_and_idempotent(settings: Settings) -> None:
     rng = random.Random(1)
-    path = settings.path(settings.event_source)
+    path = settings.path(settings.data.event_source)
     path.parent.mkdir(parents=True)
     first = _valid_lines(rng, 2_000)
     _write(path, first)
@@ -132,8 +133,8 @@ def test_ingest_is_incremental_and_idempotent(settings: Settings) -> None:
 def _big_log(settings: Settings) -> Path:
     from movierec.data.replay import replay
 
-    replay(settings, "ml-100k", settings.event_source, end=0.3)
-    return settings.path(settings.event_source)
+    replay(settings, "ml-100k", settings.data.event_source, end=0.3)
+    return settings.path(settings.data.event_source)
 
 
 def _run_ingest(
@@ -183,14 +184,14 @@ def test_sigkill_at_the_worst_moments_and_at_random_then_resume_gives_the_same_t
     log = _big_log(ml100k_settings)
     reference = make_settings(tmp_path / "reference")
     reference.data_path.mkdir(parents=True)
-    os.link(log, reference.path(reference.event_source))
+    os.link(log, reference.path(reference.data.event_source))
     assert _run_ingest(reference.home, {}).returncode == 0
 
     victim = ml100k_settings
     # killed after writing the parts of batch 3 but before committing them
-    assert _run_ingest(victim.home, {"MOVIEREC_INGEST_CRASH_AT": "after-parts:3"}).returncode == -9
+    assert _run_ingest(victim.home, {"MOVIEREC_FAULT": "ingest.after-parts:3"}).returncode == -9
     # killed after committing batch 2 of the resumed run (before its Kafka-style commit)
-    assert _run_ingest(victim.home, {"MOVIEREC_INGEST_CRASH_AT": "after-commit:2"}).returncode == -9
+    assert _run_ingest(victim.home, {"MOVIEREC_FAULT": "ingest.after-commit:2"}).returncode == -9
     # killed at a random moment once it has committed something
     proc = _run_ingest(victim.home, {}, wait=False)
     seq0 = read_state(victim).get("seq", 0)

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from movierec.config import Settings
+from movierec.core.settings import Settings
 from movierec.data.events import format_rate, format_watch
-from movierec.data.pipeline import IngestResult, ingest, load_lake, training_interactions
+from movierec.data.ingest import IngestResult, ingest
+from movierec.data.lake import load_lake, training_interactions
 from movierec.data.replay import replay
 
 STEPS = (0.0, 0.3, 0.5, 0.7, 0.85, 1.0)
@@ -29,7 +30,7 @@ def test_the_clean_replay_is_never_flagged_and_an_injected_attack_is(
 ) -> None:
     s = ml100k_settings
     for start, end in pairwise(STEPS):
-        replay(s, "ml-100k", s.event_source, start=start, end=end)
+        replay(s, "ml-100k", s.data.event_source, start=start, end=end)
         report = _report(ingest(s))
         assert report["poisoning"]["flagged"] == [], (end, report["poisoning"])
     lake = load_lake(s)
@@ -46,7 +47,7 @@ def test_the_clean_replay_is_never_flagged_and_an_injected_attack_is(
         ts = t0 + timedelta(seconds=60 * n)
         lines.append(format_watch(ts, user, target, 1))
         lines.append(format_rate(ts + timedelta(seconds=5), user, target, 5))
-    with open(s.path(s.event_source), "a") as f:
+    with open(s.path(s.data.event_source), "a") as f:
         f.write("\n".join(lines) + "\n")
     report = _report(ingest(s))["poisoning"]
     assert [f["movie_id"] for f in report["flagged"]] == [target]

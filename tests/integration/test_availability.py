@@ -10,8 +10,8 @@ import time
 import pytest
 import requests
 
-from movierec.config import Settings
-from movierec.registry import promote_canary, set_canary, set_canary_pct, set_stable
+from movierec.core.settings import Settings
+from movierec.registry.routing import promote_canary, set_canary, set_canary_pct, set_stable
 from tests.servicekit import gunicorn, make_bundle, wait_until
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from movierec.deploy import compose_command
+from movierec.ops.deploy import compose_command
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from movierec.config import Settings
-from movierec.data.pipeline import load_lake
+from movierec.core.settings import Settings
+from movierec.data.lake import load_lake
 from movierec.data.replay import replay
 from tests.conftest import make_settings
 from tests.integration.kafka_broker import running_broker, tansu_binary
@@ -29,7 +29,7 @@ def _ingest(home: Path, bootstrap: str, group: str, crash: str = "") -> int:
             "MOVIEREC_KAFKA_BOOTSTRAP": bootstrap,
             "MOVIEREC_KAFKA_GROUP": group,
             "MOVIEREC_INGEST_BATCH_LINES": "20000",
-            "MOVIEREC_INGEST_CRASH_AT": crash,
+            "MOVIEREC_FAULT": f"ingest.{crash}" if crash else "",
         }
     )
     proc = subprocess.run(

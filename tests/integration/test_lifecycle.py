@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from movierec.analysis import analyze_offline, analyze_online
-from movierec.config import Settings
-from movierec.demo import run_demo
-from movierec.release import load_served, served_log_files
-from movierec.trace import trace
+from movierec.core.settings import Settings
+from movierec.ops.demo import run_demo
+from movierec.release.evaluator import load_served, served_log_files
+from movierec.trust.analysis import analyze_offline, analyze_online
+from movierec.trust.trace import trace
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.slow

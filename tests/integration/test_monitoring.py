@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from movierec.fsutil import atomic_write_json
-from movierec.registry import set_canary, set_stable
-from movierec.release import ArmMetrics, online_metrics_file
+from movierec.core.files import atomic_write_json
+from movierec.registry.routing import set_canary, set_stable
+from movierec.release.evaluator import ArmMetrics, online_metrics_file
 from movierec.serve import create_app
 from movierec.serve.metrics import EXPORTED
 from tests.conftest import REPO, make_settings

@@ -9,8 +9,8 @@ import time
 import pytest
 import requests
 
-from movierec.config import Settings
-from movierec.registry import set_stable
+from movierec.core.settings import Settings
+from movierec.registry.routing import set_stable
 from tests.servicekit import free_port, gunicorn, make_bundle
 
 

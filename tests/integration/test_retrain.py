@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 import requests
 
-from movierec.config import Settings
-from movierec.data.pipeline import ingest
+from movierec.core.files import exclusive_lock
+from movierec.core.settings import Settings
+from movierec.data.ingest import ingest
 from movierec.data.replay import replay
-from movierec.fsutil import exclusive_lock
-from movierec.registry import arm_for, bundle_path, list_versions, read_routing, set_stable
-from movierec.retrain import ExitCode, lake_counts, retrain, write_state
-from movierec.training_job import train_candidate
+from movierec.registry.bundles import bundle_path, list_versions
+from movierec.registry.routing import arm_for, read_routing, set_stable
+from movierec.retrain.job import ExitCode, lake_counts, retrain, write_state
+from movierec.retrain.training import train_candidate
 from tests.servicekit import gunicorn, wait_until
 
 FAST = {"tune_iterations": 1, "tune_seconds": 5.0, "n_threads": 2}
@@ -26,7 +27,7 @@ FAST = {"tune_iterations": 1, "tune_seconds": 5.0, "n_threads": 2}
 
 def _home(settings: Settings, end: float) -> Settings:
     s = settings.replace(**FAST)
-    replay(s, "ml-100k", s.event_source, end=end)
+    replay(s, "ml-100k", s.data.event_source, end=end)
     ingest(s)
     return s
 
@@ -52,7 +53,7 @@ def _snapshot(s: Settings) -> dict[str, bytes | None]:
 def test_too_little_new_data_is_nothing_to_do(ml100k_settings: Settings) -> None:
     s = _home(ml100k_settings, 0.2)
     write_state(s, "v-none", "initial", lake_counts(s))
-    replay(s, "ml-100k", s.event_source, start=0.2, end=0.201)  # ~100 ratings
+    replay(s, "ml-100k", s.data.event_source, start=0.2, end=0.201)  # ~100 ratings
     before = list_versions(s)
     result = retrain(s)
     assert result.code == ExitCode.NOTHING_TO_DO
@@ -83,7 +84,7 @@ def _run_retrain(s: Settings, crash_at: str = "") -> int:
             "MOVIEREC_GROUPLENS_URL": "",
             "MOVIEREC_TUNE_ITERATIONS": "1",
             "MOVIEREC_TUNE_SECONDS": "5",
-            "MOVIEREC_RETRAIN_CRASH_AT": crash_at,
+            "MOVIEREC_FAULT": f"retrain.{crash_at}" if crash_at else "",
         }
     )
     proc = subprocess.run(
@@ -96,7 +97,7 @@ def _run_retrain(s: Settings, crash_at: str = "") -> int:
 def test_a_kill_at_any_step_changes_nothing_and_a_rerun_works(ml100k_settings: Settings) -> None:
     s = _home(ml100k_settings, 0.25)
     _first_model(s)
-    replay(s, "ml-100k", s.event_source, start=0.25, end=0.4)
+    replay(s, "ml-100k", s.data.event_source, start=0.25, end=0.4)
     for step in ("refresh", "gate", "train", "compare", "promote"):
         before = _snapshot(s)
         assert _run_retrain(s, crash_at=step) == -9, step
@@ -124,7 +125,7 @@ def test_end_to_end_retrain_promotes_a_canary_served_without_restart(
     v1 = _first_model(s)
     with gunicorn(s) as url:
         assert requests.get(f"{url}/recommend/1", timeout=5).headers["X-Model-Version"] == v1
-        replay(s, "ml-100k", s.event_source, start=0.6, end=0.8)
+        replay(s, "ml-100k", s.data.event_source, start=0.6, end=0.8)
         result = retrain(s)
         assert result.code == ExitCode.PROMOTED, result.reason
         v2 = result.candidate
@@ -142,7 +143,9 @@ def test_end_to_end_retrain_promotes_a_canary_served_without_restart(
             )
         )
         lists = pd.read_parquet(bundle_path(s, v2) / "recommendations.parquet").set_index("user_id")
-        canary_users = [u for u in range(1, 944) if arm_for(u, routing, s.release_salt) == "canary"]
+        canary_users = [
+            u for u in range(1, 944) if arm_for(u, routing, s.serving.release_salt) == "canary"
+        ]
         assert 50 < len(canary_users) < 150
         for u in canary_users[:30]:
             r = requests.get(f"{url}/recommend/{u}", timeout=5)

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from movierec.config import Settings
-from movierec.errors import DataValidationError, HoldoutChangedError
-from movierec.holdout import create_holdout, exclude_holdout, holdout_sha256, load_holdout
-from movierec.train import TrainedModel, TrainingData, fit, rerank
+from movierec.core.errors import DataValidationError, HoldoutChangedError
+from movierec.core.settings import Settings
+from movierec.data.holdout import create_holdout, exclude_holdout, holdout_sha256, load_holdout
+from movierec.model.recommender import TrainedModel, TrainingData, fit, rerank
 
 FAST = {"candidates": 20, "oof_folds": 2}
 

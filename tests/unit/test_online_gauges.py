@@ -16,10 +16,10 @@ from flask import Flask
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from movierec.config import Settings
-from movierec.fsutil import atomic_write_json
-from movierec.registry import set_stable
-from movierec.release import (
+from movierec.core.files import atomic_write_json
+from movierec.core.settings import Settings
+from movierec.registry.routing import set_stable
+from movierec.release.evaluator import (
     ArmMetrics,
     Comparison,
     Decision,

@@ -6,8 +6,7 @@ import csv
 import multiprocessing as mp
 from pathlib import Path
 
-from movierec.config import Settings
-from movierec.provenance import (
+from movierec.core.provenance import (
     DataRecord,
     ModelRecord,
     PredictionRecord,
@@ -20,6 +19,7 @@ from movierec.provenance import (
     read_models,
     read_predictions,
 )
+from movierec.core.settings import Settings
 from tests.conftest import make_settings
 
 

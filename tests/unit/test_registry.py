@@ -7,22 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from movierec.config import Settings
-from movierec.errors import DataValidationError, ModelLoadError
-from movierec.registry import (
+from movierec.core.errors import DataValidationError, ModelLoadError
+from movierec.core.settings import Settings
+from movierec.registry.bundles import list_versions, new_version, save_bundle, verify_bundle
+from movierec.registry.routing import (
     Routing,
     abort_canary,
     arm_for,
     canary_bucket,
-    list_versions,
-    new_version,
     promote_canary,
     read_routing,
     routing_signature,
-    save_bundle,
     set_canary,
     set_stable,
-    verify_bundle,
 )
 
 

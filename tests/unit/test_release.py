@@ -7,8 +7,8 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from movierec.config import Settings
-from movierec.release import (
+from movierec.core.settings import Settings
+from movierec.release.evaluator import (
     ArmMetrics,
     Decision,
     compute_arm_metrics,

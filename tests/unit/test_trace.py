@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from movierec.config import Settings
-from movierec.data.pipeline import snapshot_training_data
-from movierec.errors import TraceError
-from movierec.provenance import ModelRecord, PredictionRecord, append_model, append_predictions
-from movierec.trace import lineage, trace
+from movierec.core.errors import TraceError
+from movierec.core.provenance import ModelRecord, PredictionRecord, append_model, append_predictions
+from movierec.core.settings import Settings
+from movierec.data.snapshot import snapshot_training_data
+from movierec.trust.trace import lineage, trace
 from tests.servicekit import make_bundle
 
 

@@ -26,8 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from movierec.core.errors import DataValidationError
 from movierec.data.slugs import SLUG_PATTERN, is_slug
-from movierec.errors import DataValidationError
 
 MAX_USER_ID = 2**53
 MAX_MINUTE = 100_000

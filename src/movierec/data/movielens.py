@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from movierec.config import DATASETS, Settings
+from movierec.core.errors import DataNotFoundError, DataValidationError
+from movierec.core.files import atomic_write_json, fsync_dir, sha256_bytes
+from movierec.core.settings import DATASETS, Settings
 from movierec.data.slugs import slugify, split_title_year
-from movierec.errors import DataNotFoundError, DataValidationError
-from movierec.fsutil import atomic_write_json, fsync_dir, sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _check_name(dataset: str) -> None:
 
 def fetch(settings: Settings, dataset: str | None = None, *, force: bool = False) -> FetchResult:
     """Write the canonical tables of `dataset` unless they are already there."""
-    dataset = dataset or settings.dataset
+    dataset = dataset or settings.data.dataset
     target = dataset_dir(settings, dataset)
     meta_file = target / "sources.json"
     if not force and _complete(target):
@@ -143,7 +143,7 @@ def _complete(target: Path) -> bool:
 
 def load_tables(settings: Settings, dataset: str | None = None) -> MovieLensTables:
     """The canonical tables; `DataNotFoundError` with the command to run when not fetched."""
-    dataset = dataset or settings.dataset
+    dataset = dataset or settings.data.dataset
     target = dataset_dir(settings, dataset)
     if not _complete(target):
         raise DataNotFoundError(
@@ -158,8 +158,8 @@ def load_tables(settings: Settings, dataset: str | None = None) -> MovieLensTabl
 
 
 def _read_sources(settings: Settings, dataset: str) -> tuple[dict[str, bytes], str]:
-    if settings.grouplens_url:
-        url = f"{settings.grouplens_url.rstrip('/')}/{dataset}.zip"
+    if settings.data.grouplens_url:
+        url = f"{settings.data.grouplens_url.rstrip('/')}/{dataset}.zip"
         try:
             with urllib.request.urlopen(url, timeout=3) as resp:
                 blob = resp.read()

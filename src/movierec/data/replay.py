@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from movierec.config import Settings
-from movierec.errors import DataValidationError
+from movierec.core.errors import DataValidationError
+from movierec.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,8 @@ def replay(
         ratings,
         start=start,
         end=end,
-        seed=settings.seed if seed is None else seed,
-        mean_minutes=settings.replay_mean_minutes,
+        seed=settings.training.seed if seed is None else seed,
+        mean_minutes=settings.data.replay_mean_minutes,
     )
     lines = format_events(events)
     if out.startswith("kafka:"):
@@ -135,12 +135,12 @@ def replay(
 
 
 def kafka_producer(settings: Settings) -> Any:
-    """A confluent_kafka Producer for `settings.kafka_bootstrap` (idempotent, acks=all)."""
+    """A confluent_kafka Producer for `settings.data.kafka_bootstrap` (idempotent, acks=all)."""
     from confluent_kafka import Producer
 
     return Producer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            "bootstrap.servers": settings.data.kafka_bootstrap,
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 20,

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from movierec.config import Settings
-from movierec.errors import DataNotFoundError, DataValidationError
+from movierec.core.errors import DataNotFoundError, DataValidationError
+from movierec.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +107,11 @@ class KafkaSource:
         self.idle = idle_seconds
         self.consumer = Consumer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": settings.kafka_group,
+                "bootstrap.servers": settings.data.kafka_bootstrap,
+                "group.id": settings.data.kafka_group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
-                "session.timeout.ms": settings.kafka_session_timeout_ms,
+                "session.timeout.ms": settings.data.kafka_session_timeout_ms,
                 "enable.partition.eof": False,
             }
         )

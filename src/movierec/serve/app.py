@@ -11,17 +11,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from movierec.config import Settings
-from movierec.registry import arm_for
+from movierec.core.settings import Settings
+from movierec.registry.routing import arm_for
 from movierec.serve import metrics
-from movierec.serve.routing import ModelSet
+from movierec.serve.models import ModelSet
+from movierec.serve.ratelimit import RateLimiter
 from movierec.serve.servedlog import ServedLog
 
 log = logging.getLogger(__name__)
@@ -30,38 +30,6 @@ MAX_USER_ID = 2**63 - 1
 _ID_RE = re.compile(r"[0-9]{1,19}")
 
 bp = Blueprint("movierec", __name__)
-
-
-_PRUNE_AT = 100_000
-
-
-class RateLimiter:
-    """At most `per_minute` requests per client in any minute, per worker (GCRA, the virtual
-    scheduling form of a token bucket): per client only its theoretical arrival time, so the
-    cost per request is a dictionary lookup however high the limit."""
-
-    def __init__(self, per_minute: int):
-        self.per_minute = per_minute
-        self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
-        self.tolerance = 60.0 - self.interval  # a burst of per_minute, then per_minute/60 s
-        self.tat: dict[str, float] = {}
-        self.prune_at = _PRUNE_AT
-        self.lock = threading.Lock()
-
-    def allow(self, client: str) -> bool:
-        if self.per_minute <= 0:
-            return True
-        now = time.monotonic()
-        with self.lock:
-            tat = max(self.tat.get(client, now), now)
-            if tat - now > self.tolerance:
-                return False
-            self.tat[client] = tat + self.interval
-            if len(self.tat) > self.prune_at:  # forget clients whose bucket is full again
-                self.tat = {k: v for k, v in self.tat.items() if v > now}
-                # many clients all active: the next pass waits until they double (amortized)
-                self.prune_at = max(_PRUNE_AT, 2 * len(self.tat))
-            return True
 
 
 def _text(body: str, status: int) -> Response:
@@ -97,7 +65,7 @@ def recommend(raw: str) -> Response:
     arm = "stable"
     model = snap.stable
     if snap.canary is not None and snap.routing is not None:
-        arm = arm_for(parsed, snap.routing, state.settings.release_salt)
+        arm = arm_for(parsed, snap.routing, state.settings.serving.release_salt)
         if arm == "canary":
             model = snap.canary
     try:
@@ -176,7 +144,7 @@ class AppState:
         self.settings = settings
         self.models = ModelSet(settings)
         self.served = ServedLog(settings)
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.limiter = RateLimiter(settings.serving.rate_limit_per_minute)
         # the file `movierec.release.online_metrics_file` names (not imported: pandas, scipy)
         self.online = metrics.OnlineGauges(settings.logs_path / "online_metrics.json")
 

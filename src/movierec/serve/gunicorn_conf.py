@@ -11,14 +11,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from movierec.config import Settings
+from movierec.core.settings import Settings
 
 _settings = Settings.from_env()
 
-bind = f"{_settings.host}:{_settings.port}"
-workers = _settings.workers
+bind = f"{_settings.serving.host}:{_settings.serving.port}"
+workers = _settings.serving.workers
 worker_class = "gthread"
-threads = _settings.threads
+threads = _settings.serving.threads
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

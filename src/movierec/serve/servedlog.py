@@ -27,9 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from movierec.config import Settings
-from movierec.fsutil import append_lines
-from movierec.provenance import PREDICTION_FILE, PredictionRecord, append_predictions
+from movierec.core.files import append_lines
+from movierec.core.provenance import PredictionRecord, append_predictions
+from movierec.core.schema import PREDICTION_EVENTS
+from movierec.core.settings import Settings
 from movierec.serve.metrics import LOG_DROPPED
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ _PUT_WAIT = 0.05
 class ServedLog:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=settings.log_queue_size)
+        self.queue: queue.Queue[dict[str, Any]] = queue.Queue(
+            maxsize=settings.serving.log_queue_size
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="served-log", daemon=True)
         self._thread.start()
@@ -100,7 +103,7 @@ class ServedLog:
             if r["status"] == 200
         ]
         if preds:
-            path = self.settings.models_path / PREDICTION_FILE
+            path = self.settings.models_path / PREDICTION_EVENTS
             _rotate_daily(path)
             append_predictions(self.settings, preds, path)
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from movierec.core.errors import DataValidationError
 from movierec.data.events import (
     RateEvent,
     RecommendationEvent,
@@ -16,7 +17,6 @@ from movierec.data.events import (
     parse_line,
     parse_lines,
 )
-from movierec.errors import DataValidationError
 
 T = datetime(2025, 3, 1, 10, 15, 2, tzinfo=UTC)
 

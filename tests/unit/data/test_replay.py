@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from movierec.config import Settings
+from movierec.core.settings import Settings
 from movierec.data.events import RateEvent, WatchEvent, parse_line, parse_lines
 from movierec.data.replay import format_events, replay, replay_events
 

@@ -7,10 +7,10 @@ import json
 import pytest
 from flask.testing import FlaskClient
 
-from movierec.config import Settings
-from movierec.registry import Routing, arm_for, set_canary, set_stable
+from movierec.core.settings import Settings
+from movierec.registry.routing import Routing, arm_for, set_canary, set_stable
 from movierec.serve import create_app
-from movierec.serve.app import RateLimiter
+from movierec.serve.ratelimit import RateLimiter
 from tests.servicekit import make_bundle, wait_until
 
 
@@ -102,14 +102,14 @@ def test_every_response_is_logged(client: FlaskClient, served: Settings) -> None
     lines = _served_lines(client, served)
     assert {line["request_id"] for line in lines} >= set(ids)
     assert any(line["status"] == 400 for line in lines)
-    from movierec.provenance import find_prediction
+    from movierec.core.provenance import find_prediction
 
     rec = find_prediction(served, ids[3])
     assert rec is not None and rec.user_id == 3 and rec.model_version == "v1"
 
 
 def test_routing_changes_are_picked_up_and_sticky(client: FlaskClient, served: Settings) -> None:
-    salt = served.release_salt
+    salt = served.serving.release_salt
     set_canary(served, "v2", 30, "test")
     wait_until(lambda: client.get("/readyz").json["canary"] == "v2")
     routing = Routing("v1", "v2", 30, "", "")
@@ -140,7 +140,7 @@ def test_rate_limit(served: Settings) -> None:
 
 def test_the_rate_limit_refills_at_its_rate_per_client(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("movierec.serve.app.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("movierec.serve.ratelimit.time.monotonic", lambda: clock[0])
     limiter = RateLimiter(6)  # a burst of 6, then one every 10 s
     assert [limiter.allow("a") for _ in range(7)] == [True] * 6 + [False]
     assert limiter.allow("b")  # clients are counted apart
@@ -156,8 +156,8 @@ def test_the_rate_limit_forgets_idle_clients_and_keeps_active_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("movierec.serve.app.time.monotonic", lambda: clock[0])
-    monkeypatch.setattr("movierec.serve.app._PRUNE_AT", 3)
+    monkeypatch.setattr("movierec.serve.ratelimit.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("movierec.serve.ratelimit._PRUNE_AT", 3)
     limiter = RateLimiter(6)
     for client in "abcd":  # the fourth client triggers a pass: all four are active, all stay
         limiter.allow(client)

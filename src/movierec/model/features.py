@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from movierec.cf import Index
+from movierec.model.cf import Index
 
 AGE_GROUPS = [0, 18, 25, 35, 45, 56, 200]
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from movierec.config import Settings
-from movierec.errors import ModelLoadError, TraceError
-from movierec.fsutil import sha256_file
-from movierec.provenance import find_data, find_model, find_prediction
-from movierec.registry import bundle_path, verify_bundle
+from movierec.core.errors import ModelLoadError, TraceError
+from movierec.core.files import sha256_file
+from movierec.core.provenance import find_data, find_model, find_prediction
+from movierec.core.settings import Settings
+from movierec.registry.bundles import bundle_path, verify_bundle
 
 
 @dataclass

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from movierec.config import Settings
-from movierec.fsutil import atomic_write_json
+from movierec.core.files import atomic_write_json
+from movierec.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def analyze_offline(settings: Settings) -> AnalysisResult:
     dataset when nothing was ingested yet)."""
     from movierec.data.movielens import load_tables
 
-    tables = load_tables(settings, settings.dataset)
+    tables = load_tables(settings, settings.data.dataset)
     ratings = _lake_ratings(settings)
     if ratings is None or ratings.empty:
         ratings = tables.ratings
@@ -80,7 +80,7 @@ def analyze_offline(settings: Settings) -> AnalysisResult:
 
 def _lake_ratings(settings: Settings) -> pd.DataFrame | None:
     try:
-        from movierec.data.pipeline import load_lake
+        from movierec.data.lake import load_lake
 
         return load_lake(settings).ratings
     except Exception as exc:  # the lake is optional here
@@ -188,17 +188,17 @@ def _offline_plots(ratings: pd.DataFrame, movies: pd.DataFrame, folder: Path) ->
 
 def analyze_online(settings: Settings, windows: int = 6) -> AnalysisResult:
     """Per time window: CTR per arm, satisfaction, exposure concentration, CTR per gender."""
+    from movierec.data.lake import load_lake
     from movierec.data.movielens import load_tables
-    from movierec.data.pipeline import load_lake
-    from movierec.release import compute_arm_metrics, load_served, served_log_files
+    from movierec.release.evaluator import compute_arm_metrics, load_served, served_log_files
 
     served = load_served(served_log_files(settings))
     lake = load_lake(settings)
-    tables = load_tables(settings, settings.dataset)
+    tables = load_tables(settings, settings.data.dataset)
     popularity = lake.ratings["movie_id"].value_counts() if len(lake.ratings) else pd.Series()
     head = set(popularity.index[: max(1, int(0.2 * len(popularity)))])
     catalog = max(1, len(tables.movies))
-    window = timedelta(minutes=settings.click_window_minutes)
+    window = timedelta(minutes=settings.release.click_window_minutes)
     rows: list[dict[str, Any]] = []
     if len(served):
         edges = pd.date_range(served["ts"].min(), served["ts"].max(), periods=windows + 1)
@@ -243,17 +243,20 @@ def analyze_online(settings: Settings, windows: int = 6) -> AnalysisResult:
 
 def _thresholds(settings: Settings) -> dict[str, float]:
     return {
-        "ctr_min_abs": settings.ctr_min_abs,
-        "satisfaction_low": settings.satisfaction_low,
-        "satisfaction_high": settings.satisfaction_high,
+        "ctr_min_abs": settings.release.ctr_min_abs,
+        "satisfaction_low": settings.release.satisfaction_low,
+        "satisfaction_high": settings.release.satisfaction_high,
     }
 
 
 def _breaches(settings: Settings, ctr: float | None, ratio: float | None) -> list[str]:
     out = []
-    if ctr is not None and ctr < settings.ctr_min_abs:
-        out.append(f"CTR {ctr:.3f} < {settings.ctr_min_abs}")
-    if ratio is not None and not settings.satisfaction_low <= ratio <= settings.satisfaction_high:
+    if ctr is not None and ctr < settings.release.ctr_min_abs:
+        out.append(f"CTR {ctr:.3f} < {settings.release.ctr_min_abs}")
+    if (
+        ratio is not None
+        and not settings.release.satisfaction_low <= ratio <= settings.release.satisfaction_high
+    ):
         out.append(f"satisfaction ratio {ratio:.3f} out of range")
     return out
 

@@ -16,9 +16,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from movierec.config import DATASETS, Settings
-from movierec.errors import MovierecError
-from movierec.logs import configure_logging
+from movierec.core.errors import MovierecError
+from movierec.core.logs import configure_logging
+from movierec.core.settings import DATASETS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.data.pipeline import ingest
+    from movierec.data.ingest import ingest
 
     result = ingest(settings, args.source)
     _print_json(result.summary())
@@ -89,13 +89,13 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.registry import read_routing, set_stable
-    from movierec.training_job import train_candidate
+    from movierec.registry.routing import read_routing, set_stable
+    from movierec.retrain.training import train_candidate
 
     result = train_candidate(settings, tune=not args.no_tune)
     out = result.summary()
     if args.serve_if_none and read_routing(settings) is None:
-        from movierec.retrain import lake_counts, write_state
+        from movierec.retrain.job import lake_counts, write_state
 
         set_stable(settings, result.version, "first model (movierec train --serve-if-none)")
         write_state(settings, result.version, "initial", lake_counts(settings))
@@ -105,7 +105,7 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.training_job import evaluate_version
+    from movierec.retrain.training import evaluate_version
 
     _print_json(evaluate_version(settings, args.version))
     return 0
@@ -161,7 +161,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _cmd_offline_eval(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from movierec.offline import offline_eval
+    from movierec.offline.offline_eval import offline_eval
 
     result = offline_eval(settings, Path(args.train), Path(args.test), Path(args.out), args.dataset)
     _print_json(result.summary())
@@ -183,7 +183,7 @@ def _add_offline(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.retrain import retrain
+    from movierec.retrain.job import retrain
 
     result = retrain(settings, force=args.force)
     _print_json(result.summary())
@@ -205,7 +205,7 @@ def _add_retrain(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_release_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.release import evaluate_release
+    from movierec.release.evaluator import evaluate_release
 
     result = evaluate_release(settings, apply=not args.dry_run, refresh=not args.no_refresh)
     _print_json(result.summary())
@@ -213,9 +213,9 @@ def _cmd_release_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_release_status(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.fsutil import read_json
-    from movierec.registry import read_routing
-    from movierec.release import online_metrics_file
+    from movierec.core.files import read_json
+    from movierec.registry.routing import read_routing
+    from movierec.release.evaluator import online_metrics_file
 
     routing = read_routing(settings)
     _print_json(
@@ -228,7 +228,7 @@ def _cmd_release_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_release_set_canary(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.registry import set_canary
+    from movierec.registry.routing import set_canary
 
     routing = set_canary(settings, args.version, args.pct, args.reason)
     _print_json(routing.__dict__)
@@ -260,7 +260,7 @@ def _add_release(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.simulate import simulate
+    from movierec.ops.simulate import simulate
 
     result = simulate(
         settings,
@@ -294,7 +294,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.analysis import analyze_offline, analyze_online
+    from movierec.trust.analysis import analyze_offline, analyze_online
 
     result = analyze_offline(settings) if args.kind == "offline" else analyze_online(settings)
     _print_json(
@@ -313,12 +313,12 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.demo import run_demo
+    from movierec.ops.demo import run_demo
 
     demo_settings = settings.replace(
-        tune_iterations=min(settings.tune_iterations, 4),
-        tune_seconds=min(settings.tune_seconds, 30.0),
-        min_samples_per_arm=min(settings.min_samples_per_arm, 150),
+        tune_iterations=min(settings.training.tune_iterations, 4),
+        tune_seconds=min(settings.training.tune_seconds, 30.0),
+        min_samples_per_arm=min(settings.release.min_samples_per_arm, 150),
     )
     summary = run_demo(demo_settings)
     return 0 if summary["failed_requests"] == 0 else 1
@@ -362,7 +362,7 @@ def _print_trace(t: object, as_json: bool) -> None:
 
 
 def _cmd_trace(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.trace import trace
+    from movierec.trust.trace import trace
 
     t = trace(settings, args.request_id)
     _print_trace(t, args.json)
@@ -370,7 +370,7 @@ def _cmd_trace(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_lineage(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.trace import lineage
+    from movierec.trust.trace import lineage
 
     t = lineage(settings, args.version)
     _print_trace(t, args.json)
@@ -422,9 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if getattr(args, "dataset", None) is None and hasattr(args, "dataset"):
-            args.dataset = settings.dataset
+            args.dataset = settings.data.dataset
         if getattr(args, "out", None) is None and hasattr(args, "out"):
-            args.out = settings.event_source
+            args.out = settings.data.event_source
         handler: Handler = args.handler
         return handler(args, settings)
     except MovierecError as exc:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from movierec.config import Settings
-from movierec.errors import DataNotFoundError, DataValidationError, HoldoutChangedError
-from movierec.fsutil import atomic_write_text, fsync_dir, sha256_file
+from movierec.core.errors import DataNotFoundError, DataValidationError, HoldoutChangedError
+from movierec.core.files import atomic_write_text, fsync_dir, sha256_file
+from movierec.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def create_holdout(settings: Settings, ratings: pd.DataFrame) -> str:
     path = settings.holdout_file
     if path.exists():
         raise DataValidationError(f"{path} exists: the holdout is created once, never rewritten")
-    holdout = select_holdout(ratings, settings.holdout_fraction)
+    holdout = select_holdout(ratings, settings.training.holdout_fraction)
     if holdout.empty:
         raise DataNotFoundError(
             f"no user has {MIN_RATINGS} ratings yet: ingest more data before the first training"

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from movierec.config import Settings
+from movierec.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +96,14 @@ def wait_for_version(port: int, version: str, timeout: float = 30.0) -> None:
 
 
 def run_demo(settings: Settings, *, fresh: bool = True) -> dict[str, Any]:
+    from movierec.data.ingest import ingest
     from movierec.data.movielens import fetch, load_tables
-    from movierec.data.pipeline import ingest
     from movierec.data.replay import replay
-    from movierec.registry import read_routing, set_canary, set_stable
-    from movierec.release import Decision
-    from movierec.retrain import lake_counts, retrain, write_state
-    from movierec.simulate import World, simulate
-    from movierec.training_job import train_candidate
+    from movierec.ops.simulate import World, simulate
+    from movierec.registry.routing import read_routing, set_canary, set_stable
+    from movierec.release.evaluator import Decision
+    from movierec.retrain.job import lake_counts, retrain, write_state
+    from movierec.retrain.training import train_candidate
 
     tl = Timeline()
     if fresh:
@@ -111,11 +111,11 @@ def run_demo(settings: Settings, *, fresh: bool = True) -> dict[str, Any]:
             shutil.rmtree(settings.path(sub), ignore_errors=True)
     for p in (settings.data_path, settings.models_path, settings.logs_path):
         p.mkdir(parents=True, exist_ok=True)
-    events = settings.path(settings.event_source)
+    events = settings.path(settings.data.event_source)
 
     fetched = fetch(settings, "ml-100k")
     tl.say(f"MovieLens ml-100k ready ({fetched.counts['ratings']:,} ratings, sha256 recorded)")
-    r = replay(settings, "ml-100k", str(events), start=0.0, end=0.6, seed=settings.seed)
+    r = replay(settings, "ml-100k", str(events), start=0.0, end=0.6, seed=settings.training.seed)
     tl.say(f"replayed the first 60% of the ratings: {r.ratings:,} ratings, {r.lines:,} event lines")
     ing = ingest(settings)
     tl.say(f"DataPipeline ingested {ing.lines:,} lines ({ing.quarantined} quarantined)")
@@ -128,9 +128,9 @@ def run_demo(settings: Settings, *, fresh: bool = True) -> dict[str, Any]:
     port = free_port()
     proc = start_service(settings, port)
     url = f"http://127.0.0.1:{port}"
-    tl.say(f"service up on {url} (gunicorn, {settings.workers} workers)")
+    tl.say(f"service up on {url} (gunicorn, {settings.serving.workers} workers)")
     tables = load_tables(settings, "ml-100k")
-    world = World(tables.ratings, tables.users, seed=settings.seed)
+    world = World(tables.ratings, tables.users, seed=settings.training.seed)
     decisions: list[dict[str, Any]] = []
     failures = 0
     try:
@@ -140,7 +140,9 @@ def run_demo(settings: Settings, *, fresh: bool = True) -> dict[str, Any]:
             f"simulated {sim.requests} requests: {sim.clicks_on_list} clicks, {sim.failed} failed"
         )
 
-        r = replay(settings, "ml-100k", str(events), start=0.6, end=0.8, seed=settings.seed)
+        r = replay(
+            settings, "ml-100k", str(events), start=0.6, end=0.8, seed=settings.training.seed
+        )
         tl.say("20% more real data arrived (replay 60% -> 80%)")
         rt = retrain(settings)
         tl.say(f"cron retrain: {rt.decision} ({rt.reason}); candidate {rt.candidate}")
@@ -150,7 +152,7 @@ def run_demo(settings: Settings, *, fresh: bool = True) -> dict[str, Any]:
             failures += _release_rounds(settings, url, world, tl, decisions)
 
         v3 = make_bad_candidate(settings)
-        set_canary(settings, v3, settings.initial_canary_pct, "demo: deliberately bad v3")
+        set_canary(settings, v3, settings.release.initial_canary_pct, "demo: deliberately bad v3")
         wait_for_version(port, v3)
         tl.say(f"registered a bad v3 = {v3} (ranks by predicted rating alone) as a canary")
         failures += _release_rounds(settings, url, world, tl, decisions, stop_on=Decision.ABORT)
@@ -187,16 +189,16 @@ def _release_rounds(
     max_rounds: int = 14,
 ) -> int:
     """Traffic, then an evaluation, until the canary is promoted or aborted."""
-    from movierec.registry import read_routing
-    from movierec.release import Decision, evaluate_release
-    from movierec.simulate import simulate
+    from movierec.ops.simulate import simulate
+    from movierec.registry.routing import read_routing
+    from movierec.release.evaluator import Decision, evaluate_release
 
     failures = 0
     for _ in range(max_rounds):
         routing = read_routing(settings)
         assert routing is not None
         pct = max(1, min(routing.canary_pct, 100 - routing.canary_pct) or routing.canary_pct)
-        needed = math.ceil(settings.min_samples_per_arm * 100 / pct * 1.3)
+        needed = math.ceil(settings.release.min_samples_per_arm * 100 / pct * 1.3)
         sim = simulate(settings, base_url=url, requests_total=needed, rate=250, world=world)
         failures += sim.failed
         result = evaluate_release(settings)
@@ -219,8 +221,8 @@ def _pct(v: float | None) -> str:
 def make_bad_candidate(settings: Settings) -> str:
     """A bundle with the stable model's files (same offline RMSE) whose lists rank unseen
     movies by predicted rating alone."""
-    from movierec.registry import read_routing
-    from movierec.training_job import register_rank_by_rating_variant
+    from movierec.registry.routing import read_routing
+    from movierec.retrain.training import register_rank_by_rating_variant
 
     routing = read_routing(settings)
     assert routing is not None

@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from movierec.config import Settings
-from movierec.fsutil import atomic_write_json, exclusive_lock, read_json, sha256_bytes
+from movierec.core.files import atomic_write_json, exclusive_lock, read_json, sha256_bytes
+from movierec.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -305,33 +305,40 @@ def decide(
 ) -> tuple[Decision, list[str]]:
     """Guardrails first (they abort on any evidence), then sample size, then ramp/promote."""
     reasons: list[str] = []
-    if canary.requests and canary.error_rate > settings.max_error_rate:
-        reasons.append(f"canary error rate {canary.error_rate:.3%} > {settings.max_error_rate:.3%}")
+    if canary.requests and canary.error_rate > settings.release.max_error_rate:
+        reasons.append(
+            f"canary error rate {canary.error_rate:.3%} > {settings.release.max_error_rate:.3%}"
+        )
     p99 = canary.latency_p99_ms
-    if p99 is not None and p99 > settings.max_p99_latency_ms:
-        reasons.append(f"canary p99 latency {p99:.0f} ms > {settings.max_p99_latency_ms:.0f} ms")
-    enough = canary.mature_requests >= settings.min_samples_per_arm and (
-        stable_requests >= settings.min_samples_per_arm or pct == 100
+    if p99 is not None and p99 > settings.release.max_p99_latency_ms:
+        reasons.append(
+            f"canary p99 latency {p99:.0f} ms > {settings.release.max_p99_latency_ms:.0f} ms"
+        )
+    enough = canary.mature_requests >= settings.release.min_samples_per_arm and (
+        stable_requests >= settings.release.min_samples_per_arm or pct == 100
     )
     if reasons:
         return Decision.ABORT, reasons
     if not enough:
         return Decision.HOLD, [
             f"too few samples: canary {canary.mature_requests}, stable {stable_requests} "
-            f"(need {settings.min_samples_per_arm} each)"
+            f"(need {settings.release.min_samples_per_arm} each)"
         ]
     ctr = canary.ctr or 0.0
-    if ctr < settings.ctr_min_abs:
-        reasons.append(f"canary CTR {ctr:.3f} < {settings.ctr_min_abs:.3f}")
-    if stable_ctr is not None and ctr < settings.ctr_min_rel * stable_ctr:
+    if ctr < settings.release.ctr_min_abs:
+        reasons.append(f"canary CTR {ctr:.3f} < {settings.release.ctr_min_abs:.3f}")
+    if stable_ctr is not None and ctr < settings.release.ctr_min_rel * stable_ctr:
         reasons.append(
-            f"canary CTR {ctr:.3f} < {settings.ctr_min_rel:.0%} of stable's {stable_ctr:.3f}"
+            f"canary CTR {ctr:.3f} < {settings.release.ctr_min_rel:.0%} of stable's {stable_ctr:.3f}"
         )
     ratio = canary.satisfaction_ratio
-    if ratio is not None and not settings.satisfaction_low <= ratio <= settings.satisfaction_high:
+    if (
+        ratio is not None
+        and not settings.release.satisfaction_low <= ratio <= settings.release.satisfaction_high
+    ):
         reasons.append(
             f"satisfaction ratio {ratio:.3f} outside "
-            f"[{settings.satisfaction_low}, {settings.satisfaction_high}]"
+            f"[{settings.release.satisfaction_low}, {settings.release.satisfaction_high}]"
         )
     if reasons:
         return Decision.ABORT, reasons
@@ -349,8 +356,9 @@ def evaluate_release(
 
 
 def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> ReleaseResult:
-    from movierec.data.pipeline import ingest, load_lake
-    from movierec.registry import abort_canary, promote_canary, read_routing, write_routing
+    from movierec.data.ingest import ingest
+    from movierec.data.lake import load_lake
+    from movierec.registry.routing import abort_canary, promote_canary, read_routing, write_routing
 
     if refresh:
         ingest(settings)
@@ -363,7 +371,7 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
     served = load_served(served_log_files(settings))
     start = pd.Timestamp(routing.updated_at)
     period = served[served["ts"] >= start] if len(served) else served
-    window = timedelta(minutes=settings.click_window_minutes)
+    window = timedelta(minutes=settings.release.click_window_minutes)
     arms: dict[str, ArmMetrics] = {}
     for arm, version in (("stable", routing.stable), ("canary", routing.canary)):
         rows = period[(period["arm"] == arm) & (period["model_version"] == version)]
@@ -379,7 +387,7 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
     stable, canary = arms["stable"], arms["canary"]
     # at 100% stable serves only the stragglers of the switch: its reference is what it did
     # before, measured on enough requests
-    enough_stable = stable.mature_requests >= settings.min_samples_per_arm
+    enough_stable = stable.mature_requests >= settings.release.min_samples_per_arm
     stable_ctr = stable.ctr if enough_stable else _last_stable_ctr(settings, routing.stable)
     comparison = two_proportion_test(
         canary.clicks, canary.mature_requests, stable.clicks, stable.mature_requests
@@ -420,7 +428,7 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
     if apply:
         reason = f"{decision}: " + "; ".join(reasons)
         if decision is Decision.RAMP:
-            pct_after = min(100, routing.canary_pct + settings.ramp_step_pct)
+            pct_after = min(100, routing.canary_pct + settings.release.ramp_step_pct)
             write_routing(
                 settings,
                 type(routing)(
@@ -443,7 +451,7 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
 
 
 def raise_no_routing(settings: Settings) -> None:
-    from movierec.errors import DataNotFoundError
+    from movierec.core.errors import DataNotFoundError
 
     raise DataNotFoundError(
         f"{settings.routing_file} does not exist: train and serve a model first "
@@ -455,7 +463,7 @@ def _users(settings: Settings) -> pd.DataFrame:
     from movierec.data.movielens import load_tables
 
     try:
-        return load_tables(settings, settings.dataset).users
+        return load_tables(settings, settings.data.dataset).users
     except Exception as exc:  # demographics are optional: satisfaction is then unknown
         log.warning("no demographics for the satisfaction ratio: %s", exc)
         return pd.DataFrame(columns=["user_id", "gender"])
@@ -469,7 +477,7 @@ def _last_stable_ctr(settings: Settings, stable: str) -> float | None:
         if (
             arm.get("model_version") == stable
             and arm.get("ctr") is not None
-            and arm.get("mature_requests", 0) >= settings.min_samples_per_arm
+            and arm.get("mature_requests", 0) >= settings.release.min_samples_per_arm
         ):
             return float(arm["ctr"])
     return None

@@ -1,9 +1,15 @@
-"""The models a worker serves, following `models/routing.json` without a restart.
+"""The models a worker serves: `ServingModel` (one bundle) and `ModelSet` (what routing says).
 
-A background thread compares the file's cheap signature (mtime, size, inode) every
-`routing_check_seconds`; on a change it parses the routing, loads any new version BESIDE the
-serving ones (hash-checked), and swaps in one immutable `Snapshot` - a single reference
-assignment, atomic for the request threads, which never stat, parse or lock anything.
+A bundle carries the lists the trainer precomputed for every user it knows
+(`recommendations.parquet`: user_id, items as the comma-joined top-K) and a cold-start list
+(`cold_start.json`). Loading verifies every file of the bundle against its recorded sha256;
+answering is a dictionary lookup. Never training code.
+
+`ModelSet` follows `models/routing.json` without a restart: a background thread compares the
+file's cheap signature (mtime, size, inode) every `routing_check_seconds`; on a change it parses
+the routing, loads any new version BESIDE the serving ones (hash-checked), and swaps in one
+immutable `Snapshot` - a single reference assignment, atomic for the request threads, which
+never stat, parse or lock anything.
 
 A version that fails to load is refused: the previous stable keeps serving (a failed canary
 means everyone is served by stable), `/readyz` lists the refusal with its reason, and
@@ -12,17 +18,62 @@ means everyone is served by stable), `/readyz` lists the refusal with its reason
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from movierec.config import Settings
-from movierec.errors import ModelLoadError, MovierecError
-from movierec.model import ServingModel
-from movierec.registry import Routing, bundle_path, read_routing, routing_signature
+import pyarrow.parquet as pq
+
+from movierec.core.errors import ModelLoadError, MovierecError
+from movierec.core.schema import COLD_START, RECOMMENDATIONS
+from movierec.core.settings import Settings
+from movierec.registry.bundles import bundle_path, verify_bundle
+from movierec.registry.routing import Routing, read_routing, routing_signature
 from movierec.serve.metrics import CANARY_PCT, LOAD_FAILURES, MODEL_INFO
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServingModel:
+    version: str
+    metadata: dict[str, Any]
+    lists: dict[int, str] = field(repr=False)
+    cold: str
+
+    @classmethod
+    def load(cls, bundle_dir: Path) -> ServingModel:
+        """Verify the bundle's hashes, then read its precomputed lists."""
+        meta = verify_bundle(bundle_dir)
+        try:
+            table = pq.read_table(bundle_dir / RECOMMENDATIONS, columns=["user_id", "items"])
+            users = table.column("user_id").to_pylist()
+            items = table.column("items").to_pylist()
+            cold_items = json.loads((bundle_dir / COLD_START).read_text())["items"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelLoadError(f"{bundle_dir}: unreadable serving artifacts ({exc})") from None
+        if not cold_items:
+            raise ModelLoadError(f"{bundle_dir}: empty cold-start list")
+        return cls(
+            version=str(meta["version"]),
+            metadata=meta,
+            lists=dict(zip(users, items, strict=True)),
+            cold=",".join(cold_items),
+        )
+
+    def recommend(self, user_id: int) -> str:
+        """Comma-joined movie ids, best first; the cold-start list for an unknown user."""
+        return self.lists.get(user_id, self.cold)
+
+    def is_cold(self, user_id: int) -> bool:
+        return user_id not in self.lists
+
+    @property
+    def known_users(self) -> int:
+        return len(self.lists)
 
 
 @dataclass(frozen=True)
@@ -60,7 +111,7 @@ class ModelSet:
         self._stop.set()
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.settings.routing_check_seconds):
+        while not self._stop.wait(self.settings.serving.routing_check_seconds):
             try:
                 self.refresh()
             except Exception:  # the watcher must survive anything; the old snapshot serves

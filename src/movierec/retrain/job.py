@@ -27,8 +27,6 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,9 +35,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from movierec.config import Settings
-from movierec.errors import LockBusy, MovierecError
-from movierec.fsutil import append_lines, atomic_write_json, exclusive_lock, read_json
+from movierec.core.errors import LockBusy, MovierecError
+from movierec.core.faults import fault_point
+from movierec.core.files import append_lines, atomic_write_json, exclusive_lock, read_json
+from movierec.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -119,18 +118,10 @@ def _log_step(settings: Settings, step: str, seconds: float, **fields: Any) -> N
     log.info("retrain %s (%.2fs) %s", step, seconds, fields)
 
 
-def _crash_point(settings: Settings, step: str) -> None:
-    """Test hook: MOVIEREC_RETRAIN_CRASH_AT=<step> kills this process (SIGKILL) before `step`
-    takes effect, so tests can show that a crash at any step changes nothing."""
-    if settings.retrain_crash_at == step:
-        log.warning("crash hook: killing the retrainer before step %s", step)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 @contextmanager
 def _step(settings: Settings, name: str, info: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Time a step and log it with whatever the block put in `info`."""
-    _crash_point(settings, name)
+    fault_point(f"retrain.{name}")
     start = time.perf_counter()
     try:
         yield info
@@ -145,7 +136,7 @@ def _step(settings: Settings, name: str, info: dict[str, Any]) -> Iterator[dict[
 
 def lake_counts(settings: Settings) -> DataCounts:
     """Users, interactions and ratings in the lake right now."""
-    from movierec.data.pipeline import load_lake
+    from movierec.data.lake import load_lake
 
     lake = load_lake(settings)
     return DataCounts(
@@ -166,7 +157,7 @@ def retrain(settings: Settings, *, force: bool = False) -> RetrainResult:
 
 
 def _retrain_locked(settings: Settings, *, force: bool) -> RetrainResult:
-    from movierec.data.pipeline import ingest
+    from movierec.data.ingest import ingest
 
     _recover(settings)
     with _step(settings, "refresh", {}) as info:
@@ -179,8 +170,8 @@ def _retrain_locked(settings: Settings, *, force: bool) -> RetrainResult:
         new_users = counts.users - before.users
         new_inter = counts.interactions - before.interactions
         passed = force or (
-            new_users >= settings.gate_min_new_users
-            and new_inter >= settings.gate_min_new_interactions
+            new_users >= settings.retraining.gate_min_new_users
+            and new_inter >= settings.retraining.gate_min_new_interactions
         )
         info.update(new_users=new_users, new_interactions=new_inter, passed=passed)
         if counts.interactions == 0:
@@ -188,8 +179,8 @@ def _retrain_locked(settings: Settings, *, force: bool) -> RetrainResult:
             info["passed"] = False
     if not passed:
         reason = (
-            f"gate not met: {new_users} new users (need {settings.gate_min_new_users}), "
-            f"{new_inter} new interactions (need {settings.gate_min_new_interactions})"
+            f"gate not met: {new_users} new users (need {settings.retraining.gate_min_new_users}), "
+            f"{new_inter} new interactions (need {settings.retraining.gate_min_new_interactions})"
         )
         _log_step(settings, "decision", 0.0, decision="nothing_to_do", reason=reason)
         return RetrainResult(
@@ -201,7 +192,7 @@ def _retrain_locked(settings: Settings, *, force: bool) -> RetrainResult:
             new_interactions=new_inter,
         )
 
-    from movierec.training_job import train_candidate
+    from movierec.retrain.training import train_candidate
 
     with _step(settings, "train", {}) as info:
         trained = train_candidate(settings, tune=True, record_provenance=False)
@@ -226,7 +217,7 @@ def _retrain_locked(settings: Settings, *, force: bool) -> RetrainResult:
         new_users=new_users,
         new_interactions=new_inter,
     )
-    from movierec.provenance import append_model
+    from movierec.core.provenance import append_model
 
     if promote:
         with _step(settings, "promote", {"candidate": candidate}) as info:
@@ -254,20 +245,20 @@ def decide_promotion(
     if stable is None:
         return True, "no stable model is deployed: the first model becomes the canary"
     c_rmse, s_rmse = candidate["rmse"], stable["rmse"]
-    if not c_rmse < s_rmse - settings.promote_rmse_margin:
+    if not c_rmse < s_rmse - settings.retraining.promote_rmse_margin:
         return False, (
             f"RMSE {c_rmse:.6f} does not beat stable's {s_rmse:.6f} "
-            f"by more than {settings.promote_rmse_margin:g}"
+            f"by more than {settings.retraining.promote_rmse_margin:g}"
         )
     c_ndcg, s_ndcg = candidate.get("ndcg@10"), stable.get("ndcg@10")
     if (
         c_ndcg is not None
         and s_ndcg is not None
-        and c_ndcg < s_ndcg - settings.promote_ndcg_tolerance
+        and c_ndcg < s_ndcg - settings.retraining.promote_ndcg_tolerance
     ):
         return False, (
             f"RMSE improves ({c_rmse:.6f} < {s_rmse:.6f}) but NDCG@10 {c_ndcg:.4f} is worse "
-            f"than stable's {s_ndcg:.4f} by more than {settings.promote_ndcg_tolerance:g}"
+            f"than stable's {s_ndcg:.4f} by more than {settings.retraining.promote_ndcg_tolerance:g}"
         )
     return True, f"RMSE {c_rmse:.6f} < stable's {s_rmse:.6f}; NDCG@10 {c_ndcg} vs {s_ndcg}"
 
@@ -279,9 +270,10 @@ def _metrics_of(metrics: dict[str, Any]) -> dict[str, float]:
 def _stable_metrics(settings: Settings) -> tuple[str | None, dict[str, float] | None]:
     """The deployed stable model's holdout metrics, re-evaluated when its recorded ones were
     measured on another holdout (hash mismatch)."""
-    from movierec.holdout import holdout_sha256
-    from movierec.registry import load_metadata, read_routing
-    from movierec.training_job import evaluate_version
+    from movierec.data.holdout import holdout_sha256
+    from movierec.registry.bundles import load_metadata
+    from movierec.registry.routing import read_routing
+    from movierec.retrain.training import evaluate_version
 
     routing = read_routing(settings)
     if routing is None:
@@ -293,11 +285,13 @@ def _stable_metrics(settings: Settings) -> tuple[str | None, dict[str, float] | 
 
 
 def _route_candidate(settings: Settings, candidate: str, stable: str | None, reason: str) -> Any:
-    from movierec.registry import set_canary, set_stable
+    from movierec.registry.routing import set_canary, set_stable
 
     if stable is None:
         return set_stable(settings, candidate, f"retrain: first model ({reason})")
-    return set_canary(settings, candidate, settings.initial_canary_pct, f"retrain: {reason}")
+    return set_canary(
+        settings, candidate, settings.release.initial_canary_pct, f"retrain: {reason}"
+    )
 
 
 def _pending_file(settings: Settings) -> Path:
@@ -311,7 +305,7 @@ def _recover(settings: Settings) -> None:
     version, the promotion happened and only the state is missing: write it. If not, the run
     died before its commit point: forget the intent.
     """
-    from movierec.registry import read_routing
+    from movierec.registry.routing import read_routing
 
     pending = read_json(_pending_file(settings))
     if not pending:
@@ -328,13 +322,14 @@ def _recover(settings: Settings) -> None:
 
 def _apply_retention(settings: Settings) -> None:
     """Keep the newest `keep_rejected_models` unrouted bundles for audit; delete the rest."""
-    from movierec.registry import delete_bundle, list_versions, read_routing
+    from movierec.registry.bundles import delete_bundle, list_versions
+    from movierec.registry.routing import read_routing
 
     routing = read_routing(settings)
     keep = {routing.stable, routing.canary} if routing else set()
     history = _routed_versions(settings)
     unrouted = [v for v in list_versions(settings) if v not in keep and v not in history]
-    for version in unrouted[: max(0, len(unrouted) - settings.keep_rejected_models)]:
+    for version in unrouted[: max(0, len(unrouted) - settings.retraining.keep_rejected_models)]:
         log.info("retention: deleting rejected bundle %s", version)
         delete_bundle(settings, version)
 

@@ -21,11 +21,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from movierec.config import Settings
-
-MODEL_FILE = "model_provenance.csv"
-DATA_FILE = "data_provenance.csv"
-PREDICTION_FILE = "prediction_events.csv"
+from movierec.core.schema import DATA_PROVENANCE, MODEL_PROVENANCE, PREDICTION_EVENTS
+from movierec.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -146,30 +143,30 @@ def _iter_file(cls: type[R], path: Path) -> Iterator[R]:
 
 
 def append_model(settings: Settings, record: ModelRecord) -> None:
-    append_rows(settings.models_path / MODEL_FILE, [record])
+    append_rows(settings.models_path / MODEL_PROVENANCE, [record])
 
 
 def append_data(settings: Settings, record: DataRecord) -> None:
-    append_rows(settings.models_path / DATA_FILE, [record])
+    append_rows(settings.models_path / DATA_PROVENANCE, [record])
 
 
 def append_predictions(
     settings: Settings, records: Sequence[PredictionRecord], path: Path | None = None
 ) -> None:
-    append_rows(path or settings.models_path / PREDICTION_FILE, records)
+    append_rows(path or settings.models_path / PREDICTION_EVENTS, records)
 
 
 def read_models(settings: Settings) -> list[ModelRecord]:
-    return list(_iter_file(ModelRecord, settings.models_path / MODEL_FILE))
+    return list(_iter_file(ModelRecord, settings.models_path / MODEL_PROVENANCE))
 
 
 def read_data(settings: Settings) -> list[DataRecord]:
-    return list(_iter_file(DataRecord, settings.models_path / DATA_FILE))
+    return list(_iter_file(DataRecord, settings.models_path / DATA_PROVENANCE))
 
 
 def prediction_files(settings: Settings) -> list[Path]:
     """The current prediction register and its daily-rotated siblings."""
-    stem = Path(PREDICTION_FILE).stem
+    stem = Path(PREDICTION_EVENTS).stem
     return sorted(settings.models_path.glob(f"{stem}*.csv"))
 
 

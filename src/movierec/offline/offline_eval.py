@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from movierec.config import Settings
-from movierec.errors import DataValidationError
+from movierec.core.errors import DataValidationError
+from movierec.core.settings import Settings
 
 COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 
@@ -71,10 +71,10 @@ def offline_eval(
     settings: Settings, train_file: Path, test_file: Path, out: Path, dataset: str | None = None
 ) -> OfflineResult:
     from movierec.data.movielens import load_tables
-    from movierec.evaluate import evaluate_model
-    from movierec.train import TrainingData, fit
+    from movierec.model.recommender import TrainingData, fit
+    from movierec.offline.evaluate import evaluate_model
 
-    tables = load_tables(settings, dataset or settings.dataset)
+    tables = load_tables(settings, dataset or settings.data.dataset)
     train, test = read_ratings(train_file), read_ratings(test_file)
     unknown = ~train["movie_id"].isin(tables.movies["movie_id"])
     if unknown.any():

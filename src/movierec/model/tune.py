@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from movierec.config import Settings
+from movierec.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,9 @@ def randomized_search(data: Any, settings: Settings) -> tuple[dict[str, Any], li
     """The best parameters found and every trial (params, rmse, rounds, seconds)."""
     import xgboost as xgb
 
-    from movierec.cf import BiasedMF, Index
-    from movierec.features import pair_features
-    from movierec.train import (
+    from movierec.model.cf import BiasedMF, Index
+    from movierec.model.features import pair_features
+    from movierec.model.recommender import (
         DEFAULT_PARAMS,
         TrainingData,
         _fit_stage,
@@ -48,7 +48,7 @@ def randomized_search(data: Any, settings: Settings) -> tuple[dict[str, Any], li
     )
 
     start = time.perf_counter()
-    seed, threads = settings.seed, settings.n_threads
+    seed, threads = settings.training.seed, settings.training.n_threads
     rng = np.random.default_rng(seed)
     ratings = data.ratings
     valid_mask = rng.random(len(ratings)) < 0.1
@@ -67,9 +67,11 @@ def randomized_search(data: Any, settings: Settings) -> tuple[dict[str, Any], li
     cache: dict[tuple[int, float], tuple[Any, Any, list[str]]] = {}
     trials: list[dict[str, Any]] = []
     best: tuple[float, dict[str, Any]] = (float("inf"), {})
-    for t in range(settings.tune_iterations):
-        if trials and time.perf_counter() - start > settings.tune_seconds:
-            log.info("tuning budget of %.0f s used after %d trials", settings.tune_seconds, t)
+    for t in range(settings.training.tune_iterations):
+        if trials and time.perf_counter() - start > settings.training.tune_seconds:
+            log.info(
+                "tuning budget of %.0f s used after %d trials", settings.training.tune_seconds, t
+            )
             break
         factors, reg = MF_CHOICES[int(rng.integers(len(MF_CHOICES)))]
         params = dict(DEFAULT_PARAMS, mf_factors=factors, mf_reg=reg)

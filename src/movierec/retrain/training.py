@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from movierec.config import Settings
-from movierec.fsutil import sha256_file
-from movierec.model import COLD_START, RECOMMENDATIONS
-from movierec.provenance import append_model
+from movierec.core.files import sha256_file
+from movierec.core.provenance import append_model
+from movierec.core.schema import COLD_START, RECOMMENDATIONS
+from movierec.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +61,16 @@ def train_candidate(
     With `record_provenance=False` the model-provenance row is returned in `record` for the
     caller to append at its own commit point (the retrainer does, so that a run killed before
     its decision leaves the registers as they were)."""
+    from movierec.data.holdout import ensure_holdout, exclude_holdout, holdout_sha256
+    from movierec.data.lake import load_lake, training_interactions
     from movierec.data.movielens import load_tables
-    from movierec.data.pipeline import load_lake, snapshot_training_data, training_interactions
-    from movierec.evaluate import evaluate_model
-    from movierec.holdout import ensure_holdout, exclude_holdout, holdout_sha256
-    from movierec.train import TrainingData, fit
+    from movierec.data.snapshot import snapshot_training_data
+    from movierec.model.recommender import TrainingData, fit
+    from movierec.offline.evaluate import evaluate_model
 
     start = time.perf_counter()
     lake = load_lake(settings)
-    tables = load_tables(settings, settings.dataset)
+    tables = load_tables(settings, settings.data.dataset)
     holdout = ensure_holdout(settings, lake.ratings)
     inter = exclude_holdout(training_interactions(settings, lake), holdout)
     snapshot = snapshot_training_data(settings, inter)
@@ -85,7 +86,7 @@ def train_candidate(
     version, record = _register(
         settings,
         model,
-        lambda m, users: m.recommend(users, settings.recommendations_k),
+        lambda m, users: m.recommend(users, settings.training.recommendations_k),
         users=np.union1d(tables.users["user_id"].to_numpy(), list(train_users)),
         metrics=metrics,
         data_id=snapshot.data_id,
@@ -113,8 +114,8 @@ def _register(
     extra: dict[str, Any],
 ) -> tuple[str, Any]:
     """Precompute the serving lists and save the bundle; returns its provenance row."""
-    from movierec.provenance import ModelRecord
-    from movierec.registry import library_versions, new_version, save_bundle
+    from movierec.core.provenance import ModelRecord
+    from movierec.registry.bundles import library_versions, new_version, save_bundle
 
     lists = rank(model, users)
     recs = pd.DataFrame(
@@ -132,7 +133,7 @@ def _register(
         folder = Path(tmp)
         names = model.save(folder)
         recs.to_parquet(folder / RECOMMENDATIONS, index=False)
-        cold = model.cold_start(None, settings.recommendations_k)
+        cold = model.cold_start(None, settings.training.recommendations_k)
         (folder / COLD_START).write_text(json.dumps({"items": cold}))
         files: dict[str, bytes | Path] = {
             n: folder / n for n in [*names, RECOMMENDATIONS, COLD_START]
@@ -144,7 +145,7 @@ def _register(
             "metrics": metrics,
             "fit_info": model.fit_info,
             "feature_names": model.feature_names,
-            "serving": {"k": settings.recommendations_k, "users": len(recs)},
+            "serving": {"k": settings.training.recommendations_k, "users": len(recs)},
             **extra,
         }
         path = save_bundle(settings, version, files, meta)
@@ -169,8 +170,8 @@ def _register(
 
 def load_trained_model(settings: Settings, version: str) -> Any:
     """The full model of a bundle (after its hash check)."""
-    from movierec.registry import bundle_path, verify_bundle
-    from movierec.train import TrainedModel
+    from movierec.model.recommender import TrainedModel
+    from movierec.registry.bundles import bundle_path, verify_bundle
 
     path = bundle_path(settings, version)
     verify_bundle(path)
@@ -179,13 +180,13 @@ def load_trained_model(settings: Settings, version: str) -> Any:
 
 def evaluate_version(settings: Settings, version: str) -> dict[str, Any]:
     """Metrics of a registered version on the fixed holdout (hash-checked first)."""
+    from movierec.data.holdout import load_holdout
     from movierec.data.movielens import load_tables
-    from movierec.evaluate import evaluate_model
-    from movierec.holdout import load_holdout
+    from movierec.offline.evaluate import evaluate_model
 
     holdout = load_holdout(settings)
     model = load_trained_model(settings, version)
-    tables = load_tables(settings, settings.dataset)
+    tables = load_tables(settings, settings.data.dataset)
     train_users = set(model.stage.index.users.tolist())
     return evaluate_model(model, train_users, holdout, tables.users, len(tables.movies))
 
@@ -193,24 +194,26 @@ def evaluate_version(settings: Settings, version: str) -> dict[str, Any]:
 def register_rank_by_rating_variant(settings: Settings, base_version: str) -> str:
     """A bundle with `base_version`'s model (so the same holdout RMSE) whose lists rank unseen
     movies by predicted rating alone: good offline RMSE, poor lists - what a canary catches."""
+    from movierec.data.holdout import holdout_sha256, load_holdout
     from movierec.data.movielens import load_tables
-    from movierec.evaluate import ranking_metrics
-    from movierec.holdout import holdout_sha256, load_holdout
-    from movierec.registry import load_metadata
+    from movierec.offline.evaluate import ranking_metrics
+    from movierec.registry.bundles import load_metadata
 
     model = load_trained_model(settings, base_version)
     base_meta = load_metadata(settings, base_version)
-    tables = load_tables(settings, settings.dataset)
+    tables = load_tables(settings, settings.data.dataset)
     users = np.union1d(tables.users["user_id"].to_numpy(), model.stage.index.users)
     holdout = load_holdout(settings)
-    by_rating = model.recommend_by_rating(np.unique(holdout["user_id"]), settings.recommendations_k)
+    by_rating = model.recommend_by_rating(
+        np.unique(holdout["user_id"]), settings.training.recommendations_k
+    )
     metrics = dict(base_meta["metrics"])
     metrics.update(ranking_metrics(by_rating, holdout))
     model.params = dict(model.params, ranking="predicted rating only (deliberately poor)")
     version, record = _register(
         settings,
         model,
-        lambda m, u: m.recommend_by_rating(u, settings.recommendations_k),
+        lambda m, u: m.recommend_by_rating(u, settings.training.recommendations_k),
         users=users,
         metrics=metrics,
         data_id=base_meta["training_data_id"],

@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from movierec.cf import EASE, BiasedMF, Index, implicit_als, interaction_matrix
-from movierec.config import Settings
-from movierec.features import FeatureBase, age_group, build_base, pair_features
+from movierec.core.settings import Settings
+from movierec.model.cf import EASE, BiasedMF, Index, implicit_als, interaction_matrix
+from movierec.model.features import FeatureBase, age_group, build_base, pair_features
 
 log = logging.getLogger(__name__)
 
@@ -668,10 +668,10 @@ def fit(
     tune: bool = True,
 ) -> TrainedModel:
     """Train the two-stage model (tuned by randomized search unless `params` is given)."""
-    from movierec.tune import randomized_search
+    from movierec.model.tune import randomized_search
 
     t0 = time.perf_counter()
-    data = _cap_rows(data, settings.max_train_rows, settings.seed)
+    data = _cap_rows(data, settings.training.max_train_rows, settings.training.seed)
     info: dict[str, Any] = {"rows": len(data.ratings), "interactions": len(data.interactions)}
     chosen = dict(DEFAULT_PARAMS)
     if params:
@@ -681,12 +681,12 @@ def fit(
         chosen.update(best)
         info["tuning_trials"] = trials
     chosen |= {
-        "longtail_min_share": settings.longtail_min_share,
-        "genre_diversity": settings.genre_diversity,
+        "longtail_min_share": settings.training.longtail_min_share,
+        "genre_diversity": settings.training.genre_diversity,
     }
     model = TrainedModel()
     model.params = chosen
-    seed, threads = settings.seed, settings.n_threads
+    seed, threads = settings.training.seed, settings.training.n_threads
     index = Index.build(data.interactions["user_id"].to_numpy(), data.movies["movie_id"].to_numpy())
     t1 = time.perf_counter()
     model.stage = _fit_stage(data, index, chosen, seed, threads)

@@ -29,8 +29,8 @@ from typing import Any
 
 import requests
 
-from movierec.config import Settings
-from movierec.registry import read_routing
+from movierec.core.settings import Settings
+from movierec.registry.routing import read_routing
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from movierec.errors import LockBusy
+from movierec.core.errors import LockBusy
 
 _CHUNK = 1 << 20
 

@@ -25,7 +25,7 @@ request are written at once, stamped with the simulated minutes at which they ha
 (request time + a click delay of a second or two, then one line per minute watched). The same
 seed gives the same users, choices and events for the same answers. The click comes before
 the same user's next request even in a compressed run, so the evaluator's last-touch credit
-(`movierec.release`) goes to the list that was clicked.
+(`movierec.release.evaluator`) goes to the list that was clicked.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import requests
 
-from movierec.config import Settings
+from movierec.core.settings import Settings
 from movierec.data.events import format_rate, format_watch
 
 log = logging.getLogger(__name__)
@@ -166,18 +166,18 @@ def simulate(
 ) -> SimResult:
     """Send `requests_total` requests at about `rate` per second and write the users' events.
 
-    `out` is the event log (a file path or kafka:TOPIC; default `settings.event_source`).
+    `out` is the event log (a file path or kafka:TOPIC; default `settings.data.event_source`).
     """
     from movierec.data.movielens import load_tables
 
     behaviour = behaviour or Behaviour()
-    seed = settings.seed if seed is None else seed
+    seed = settings.training.seed if seed is None else seed
     if world is None:
-        tables = load_tables(settings, settings.dataset)
+        tables = load_tables(settings, settings.data.dataset)
         world = World(tables.ratings, tables.users, seed=seed)
     rng = np.random.default_rng(seed)
     users = rng.choice(world.user_ids, size=requests_total, p=world.activity)
-    sink = _open_sink(settings, out or settings.event_source)
+    sink = _open_sink(settings, out or settings.data.event_source)
     result = SimResult()
     lock = threading.Lock()
     session = requests.Session()
@@ -295,7 +295,7 @@ def _open_sink(settings: Settings, target: str) -> Callable[[list[str]], None]:
             producer.flush(10)
 
         return to_kafka
-    from movierec.fsutil import append_lines
+    from movierec.core.files import append_lines
 
     path = settings.path(target)
 

@@ -1,0 +1,362 @@
+"""One frozen `Settings`, built from MOVIEREC_* environment variables and validated once.
+
+Settings come in sections, one per stage of the life cycle (`paths`, `data`, `training`,
+`retraining`, `serving`, `release`). A field is read from MOVIEREC_<FIELD NAME IN CAPITALS>,
+whatever its section: `settings.serving.port` comes from MOVIEREC_PORT. Field names are unique
+across sections, so `Settings.from_env(port=9000)` and `settings.replace(seed=1)` take flat
+names. Test-only hooks are not settings: fault injection has its own switch (`core.faults`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from movierec.core.errors import ConfigError
+
+ENV_PREFIX = "MOVIEREC_"
+DATASETS = ("ml-100k", "ml-1m")
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    """Where everything lives; relative paths are under `home`."""
+
+    home: Path = field(default_factory=Path.cwd)
+    data_dir: Path = Path("data")
+    models_dir: Path = Path("models")
+    logs_dir: Path = Path("logs")
+    cache_dir: Path = Path(".cache")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Datasets, the event source and the DataPipeline."""
+
+    dataset: str = "ml-100k"
+    grouplens_url: str = "https://files.grouplens.org/datasets/movielens"  # "" disables
+    event_source: str = "data/events.log"  # a file path, or kafka:TOPIC
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_group: str = "movierec-ingest"
+    kafka_session_timeout_ms: int = 6000
+    ingest_batch_lines: int = 200_000
+    replay_mean_minutes: float = 8.0
+    exclude_flagged_events: bool = True
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Training a model: seed, tuning budget, holdout, list length and re-ranking."""
+
+    seed: int = 42
+    tune_iterations: int = 12
+    tune_seconds: float = 60.0
+    max_train_rows: int = 2_000_000
+    n_threads: int = 2
+    holdout_fraction: float = 0.1
+    recommendations_k: int = 20
+    longtail_min_share: float = 0.0
+    genre_diversity: float = 0.0
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    """The cron retrainer's gate and promotion rule."""
+
+    gate_min_new_users: int = 50
+    gate_min_new_interactions: int = 100
+    promote_rmse_margin: float = 1e-6
+    promote_ndcg_tolerance: float = 0.01
+    keep_rejected_models: int = 5
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The inference service."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    threads: int = 4
+    release_salt: str = "movierec-release-1"
+    routing_check_seconds: float = 1.0
+    rate_limit_per_minute: int = 0  # 0: no limit
+    log_queue_size: int = 10_000
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """Online evaluation and the canary's ramp."""
+
+    click_window_minutes: float = 30.0
+    ctr_min_abs: float = 0.10
+    ctr_min_rel: float = 0.70
+    satisfaction_low: float = 0.85
+    satisfaction_high: float = 1.15
+    min_samples_per_arm: int = 200
+    max_error_rate: float = 0.01
+    max_p99_latency_ms: float = 600.0
+    ramp_step_pct: int = 10
+    initial_canary_pct: int = 10
+
+
+SECTIONS: dict[str, type] = {
+    "paths": PathSettings,
+    "data": DataSettings,
+    "training": TrainingSettings,
+    "retraining": RetrainSettings,
+    "serving": ServingSettings,
+    "release": ReleaseSettings,
+}
+
+
+def _section_of() -> dict[str, str]:
+    """Field name -> its section (names are unique across sections)."""
+    out: dict[str, str] = {}
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            if f.name in out:  # pragma: no cover - a programming error, caught by the tests
+                raise ConfigError(f"setting {f.name} is in two sections")
+            out[f.name] = section
+    return out
+
+
+_SECTION_OF = _section_of()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the system, grouped by stage. Build it with `Settings.from_env()`."""
+
+    paths: PathSettings = field(default_factory=PathSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    retraining: RetrainSettings = field(default_factory=RetrainSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
+    release: ReleaseSettings = field(default_factory=ReleaseSettings)
+    # where each field's value came from: "environment" or "override" (absent: default)
+    origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _normalize_paths(self.paths)
+        _validate(self)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from MOVIEREC_* variables; explicit overrides (flat field names) win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        origin: dict[str, str] = {}
+        for name, section in _SECTION_OF.items():
+            key = ENV_PREFIX + name.upper()
+            if key in env:
+                values[name] = _coerce(name, env[key], _field_type(section, name))
+                origin[name] = "environment"
+        for name in overrides:
+            if name not in _SECTION_OF:
+                raise ConfigError(f"unknown setting {name!r}")
+            origin[name] = "override"
+        values.update(overrides)
+        return _build(values, origin)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields (flat names) changed, validated again."""
+        values = {name: value for name, _section, value in self.items()}
+        for name in changes:
+            if name not in _SECTION_OF:
+                raise ConfigError(f"unknown setting {name!r}")
+        values.update(changes)
+        origin = dict(self.origin) | {name: "override" for name in changes}
+        return _build(values, origin)
+
+    def items(self) -> Iterator[tuple[str, str, Any]]:
+        """(field name, section, value) of every setting, section by section."""
+        for section in SECTIONS:
+            part = getattr(self, section)
+            for f in fields(part):
+                yield f.name, section, getattr(part, f.name)
+
+    def env(self) -> dict[str, str]:
+        """The MOVIEREC_* variables that give a child process these settings."""
+        return {ENV_PREFIX + name.upper(): str(value) for name, _section, value in self.items()}
+
+    # ---- derived paths ------------------------------------------------------------------
+    @property
+    def home(self) -> Path:
+        return self.paths.home
+
+    def path(self, p: Path | str) -> Path:
+        """Resolve a path relative to `home`."""
+        p = Path(p)
+        return p if p.is_absolute() else self.home / p
+
+    @property
+    def data_path(self) -> Path:
+        return self.path(self.paths.data_dir)
+
+    @property
+    def models_path(self) -> Path:
+        return self.path(self.paths.models_dir)
+
+    @property
+    def logs_path(self) -> Path:
+        return self.path(self.paths.logs_dir)
+
+    @property
+    def cache_path(self) -> Path:
+        return self.path(self.paths.cache_dir)
+
+    @property
+    def lake_path(self) -> Path:
+        """Parquet tables materialized by the DataPipeline."""
+        return self.data_path / "lake"
+
+    @property
+    def datasets_path(self) -> Path:
+        """Canonical MovieLens tables, one folder per dataset."""
+        return self.data_path / "movielens"
+
+    @property
+    def holdout_file(self) -> Path:
+        return self.data_path / "offline_eval_data.parquet"
+
+    @property
+    def routing_file(self) -> Path:
+        return self.models_path / "routing.json"
+
+    @property
+    def routing_history_file(self) -> Path:
+        return self.models_path / "routing_history.jsonl"
+
+    @property
+    def retrain_state_file(self) -> Path:
+        return self.data_path / "retrain_state.json"
+
+    @property
+    def served_log_file(self) -> Path:
+        return self.logs_path / "served.jsonl"
+
+    @property
+    def online_metrics_file(self) -> Path:
+        """What the online evaluator measured last (read by the service's /metrics)."""
+        return self.logs_path / "online_metrics.json"
+
+    @property
+    def feedback_events_file(self) -> Path:
+        """Every release decision with its metrics."""
+        return self.logs_path / "feedback_events.json"
+
+    @property
+    def reports_path(self) -> Path:
+        return self.path("reports")
+
+    @property
+    def kafka_topic(self) -> str | None:
+        """The topic when the event source is kafka:TOPIC, otherwise None."""
+        source = self.data.event_source
+        return source[6:] if source.startswith("kafka:") else None
+
+
+# ---- building and validation ----------------------------------------------------------------
+
+
+def _field_type(section: str, name: str) -> Any:
+    return get_type_hints(SECTIONS[section])[name]
+
+
+def _build(values: Mapping[str, Any], origin: Mapping[str, str]) -> Settings:
+    parts: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for name, value in values.items():
+        parts[_SECTION_OF[name]][name] = value
+    try:
+        built = {section: SECTIONS[section](**kw) for section, kw in parts.items()}
+    except TypeError as exc:
+        raise ConfigError(f"bad settings: {exc}") from None
+    return Settings(**built, origin=dict(origin))
+
+
+def _normalize_paths(paths: PathSettings) -> None:
+    object.__setattr__(paths, "home", Path(paths.home).resolve())
+    for name in ("data_dir", "models_dir", "logs_dir", "cache_dir"):
+        object.__setattr__(paths, name, Path(getattr(paths, name)))
+
+
+_FRACTIONS = (
+    "holdout_fraction",
+    "ctr_min_abs",
+    "ctr_min_rel",
+    "max_error_rate",
+    "longtail_min_share",
+    "genre_diversity",
+)
+_AT_LEAST_ONE = (
+    "workers",
+    "threads",
+    "n_threads",
+    "tune_iterations",
+    "max_train_rows",
+    "ingest_batch_lines",
+    "recommendations_k",
+    "min_samples_per_arm",
+    "log_queue_size",
+)
+_COUNTS = ("gate_min_new_users", "gate_min_new_interactions", "keep_rejected_models")
+_POSITIVE = ("tune_seconds", "click_window_minutes", "routing_check_seconds")
+_PERCENTS = ("initial_canary_pct", "ramp_step_pct")
+
+
+def _validate(s: Settings) -> None:
+    """Every value that cannot work is refused here, with the variable that holds it."""
+    values = {name: value for name, _section, value in s.items()}
+    _check_choices(values)
+    checks = (
+        (_FRACTIONS, lambda v: 0.0 <= v <= 1.0, "a fraction in [0, 1]"),
+        (_AT_LEAST_ONE, lambda v: v >= 1, "at least 1"),
+        ((*_COUNTS, "rate_limit_per_minute"), lambda v: v >= 0, "a count >= 0"),
+        (_POSITIVE, lambda v: v > 0, "a positive number"),
+        (_PERCENTS, lambda v: 0 <= v <= 100, "0..100"),
+        (("port",), lambda v: 0 < v < 65536, "1..65535"),
+    )
+    for names, ok, expected in checks:
+        for name in names:
+            if not ok(values[name]):
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()}={values[name]}: expected {expected}")
+    low, high = values["satisfaction_low"], values["satisfaction_high"]
+    if not 0 < low <= 1.0 <= high:
+        raise ConfigError(f"satisfaction range must contain 1.0: [{low}, {high}]")
+
+
+def _check_choices(values: Mapping[str, Any]) -> None:
+    if values["dataset"] not in DATASETS:
+        raise ConfigError(f"MOVIEREC_DATASET={values['dataset']!r}: expected one of {DATASETS}")
+    source = values["event_source"]
+    if not source:
+        raise ConfigError("MOVIEREC_EVENT_SOURCE is empty: give a file path or kafka:TOPIC")
+    if source.startswith("kafka:") and not source[6:]:
+        raise ConfigError("MOVIEREC_EVENT_SOURCE='kafka:' names no topic")
+
+
+def _coerce(name: str, raw: str, typ: Any) -> Any:
+    """Turn an environment string into the field's type, or say which variable is wrong."""
+    key = ENV_PREFIX + name.upper()
+    try:
+        if typ is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if typ is int:
+            return int(raw)
+        if typ is float:
+            return float(raw)
+        if typ is Path:
+            return Path(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r}: expected {getattr(typ, '__name__', typ)}") from None

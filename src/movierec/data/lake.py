@@ -1,0 +1,180 @@
+"""The lake: Parquet tables materialized from the DataPipeline's committed parts.
+
+The DataPipeline (`data.ingest`) writes each batch as immutable part files under
+`data/lake/parts/` and lists the committed ones in `data/lake/_state.json`. `materialize`
+rebuilds every table from the committed parts, with de-duplication: an identical event line
+counts once, a watch minute (user, movie, minute) counts once in the minutes watched (the
+`watches` table keeps a re-watch, which the online evaluator counts as a new viewing), and a
+user's latest rating of a movie wins. Tables (`data/lake/`): `interactions` (user_id,
+movie_id, minutes, rating, first_ts, last_ts), `ratings` (user_id, movie_id, rating,
+timestamp), `users` (user_id, first_seen, last_seen, events), `watches` (ts, user_id,
+movie_id, minute), `recommendations` (ts, user_id, status, items, latency_ms) and `flagged`
+(events excluded from training as suspected poisoning). Rejected lines are gathered into
+`data/quarantine.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from movierec.core.errors import DataNotFoundError
+from movierec.core.files import atomic_write_bytes, read_json
+from movierec.core.settings import Settings
+
+TABLES = ("interactions", "ratings", "users", "watches", "recommendations", "flagged")
+
+
+@dataclass
+class LakeTables:
+    interactions: pd.DataFrame
+    ratings: pd.DataFrame
+    users: pd.DataFrame
+    watches: pd.DataFrame
+    recommendations: pd.DataFrame
+    flagged: pd.DataFrame
+
+
+def state_file(settings: Settings) -> Path:
+    """The DataPipeline's commit record: source positions and the committed parts."""
+    return settings.lake_path / "_state.json"
+
+
+def parts_dir(settings: Settings) -> Path:
+    return settings.lake_path / "parts"
+
+
+def read_state(settings: Settings) -> dict[str, Any]:
+    return read_json(state_file(settings), default={}) or {}
+
+
+def _read_parts(settings: Settings, state: dict[str, Any], kind: str) -> pd.DataFrame:
+    files = [
+        parts_dir(settings) / n for n in state.get("parts", []) if n.endswith(f"-{kind}.parquet")
+    ]
+    frames = [pd.read_parquet(f) for f in files]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.read_parquet(files[0]) if files else pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def materialize(settings: Settings, state: dict[str, Any]) -> LakeTables:
+    """Rebuild every table from the committed parts (idempotent)."""
+    watches = _read_parts(settings, state, "watches")
+    rates = _read_parts(settings, state, "rates")
+    recs = _read_parts(settings, state, "recommendations")
+    quarantine = _read_parts(settings, state, "quarantine")
+    if watches.empty:
+        watches = pd.DataFrame(
+            {"ts": pd.Series(dtype="datetime64[us, UTC]"), "user_id": pd.Series(dtype="int64"),
+             "movie_id": pd.Series(dtype="str"), "minute": pd.Series(dtype="int32")}
+        )  # fmt: skip
+    if rates.empty:
+        rates = pd.DataFrame(
+            {"ts": pd.Series(dtype="datetime64[us, UTC]"), "user_id": pd.Series(dtype="int64"),
+             "movie_id": pd.Series(dtype="str"), "rating": pd.Series(dtype="int8")}
+        )  # fmt: skip
+    # every viewing stays (a re-watch is a new click); only a repeated line goes
+    watches = watches.drop_duplicates().sort_values("ts", kind="stable", ignore_index=True)
+    rates = rates.drop_duplicates().sort_values("ts", kind="stable")
+    ratings = (
+        rates.drop_duplicates(["user_id", "movie_id"], keep="last")
+        .rename(columns={"ts": "timestamp"})[["user_id", "movie_id", "rating", "timestamp"]]
+        .sort_values(["timestamp", "user_id", "movie_id"], ignore_index=True)
+    )
+    if len(recs):
+        recs = recs.drop_duplicates().sort_values("ts", kind="stable", ignore_index=True)
+    w = watches.groupby(["user_id", "movie_id"]).agg(
+        minutes=("minute", "nunique"), first_ts=("ts", "min"), last_ts=("ts", "max")
+    )
+    r = ratings.set_index(["user_id", "movie_id"])
+    inter = w.join(r[["rating", "timestamp"]], how="outer")
+    inter["minutes"] = inter["minutes"].fillna(0).astype("int32")
+    inter["rating"] = inter["rating"].astype("float32")
+    inter["first_ts"] = inter["first_ts"].fillna(inter["timestamp"])
+    inter["last_ts"] = inter[["last_ts", "timestamp"]].max(axis=1)
+    interactions = inter.drop(columns="timestamp").reset_index()
+    activity = pd.concat(
+        [watches[["user_id", "ts"]], rates[["user_id", "ts"]]]
+        + ([recs[["user_id", "ts"]]] if len(recs) else []),
+        ignore_index=True,
+    )
+    users = (
+        activity.groupby("user_id")
+        .agg(first_seen=("ts", "min"), last_seen=("ts", "max"), events=("ts", "size"))
+        .reset_index()
+    )
+    flagged = read_table(settings, "flagged")
+    if flagged is None:
+        flagged = pd.DataFrame(
+            {"user_id": pd.Series(dtype="int64"), "movie_id": pd.Series(dtype="str")}
+        )
+    tables = LakeTables(interactions, ratings, users, watches, recs, flagged)
+    for name in TABLES:
+        write_table(settings, name, getattr(tables, name))
+    write_quarantine(settings, quarantine)
+    return tables
+
+
+def write_table(settings: Settings, name: str, frame: pd.DataFrame) -> None:
+    path = settings.lake_path / f"{name}.parquet"
+    tmp = path.with_name(f".{name}.parquet.tmp")
+    frame.to_parquet(tmp, index=False)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_table(settings: Settings, name: str) -> pd.DataFrame | None:
+    path = settings.lake_path / f"{name}.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def write_quarantine(settings: Settings, quarantine: pd.DataFrame) -> None:
+    lines = [json.dumps(row) for row in quarantine.to_dict("records")] if len(quarantine) else []
+    atomic_write_bytes(
+        settings.data_path / "quarantine.jsonl",
+        ("\n".join(lines) + ("\n" if lines else "")).encode(),
+    )
+
+
+def load_lake(settings: Settings) -> LakeTables:
+    """The materialized tables; `DataNotFoundError` before the first ingest."""
+    frames = {}
+    for name in TABLES:
+        frame = read_table(settings, name)
+        if frame is None:
+            raise DataNotFoundError(
+                f"{settings.lake_path / (name + '.parquet')} does not exist: run `movierec ingest`"
+            )
+        frames[name] = frame
+    return LakeTables(**frames)
+
+
+def lake_totals(t: LakeTables) -> dict[str, int]:
+    return {
+        "users": int(t.interactions["user_id"].nunique()) if len(t.interactions) else 0,
+        "movies": int(t.interactions["movie_id"].nunique()) if len(t.interactions) else 0,
+        "interactions": len(t.interactions),
+        "ratings": len(t.ratings),
+        "watch_minutes": len(t.watches),
+        "recommendations": len(t.recommendations),
+    }
+
+
+def training_interactions(settings: Settings, tables: LakeTables | None = None) -> pd.DataFrame:
+    """Interactions to train on: flagged (suspected poisoning) events left out when
+    `exclude_flagged_events` is set."""
+    t = tables or load_lake(settings)
+    inter = t.interactions
+    if settings.data.exclude_flagged_events and len(t.flagged):
+        key = pd.MultiIndex.from_frame(t.flagged[["user_id", "movie_id"]])
+        mask = pd.MultiIndex.from_frame(inter[["user_id", "movie_id"]]).isin(key)
+        inter = inter[~mask]
+    return inter.reset_index(drop=True)

@@ -1,0 +1,109 @@
+"""The refresh report of a DataPipeline run: totals, deltas, quarantine, source positions,
+drift of the new ratings against the data the newest model was trained on, and rating
+poisoning (events flagged so that training can exclude them). Written to
+`data/data_refresh_reports/<UTC>.json`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from movierec.core.errors import DataNotFoundError
+from movierec.core.files import atomic_write_json
+from movierec.core.provenance import read_data
+from movierec.core.settings import Settings
+from movierec.data.lake import LakeTables, write_table
+from movierec.data.movielens import load_tables
+from movierec.data.quality import drift_report, poisoning_report
+
+
+def new_rows(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+    if old is None or old.empty:
+        return new
+    merged = new.merge(old, how="left", indicator=True, on=list(new.columns))
+    return merged[merged["_merge"] == "left_only"].drop(columns="_merge")
+
+
+def refresh_report(
+    run: Mapping[str, Any],
+    reasons: dict[str, int],
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> dict[str, Any]:
+    """The report's core: totals, deltas, quarantine, positions. Checks add their own keys.
+    `run` is the ingest run's summary (source, lines, accepted, quarantined, totals, deltas)."""
+    return {
+        "created_at": datetime.now(UTC).isoformat(),
+        "source": run["source"],
+        "lines_read": run["lines"],
+        "events_accepted": run["accepted"],
+        "quarantined": run["quarantined"],
+        "quarantine_by_reason": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "totals": run["totals"],
+        "deltas": run["deltas"],
+        "position_before": before,
+        "position_after": after,
+    }
+
+
+def _reference_ratings(settings: Settings, fallback: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The data the newest model was trained on (its registered snapshot), else what the lake
+    held before this run."""
+    records = read_data(settings)
+    if records:
+        path = settings.path(records[-1].path)
+        if path.exists():
+            snap = pd.read_parquet(path)
+            rated = snap.dropna(subset=["rating"])
+            return rated.rename(columns={"last_ts": "timestamp"})[
+                ["user_id", "movie_id", "rating", "timestamp"]
+            ]
+    return fallback
+
+
+def drift_section(
+    settings: Settings, old: pd.DataFrame | None, new: pd.DataFrame
+) -> dict[str, Any]:
+    reference = _reference_ratings(settings, old)
+    if reference is None or reference.empty:
+        return {"checked": False, "reason": "no reference data yet", "drifted": False}
+    movies = _movies(settings)
+    return drift_report(reference, new, movies)
+
+
+def _movies(settings: Settings) -> pd.DataFrame | None:
+    try:
+        return load_tables(settings, settings.data.dataset).movies
+    except DataNotFoundError:
+        return None
+
+
+def poisoning_section(
+    settings: Settings, old: pd.DataFrame | None, new: pd.DataFrame, tables: LakeTables
+) -> dict[str, Any]:
+    history = old if old is not None else new.iloc[:0]
+    known = set(history["user_id"].unique()) if len(history) else set()
+    new_users = set(new["user_id"].unique()) - known
+    report = poisoning_report(history, new, new_users)
+    if report["flagged_events"]:
+        flagged = pd.concat(
+            [tables.flagged, pd.DataFrame(report["flagged_events"])], ignore_index=True
+        ).drop_duplicates()
+        write_table(settings, "flagged", flagged)
+        tables.flagged = flagged
+    return {k: v for k, v in report.items() if k != "flagged_events"} | {
+        "flagged_event_count": len(report["flagged_events"])
+    }
+
+
+def write_report(settings: Settings, report: dict[str, Any], seconds: float) -> Path:
+    """Write the report under `data/data_refresh_reports/`, named by its UTC time."""
+    report["duration_seconds"] = round(seconds, 3)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = settings.data_path / "data_refresh_reports" / f"{stamp}.json"
+    atomic_write_json(path, report)
+    return path

@@ -1,0 +1,2 @@
+"""The model registry: versioned, hashed bundles under `models/`, and `routing.json`, the one
+place that says what is served."""

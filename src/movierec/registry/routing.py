@@ -1,0 +1,180 @@
+"""`models/routing.json`: what is served, changed atomically, with its history; sticky buckets.
+
+`routing.json` says what is served: `{"stable", "canary", "canary_pct", "updated_at",
+"reason"}`. It is replaced atomically and every change is appended, with the routing before
+and after, to `routing_history.jsonl`, under a lock so that two writers never lose an update.
+
+Sticky routing: a user is in the canary when a stable hash of (salt, user id) modulo 100 is
+below `canary_pct` (blake2b, never Python's `hash()`, which differs between processes), so
+raising the percentage only adds users to the canary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from movierec.core.errors import DataValidationError, ModelLoadError
+from movierec.core.files import append_lines, atomic_write_json, exclusive_lock, read_json
+from movierec.core.schema import METADATA
+from movierec.core.settings import Settings
+from movierec.registry.bundles import bundle_path
+
+
+@dataclass(frozen=True)
+class Routing:
+    stable: str
+    canary: str | None
+    canary_pct: int
+    updated_at: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not self.stable:
+            raise DataValidationError("routing: stable version is empty")
+        if not isinstance(self.canary_pct, int) or not 0 <= self.canary_pct <= 100:
+            raise DataValidationError(f"routing: canary_pct={self.canary_pct!r}, expected 0..100")
+        if self.canary is None and self.canary_pct != 0:
+            raise DataValidationError("routing: canary_pct > 0 without a canary")
+        if self.canary is not None and self.canary == self.stable:
+            raise DataValidationError(f"routing: canary {self.canary} is also the stable model")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_routing(settings: Settings) -> Routing | None:
+    raw = read_json_strict(settings.routing_file)
+    if raw is None:
+        return None
+    try:
+        return Routing(
+            stable=raw["stable"],
+            canary=raw.get("canary"),
+            canary_pct=int(raw.get("canary_pct", 0)),
+            updated_at=raw.get("updated_at", ""),
+            reason=raw.get("reason", ""),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataValidationError(f"{settings.routing_file}: invalid routing ({exc})") from None
+
+
+def read_json_strict(path: Path) -> Any:
+    try:
+        return read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataValidationError(f"{path}: not valid JSON ({exc})") from None
+
+
+def write_routing(settings: Settings, routing: Routing) -> Routing:
+    """Replace routing.json atomically and append the change to the history."""
+    with exclusive_lock(settings.models_path / ".routing.lock", wait=True):
+        return _write_routing_locked(settings, routing)
+
+
+def _write_routing_locked(settings: Settings, routing: Routing) -> Routing:
+    bundle_path(settings, routing.stable)  # validates the name
+    for v in (routing.stable, routing.canary):
+        if v is not None and not (bundle_path(settings, v) / METADATA).exists():
+            raise ModelLoadError(f"cannot route to {v}: no such model in {settings.models_path}")
+    before = read_routing(settings)
+    atomic_write_json(settings.routing_file, routing.as_dict())
+    append_lines(
+        settings.routing_history_file,
+        [
+            json.dumps(
+                {
+                    "ts": routing.updated_at,
+                    "before": before.as_dict() if before else None,
+                    "after": routing.as_dict(),
+                    "reason": routing.reason,
+                },
+                sort_keys=True,
+            )
+        ],
+    )
+    return routing
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _update(settings: Settings, change: Any) -> Routing:
+    """Read-modify-write under the routing lock."""
+    with exclusive_lock(settings.models_path / ".routing.lock", wait=True):
+        new = change(read_routing(settings))
+        return _write_routing_locked(settings, new)
+
+
+def set_stable(settings: Settings, version: str, reason: str) -> Routing:
+    """Serve `version` to everyone (no canary)."""
+    return _update(settings, lambda _old: Routing(version, None, 0, _now(), reason))
+
+
+def set_canary(settings: Settings, version: str, pct: int, reason: str) -> Routing:
+    def change(old: Routing | None) -> Routing:
+        if old is None:
+            raise ModelLoadError("no stable model is routed yet: set a stable model first")
+        return Routing(old.stable, version, pct, _now(), reason)
+
+    return _update(settings, change)
+
+
+def set_canary_pct(settings: Settings, pct: int, reason: str) -> Routing:
+    def change(old: Routing | None) -> Routing:
+        if old is None or old.canary is None:
+            raise ModelLoadError("no canary is routed")
+        return Routing(old.stable, old.canary, pct, _now(), reason)
+
+    return _update(settings, change)
+
+
+def promote_canary(settings: Settings, reason: str) -> Routing:
+    """The canary becomes stable; nobody is in a canary afterwards."""
+
+    def change(old: Routing | None) -> Routing:
+        if old is None or old.canary is None:
+            raise ModelLoadError("no canary to promote")
+        return Routing(old.canary, None, 0, _now(), reason)
+
+    return _update(settings, change)
+
+
+def abort_canary(settings: Settings, reason: str) -> Routing:
+    """Everyone back on stable; the aborted canary stays registered for audit."""
+
+    def change(old: Routing | None) -> Routing:
+        if old is None:
+            raise ModelLoadError("no routing to abort")
+        return Routing(old.stable, None, 0, _now(), reason)
+
+    return _update(settings, change)
+
+
+def routing_signature(settings: Settings) -> tuple[int, int, int] | None:
+    """(mtime_ns, size, inode) of routing.json: cheap to compare, changes on every replace."""
+    try:
+        st = os.stat(settings.routing_file)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+@lru_cache(maxsize=65536)
+def canary_bucket(user_id: int, salt: str) -> int:
+    """0..99, stable across processes and machines."""
+    digest = hashlib.blake2b(f"{salt}:{user_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 100
+
+
+def arm_for(user_id: int, routing: Routing, salt: str) -> str:
+    if routing.canary is None or routing.canary_pct <= 0:
+        return "stable"
+    return "canary" if canary_bucket(user_id, salt) < routing.canary_pct else "stable"
