@@ -50,7 +50,7 @@ def splits(
 
 
 def ndcg_at_10(topk: dict[int, list[str]], test: pd.DataFrame) -> float:
-    from movierec.offline.evaluate import ranking_metrics
+    from movierec.offline.metrics import ranking_metrics
 
     return ranking_metrics(topk, test)["ndcg@10"]
 
@@ -154,7 +154,7 @@ def run_ours(
 def _child(
     train_f: Path, test_f: Path, out: Path, dataset: str, by_rating: bool, mitigations: bool
 ) -> None:
-    from movierec.offline.evaluate import ranking_metrics
+    from movierec.offline.metrics import ranking_metrics
     from movierec.offline.offline_eval import offline_eval, read_ratings
 
     r = offline_eval(_settings(), train_f, test_f, out, dataset)
@@ -180,7 +180,7 @@ MITIGATIONS = [(0.0, 0.0), (0.2, 0.0), (0.4, 0.0), (0.0, 0.3), (0.0, 0.6), (0.2,
 def _mitigations(model: Any, train: pd.DataFrame, test: pd.DataFrame) -> list[dict[str, Any]]:
     """The same trained model's lists under each (long-tail share, genre diversity) setting."""
     from movierec.model.recommender import longtail_mask
-    from movierec.offline.evaluate import ranking_metrics
+    from movierec.offline.metrics import ranking_metrics
     from movierec.trust.analysis import gini
 
     users = np.array([u for u in test["user_id"].unique() if u in set(train["user_id"])])

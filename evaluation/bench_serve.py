@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from movierec.ops.service import free_port, poll_ready
 
 REPO = Path(__file__).resolve().parents[1]
 HOME = REPO / ".cache" / "bench-serve"
@@ -75,12 +76,6 @@ def prepare_model() -> str:
     return result.version
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def gunicorn(app: str, env: dict[str, str], cwd: Path) -> Iterator[tuple[str, int]]:
     """gunicorn with the service's config file serving `app`; yields (url, master pid)."""
@@ -105,19 +100,9 @@ def gunicorn(app: str, env: dict[str, str], cwd: Path) -> Iterator[tuple[str, in
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    import requests
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
-        try:
-            if requests.get(f"{url}/recommend/1", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready in 120 s")
+    ok, _, _ = poll_ready(url, timeout=120, proc=proc)
+    if not ok:
+        raise RuntimeError(f"{url} not ready in 120 s")
 
 
 def worker_rss_mb(master: int) -> list[float]:

@@ -12,3 +12,8 @@ app = Flask(__name__)
 @app.get("/recommend/<user_id>")
 def recommend(user_id: str) -> tuple[str, int]:
     return FIXED, 200
+
+
+@app.get("/readyz")
+def readyz() -> tuple[dict[str, bool], int]:
+    return {"ready": True}, 200

@@ -18,7 +18,8 @@ from movierec.data.ingest import ingest
 from movierec.data.replay import replay
 from movierec.registry.bundles import bundle_path, list_versions
 from movierec.registry.routing import arm_for, read_routing, set_stable
-from movierec.retrain.job import ExitCode, lake_counts, retrain, write_state
+from movierec.retrain.gate import lake_counts, write_state
+from movierec.retrain.job import ExitCode, retrain
 from movierec.retrain.training import train_candidate
 from tests.servicekit import gunicorn, wait_until
 

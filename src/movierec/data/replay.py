@@ -23,6 +23,7 @@ import pandas as pd
 
 from movierec.core.errors import DataValidationError
 from movierec.core.settings import Settings
+from movierec.data.movielens import fetch, load_tables
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,6 @@ def replay(
     seed: int | None = None,
 ) -> ReplayResult:
     """Write the ratings between `start` and `end` as events to `out` (path or kafka:TOPIC)."""
-    from movierec.data.movielens import fetch, load_tables
 
     fetch(settings, dataset)
     ratings = load_tables(settings, dataset).ratings

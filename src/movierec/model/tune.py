@@ -18,6 +18,16 @@ import numpy as np
 import pandas as pd
 
 from movierec.core.settings import Settings
+from movierec.model.cf import BiasedMF, Index
+from movierec.model.features import pair_features
+from movierec.model.recommender import (
+    DEFAULT_PARAMS,
+    TrainingData,
+    _fit_stage,
+    _rating_extra,
+    _xgb_params,
+    rating_training_matrix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +45,6 @@ SPACE: dict[str, list[Any]] = {
 def randomized_search(data: Any, settings: Settings) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The best parameters found and every trial (params, rmse, rounds, seconds)."""
     import xgboost as xgb
-
-    from movierec.model.cf import BiasedMF, Index
-    from movierec.model.features import pair_features
-    from movierec.model.recommender import (
-        DEFAULT_PARAMS,
-        TrainingData,
-        _fit_stage,
-        _rating_extra,
-        _xgb_params,
-        rating_training_matrix,
-    )
 
     start = time.perf_counter()
     seed, threads = settings.training.seed, settings.training.n_threads

@@ -20,6 +20,9 @@ import pandas as pd
 
 from movierec.core.errors import DataValidationError
 from movierec.core.settings import Settings
+from movierec.data.movielens import load_tables
+from movierec.model.recommender import TrainingData, fit
+from movierec.offline.evaluate import evaluate_model
 
 COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 
@@ -70,9 +73,6 @@ def read_ratings(path: Path) -> pd.DataFrame:
 def offline_eval(
     settings: Settings, train_file: Path, test_file: Path, out: Path, dataset: str | None = None
 ) -> OfflineResult:
-    from movierec.data.movielens import load_tables
-    from movierec.model.recommender import TrainingData, fit
-    from movierec.offline.evaluate import evaluate_model
 
     tables = load_tables(settings, dataset or settings.data.dataset)
     train, test = read_ratings(train_file), read_ratings(test_file)

@@ -14,9 +14,6 @@ import json
 import logging
 import math
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from movierec.core.settings import Settings
+from movierec.data.ingest import ingest
+from movierec.data.movielens import fetch, load_tables
+from movierec.data.replay import replay
+from movierec.ops.service import running_service, wait_for_version
+from movierec.ops.simulate import World, simulate
+from movierec.registry.routing import read_routing, set_canary, set_stable
+from movierec.release.evaluator import Decision, evaluate_release
+from movierec.retrain.gate import lake_counts, write_state
+from movierec.retrain.job import retrain
+from movierec.retrain.training import register_rank_by_rating_variant, train_candidate
 
 log = logging.getLogger(__name__)
 
@@ -39,139 +46,94 @@ class Timeline:
         print(f"[{t:7.1f}s] {text}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_service(settings: Settings, port: int) -> subprocess.Popen[bytes]:
-    """Real gunicorn on loopback, through `movierec serve`; returns once /readyz answers 200."""
-    import requests
-
-    env = settings_env(settings) | {"MOVIEREC_PORT": str(port)}
-    log_file = open(settings.logs_path / "gunicorn.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "movierec.cli", "serve"],
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the service exited with {proc.returncode}; see gunicorn.log")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError("the service did not become ready within 60 s")
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process these settings."""
-    import dataclasses
-    import os
-
-    env = dict(os.environ)
-    for f in dataclasses.fields(settings):
-        env["MOVIEREC_" + f.name.upper()] = str(getattr(settings, f.name))
-    return env
-
-
-def wait_for_version(port: int, version: str, timeout: float = 30.0) -> None:
-    """Poll /readyz until the service has loaded `version`."""
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).text
-        if version in body:
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"the service did not load {version} within {timeout} s")
-
-
 def run_demo(settings: Settings, *, fresh: bool = True) -> dict[str, Any]:
-    from movierec.data.ingest import ingest
-    from movierec.data.movielens import fetch, load_tables
-    from movierec.data.replay import replay
-    from movierec.ops.simulate import World, simulate
-    from movierec.registry.routing import read_routing, set_canary, set_stable
-    from movierec.release.evaluator import Decision
-    from movierec.retrain.job import lake_counts, retrain, write_state
-    from movierec.retrain.training import train_candidate
-
+    """The whole life cycle on ml-100k; returns the summary it prints."""
     tl = Timeline()
-    if fresh:
-        for sub in ("data", "models", "logs", "reports"):
-            shutil.rmtree(settings.path(sub), ignore_errors=True)
-    for p in (settings.data_path, settings.models_path, settings.logs_path):
-        p.mkdir(parents=True, exist_ok=True)
-    events = settings.path(settings.data.event_source)
-
-    fetched = fetch(settings, "ml-100k")
-    tl.say(f"MovieLens ml-100k ready ({fetched.counts['ratings']:,} ratings, sha256 recorded)")
-    r = replay(settings, "ml-100k", str(events), start=0.0, end=0.6, seed=settings.training.seed)
-    tl.say(f"replayed the first 60% of the ratings: {r.ratings:,} ratings, {r.lines:,} event lines")
-    ing = ingest(settings)
-    tl.say(f"DataPipeline ingested {ing.lines:,} lines ({ing.quarantined} quarantined)")
-    v1 = train_candidate(settings, tune=True)
-    set_stable(settings, v1.version, "demo: first model")
-    write_state(settings, v1.version, "initial", lake_counts(settings))
-    m1 = v1.metrics
-    tl.say(f"trained v1 {v1.version}: RMSE {m1['rmse']:.4f}, NDCG@10 {m1['ndcg@10']:.4f}")
-
-    port = free_port()
-    proc = start_service(settings, port)
-    url = f"http://127.0.0.1:{port}"
-    tl.say(f"service up on {url} (gunicorn, {settings.serving.workers} workers)")
+    # Data: real ml-100k, 60% of it replayed and ingested
+    _prepare(settings, tl, fresh)
+    # v1: trained, routed as stable
+    v1 = _first_model(settings, tl)
     tables = load_tables(settings, "ml-100k")
     world = World(tables.ratings, tables.users, seed=settings.training.seed)
     decisions: list[dict[str, Any]] = []
     failures = 0
-    try:
+    with running_service(settings) as url:
+        tl.say(f"service up on {url} (gunicorn, {settings.serving.workers} workers)")
+        # Traffic: simulated users watch and rate
         sim = simulate(settings, base_url=url, requests_total=600, rate=150, world=world)
         failures += sim.failed
         tl.say(
             f"simulated {sim.requests} requests: {sim.clicks_on_list} clicks, {sim.failed} failed"
         )
-
-        r = replay(
-            settings, "ml-100k", str(events), start=0.6, end=0.8, seed=settings.training.seed
-        )
-        tl.say("20% more real data arrived (replay 60% -> 80%)")
-        rt = retrain(settings)
-        tl.say(f"cron retrain: {rt.decision} ({rt.reason}); candidate {rt.candidate}")
-        if rt.candidate and rt.decision == "promoted":
-            wait_for_version(port, rt.candidate)
-            tl.say(f"the running service serves v2 {rt.candidate} to 10% (no restart)")
-            failures += _release_rounds(settings, url, world, tl, decisions)
-
-        v3 = make_bad_candidate(settings)
-        set_canary(settings, v3, settings.release.initial_canary_pct, "demo: deliberately bad v3")
-        wait_for_version(port, v3)
-        tl.say(f"registered a bad v3 = {v3} (ranks by predicted rating alone) as a canary")
-        failures += _release_rounds(settings, url, world, tl, decisions, stop_on=Decision.ABORT)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        tl.say("service stopped")
+        # v2: more data, the cron retrain, a canary ramped by the online evaluator
+        failures += _retrain_and_release(settings, url, world, tl, decisions)
+        # v3: a deliberately bad canary, which the evaluator must abort
+        failures += _bad_canary(settings, url, world, tl, decisions)
+    tl.say("service stopped")
+    # Summary and report
     routing = read_routing(settings)
     summary = {
-        "versions": {"v1": v1.version, "stable_now": routing.stable if routing else None},
+        "versions": {"v1": v1, "stable_now": routing.stable if routing else None},
         "decisions": [
             {k: d[k] for k in ("decision", "pct_before", "pct_after", "canary")} for d in decisions
         ],
         "failed_requests": failures,
     }
-    report = write_report(settings, tl, decisions)
-    tl.say(f"report: {report}")
+    tl.say(f"report: {write_report(settings, tl, decisions)}")
     print(json.dumps(summary, indent=2))
     return summary
+
+
+def _prepare(settings: Settings, tl: Timeline, fresh: bool) -> None:
+    if fresh:
+        for sub in ("data", "models", "logs", "reports"):
+            shutil.rmtree(settings.path(sub), ignore_errors=True)
+    for p in (settings.data_path, settings.models_path, settings.logs_path):
+        p.mkdir(parents=True, exist_ok=True)
+    fetched = fetch(settings, "ml-100k")
+    tl.say(f"MovieLens ml-100k ready ({fetched.counts['ratings']:,} ratings, sha256 recorded)")
+    r = _replay_part(settings, 0.0, 0.6)
+    tl.say(f"replayed the first 60% of the ratings: {r.ratings:,} ratings, {r.lines:,} event lines")
+    ing = ingest(settings)
+    tl.say(f"DataPipeline ingested {ing.lines:,} lines ({ing.quarantined} quarantined)")
+
+
+def _replay_part(settings: Settings, start: float, end: float) -> Any:
+    events = str(settings.path(settings.data.event_source))
+    return replay(settings, "ml-100k", events, start=start, end=end, seed=settings.training.seed)
+
+
+def _first_model(settings: Settings, tl: Timeline) -> str:
+    v1 = train_candidate(settings, tune=True)
+    set_stable(settings, v1.version, "demo: first model")
+    write_state(settings, v1.version, "initial", lake_counts(settings))
+    m1 = v1.metrics
+    tl.say(f"trained v1 {v1.version}: RMSE {m1['rmse']:.4f}, NDCG@10 {m1['ndcg@10']:.4f}")
+    return v1.version
+
+
+def _retrain_and_release(
+    settings: Settings, url: str, world: World, tl: Timeline, decisions: list[dict[str, Any]]
+) -> int:
+    _replay_part(settings, 0.6, 0.8)
+    tl.say("20% more real data arrived (replay 60% -> 80%)")
+    rt = retrain(settings)
+    tl.say(f"cron retrain: {rt.decision} ({rt.reason}); candidate {rt.candidate}")
+    if not (rt.candidate and rt.decision == "promoted"):
+        return 0
+    wait_for_version(url, rt.candidate)
+    tl.say(f"the running service serves v2 {rt.candidate} to 10% (no restart)")
+    return _release_rounds(settings, url, world, tl, decisions)
+
+
+def _bad_canary(
+    settings: Settings, url: str, world: World, tl: Timeline, decisions: list[dict[str, Any]]
+) -> int:
+    v3 = make_bad_candidate(settings)
+    set_canary(settings, v3, settings.release.initial_canary_pct, "demo: deliberately bad v3")
+    wait_for_version(url, v3)
+    tl.say(f"registered a bad v3 = {v3} (ranks by predicted rating alone) as a canary")
+    return _release_rounds(settings, url, world, tl, decisions)
 
 
 def _short(obj: Any) -> str:
@@ -185,13 +147,9 @@ def _release_rounds(
     world: Any,
     tl: Timeline,
     decisions: list[dict[str, Any]],
-    stop_on: Any = None,
     max_rounds: int = 14,
 ) -> int:
     """Traffic, then an evaluation, until the canary is promoted or aborted."""
-    from movierec.ops.simulate import simulate
-    from movierec.registry.routing import read_routing
-    from movierec.release.evaluator import Decision, evaluate_release
 
     failures = 0
     for _ in range(max_rounds):
@@ -221,8 +179,6 @@ def _pct(v: float | None) -> str:
 def make_bad_candidate(settings: Settings) -> str:
     """A bundle with the stable model's files (same offline RMSE) whose lists rank unseen
     movies by predicted rating alone."""
-    from movierec.registry.routing import read_routing
-    from movierec.retrain.training import register_rank_by_rating_variant
 
     routing = read_routing(settings)
     assert routing is not None

@@ -27,9 +27,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
 from movierec.core.settings import Settings
+from movierec.ops.service import poll_ready
 from movierec.registry.routing import read_routing
 
 log = logging.getLogger(__name__)
@@ -70,33 +69,20 @@ def wait_for_routing(
 ) -> DeployResult:
     """Poll /readyz until `checks` answers in a row (several workers) match `expected`."""
     start = time.monotonic()
-    observed: dict[str, Any] = {}
-    streak = 0
-    reached = False
-    while time.monotonic() - start < timeout:
-        try:
-            observed = requests.get(f"{url}/readyz", timeout=3).json()
-            reached = True
-        except (requests.RequestException, ValueError):
-            streak = 0
-            time.sleep(0.5)
-            continue
-        if all(observed.get(k) == v for k, v in expected.items()):
-            streak += 1
-            if streak >= checks:
-                return DeployResult(
-                    DeployCode.OK,
-                    "the service serves the routing",
-                    expected,
-                    observed,
-                    time.monotonic() - start,
-                )
-        else:
-            streak = 0
-        time.sleep(0.2)
+    ok, observed, reached = poll_ready(
+        url,
+        lambda body: all(body.get(k) == v for k, v in expected.items()),
+        timeout=timeout,
+        streak=checks,
+    )
+    seconds = time.monotonic() - start
+    if ok:
+        return DeployResult(
+            DeployCode.OK, "the service serves the routing", expected, observed, seconds
+        )
     code = DeployCode.NOT_PICKED_UP if reached else DeployCode.UNREACHABLE
     msg = "the service did not pick up the routing" if reached else f"{url} is unreachable"
-    return DeployResult(code, msg, expected, observed, time.monotonic() - start)
+    return DeployResult(code, msg, expected, observed, seconds)
 
 
 @functools.cache

@@ -43,8 +43,11 @@ import numpy as np
 import pandas as pd
 import requests
 
+from movierec.core.files import append_lines
 from movierec.core.settings import Settings
 from movierec.data.events import format_rate, format_watch
+from movierec.data.movielens import load_tables
+from movierec.data.replay import kafka_producer
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +171,6 @@ def simulate(
 
     `out` is the event log (a file path or kafka:TOPIC; default `settings.data.event_source`).
     """
-    from movierec.data.movielens import load_tables
 
     behaviour = behaviour or Behaviour()
     seed = settings.training.seed if seed is None else seed
@@ -283,8 +285,6 @@ def _choose(
 def _open_sink(settings: Settings, target: str) -> Callable[[list[str]], None]:
     """A thread-safe writer of event lines to a file (appended, flock'ed) or a Kafka topic."""
     if target.startswith("kafka:"):
-        from movierec.data.replay import kafka_producer
-
         producer = kafka_producer(settings)
         topic = target[len("kafka:") :]
 
@@ -295,7 +295,6 @@ def _open_sink(settings: Settings, target: str) -> Callable[[list[str]], None]:
             producer.flush(10)
 
         return to_kafka
-    from movierec.core.files import append_lines
 
     path = settings.path(target)
 

@@ -178,3 +178,21 @@ def arm_for(user_id: int, routing: Routing, salt: str) -> str:
     if routing.canary is None or routing.canary_pct <= 0:
         return "stable"
     return "canary" if canary_bucket(user_id, salt) < routing.canary_pct else "stable"
+
+
+def routed_versions(settings: Settings) -> set[str]:
+    """Every version that was ever stable or canary (kept: a past request may trace to it)."""
+    seen: set[str] = set()
+    path = settings.routing_history_file
+    if not path.exists():
+        return seen
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            for part in (entry, entry.get("after") or {}, entry.get("before") or {}):
+                if isinstance(part, dict):
+                    seen.update(v for v in (part.get("stable"), part.get("canary")) if v)
+    return seen

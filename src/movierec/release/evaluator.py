@@ -35,8 +35,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from movierec.core.errors import DataNotFoundError
 from movierec.core.files import atomic_write_json, exclusive_lock, read_json, sha256_bytes
 from movierec.core.settings import Settings
+from movierec.data.ingest import ingest
+from movierec.data.lake import load_lake
+from movierec.data.movielens import load_tables
+from movierec.registry.routing import abort_canary, promote_canary, read_routing, write_routing
 
 log = logging.getLogger(__name__)
 
@@ -356,9 +361,6 @@ def evaluate_release(
 
 
 def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> ReleaseResult:
-    from movierec.data.ingest import ingest
-    from movierec.data.lake import load_lake
-    from movierec.registry.routing import abort_canary, promote_canary, read_routing, write_routing
 
     if refresh:
         ingest(settings)
@@ -451,7 +453,6 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
 
 
 def raise_no_routing(settings: Settings) -> None:
-    from movierec.core.errors import DataNotFoundError
 
     raise DataNotFoundError(
         f"{settings.routing_file} does not exist: train and serve a model first "
@@ -460,7 +461,6 @@ def raise_no_routing(settings: Settings) -> None:
 
 
 def _users(settings: Settings) -> pd.DataFrame:
-    from movierec.data.movielens import load_tables
 
     try:
         return load_tables(settings, settings.data.dataset).users

@@ -21,13 +21,28 @@ import numpy as np
 import pandas as pd
 
 from movierec.core.files import sha256_file
-from movierec.core.provenance import append_model
+from movierec.core.provenance import ModelRecord, append_model
 from movierec.core.schema import COLD_START, RECOMMENDATIONS
 from movierec.core.settings import Settings
+from movierec.data.holdout import ensure_holdout, exclude_holdout, holdout_sha256, load_holdout
+from movierec.data.lake import load_lake, training_interactions
+from movierec.data.movielens import load_tables
+from movierec.data.snapshot import snapshot_training_data
+from movierec.model.recommender import TrainedModel, TrainingData, fit
+from movierec.offline.evaluate import evaluate_model
+from movierec.offline.metrics import headline, ranking_metrics
+from movierec.registry.bundles import (
+    bundle_path,
+    library_versions,
+    load_metadata,
+    new_version,
+    save_bundle,
+    verify_bundle,
+)
+from movierec.registry.routing import read_routing, set_stable
+from movierec.retrain.gate import lake_counts, write_state
 
 log = logging.getLogger(__name__)
-
-MODEL_FILES = ("cf.npz", "features.npz", "rating_model.json", "ranker.json", "model.json")
 
 
 @dataclass
@@ -49,10 +64,6 @@ class TrainResult:
         }
 
 
-def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-
-
 def train_candidate(
     settings: Settings, tune: bool = True, record_provenance: bool = True
 ) -> TrainResult:
@@ -61,12 +72,6 @@ def train_candidate(
     With `record_provenance=False` the model-provenance row is returned in `record` for the
     caller to append at its own commit point (the retrainer does, so that a run killed before
     its decision leaves the registers as they were)."""
-    from movierec.data.holdout import ensure_holdout, exclude_holdout, holdout_sha256
-    from movierec.data.lake import load_lake, training_interactions
-    from movierec.data.movielens import load_tables
-    from movierec.data.snapshot import snapshot_training_data
-    from movierec.model.recommender import TrainingData, fit
-    from movierec.offline.evaluate import evaluate_model
 
     start = time.perf_counter()
     lake = load_lake(settings)
@@ -96,7 +101,7 @@ def train_candidate(
     if record_provenance:
         append_model(settings, record)
     seconds = time.perf_counter() - start
-    log.info("trained %s in %.1fs: %s", version, seconds, _headline(metrics))
+    log.info("trained %s in %.1fs: %s", version, seconds, headline(metrics))
     return TrainResult(
         version, settings.models_path / version, metrics, snapshot.data_id, seconds, record
     )
@@ -114,8 +119,6 @@ def _register(
     extra: dict[str, Any],
 ) -> tuple[str, Any]:
     """Precompute the serving lists and save the bundle; returns its provenance row."""
-    from movierec.core.provenance import ModelRecord
-    from movierec.registry.bundles import library_versions, new_version, save_bundle
 
     lists = rank(model, users)
     recs = pd.DataFrame(
@@ -159,7 +162,7 @@ def _register(
         git_dirty=saved["git_dirty"],
         training_data_id=data_id,
         holdout_sha256=holdout_sha,
-        metrics=_headline(metrics),
+        metrics=headline(metrics),
         params=model.params,
         framework_versions=library_versions(),
         artifact_path=str(path.relative_to(settings.home)),
@@ -170,8 +173,6 @@ def _register(
 
 def load_trained_model(settings: Settings, version: str) -> Any:
     """The full model of a bundle (after its hash check)."""
-    from movierec.model.recommender import TrainedModel
-    from movierec.registry.bundles import bundle_path, verify_bundle
 
     path = bundle_path(settings, version)
     verify_bundle(path)
@@ -180,9 +181,6 @@ def load_trained_model(settings: Settings, version: str) -> Any:
 
 def evaluate_version(settings: Settings, version: str) -> dict[str, Any]:
     """Metrics of a registered version on the fixed holdout (hash-checked first)."""
-    from movierec.data.holdout import load_holdout
-    from movierec.data.movielens import load_tables
-    from movierec.offline.evaluate import evaluate_model
 
     holdout = load_holdout(settings)
     model = load_trained_model(settings, version)
@@ -194,10 +192,6 @@ def evaluate_version(settings: Settings, version: str) -> dict[str, Any]:
 def register_rank_by_rating_variant(settings: Settings, base_version: str) -> str:
     """A bundle with `base_version`'s model (so the same holdout RMSE) whose lists rank unseen
     movies by predicted rating alone: good offline RMSE, poor lists - what a canary catches."""
-    from movierec.data.holdout import holdout_sha256, load_holdout
-    from movierec.data.movielens import load_tables
-    from movierec.offline.evaluate import ranking_metrics
-    from movierec.registry.bundles import load_metadata
 
     model = load_trained_model(settings, base_version)
     base_meta = load_metadata(settings, base_version)
@@ -222,3 +216,15 @@ def register_rank_by_rating_variant(settings: Settings, base_version: str) -> st
     )
     append_model(settings, record)
     return version
+
+
+def train_and_route(settings: Settings, *, tune: bool, serve_if_none: bool) -> dict[str, Any]:
+    """`movierec train`: a registered candidate; routed as stable only when asked and nothing
+    is served yet (the first model of a new installation)."""
+    result = train_candidate(settings, tune=tune)
+    out = result.summary()
+    if serve_if_none and read_routing(settings) is None:
+        set_stable(settings, result.version, "first model (movierec train --serve-if-none)")
+        write_state(settings, result.version, "initial", lake_counts(settings))
+        out["routed"] = "stable"
+    return out

@@ -26,6 +26,9 @@ from scipy import stats
 
 from movierec.core.files import atomic_write_json
 from movierec.core.settings import Settings
+from movierec.data.lake import load_lake
+from movierec.data.movielens import load_tables
+from movierec.release.evaluator import compute_arm_metrics, load_served, served_log_files
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,6 @@ def age_group(age: pd.Series) -> pd.Series:
 def analyze_offline(settings: Settings) -> AnalysisResult:
     """Feedback-loop and fairness statistics of the ingested data (the lake, or the fetched
     dataset when nothing was ingested yet)."""
-    from movierec.data.movielens import load_tables
 
     tables = load_tables(settings, settings.data.dataset)
     ratings = _lake_ratings(settings)
@@ -80,8 +82,6 @@ def analyze_offline(settings: Settings) -> AnalysisResult:
 
 def _lake_ratings(settings: Settings) -> pd.DataFrame | None:
     try:
-        from movierec.data.lake import load_lake
-
         return load_lake(settings).ratings
     except Exception as exc:  # the lake is optional here
         log.info("no lake (%s): analysing the fetched dataset", exc)
@@ -188,9 +188,6 @@ def _offline_plots(ratings: pd.DataFrame, movies: pd.DataFrame, folder: Path) ->
 
 def analyze_online(settings: Settings, windows: int = 6) -> AnalysisResult:
     """Per time window: CTR per arm, satisfaction, exposure concentration, CTR per gender."""
-    from movierec.data.lake import load_lake
-    from movierec.data.movielens import load_tables
-    from movierec.release.evaluator import compute_arm_metrics, load_served, served_log_files
 
     served = load_served(served_log_files(settings))
     lake = load_lake(settings)

@@ -10,7 +10,6 @@ from flask.testing import FlaskClient
 from movierec.core.settings import Settings
 from movierec.registry.routing import Routing, arm_for, set_canary, set_stable
 from movierec.serve import create_app
-from movierec.serve.ratelimit import RateLimiter
 from tests.servicekit import make_bundle, wait_until
 
 
@@ -136,36 +135,6 @@ def test_rate_limit(served: Settings) -> None:
     codes = [c.get("/recommend/1").status_code for _ in range(7)]
     assert codes == [200] * 5 + [429] * 2
     app.extensions["movierec"].models.stop()
-
-
-def test_the_rate_limit_refills_at_its_rate_per_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr("movierec.serve.ratelimit.time.monotonic", lambda: clock[0])
-    limiter = RateLimiter(6)  # a burst of 6, then one every 10 s
-    assert [limiter.allow("a") for _ in range(7)] == [True] * 6 + [False]
-    assert limiter.allow("b")  # clients are counted apart
-    clock[0] += 9.9
-    assert not limiter.allow("a")
-    clock[0] += 0.2
-    assert limiter.allow("a") and not limiter.allow("a")
-    clock[0] += 60
-    assert [limiter.allow("a") for _ in range(7)] == [True] * 6 + [False]
-
-
-def test_the_rate_limit_forgets_idle_clients_and_keeps_active_ones(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr("movierec.serve.ratelimit.time.monotonic", lambda: clock[0])
-    monkeypatch.setattr("movierec.serve.ratelimit._PRUNE_AT", 3)
-    limiter = RateLimiter(6)
-    for client in "abcd":  # the fourth client triggers a pass: all four are active, all stay
-        limiter.allow(client)
-    assert set(limiter.tat) == set("abcd") and limiter.prune_at == 8
-    clock[0] += 60  # every bucket is full again
-    for client in "efghijklm":
-        limiter.allow(client)
-    assert "a" not in limiter.tat and "m" in limiter.tat
 
 
 def test_a_failing_model_gets_a_counted_and_logged_500(

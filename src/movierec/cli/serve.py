@@ -1,0 +1,41 @@
+"""`movierec serve`: the service under gunicorn (HUP reloads gracefully)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from movierec.cli.common import add_command
+from movierec.core.settings import Settings
+
+GUNICORN_CONF = Path(__file__).resolve().parents[1] / "serve" / "gunicorn_conf.py"
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    env = dict(os.environ)
+    if args.port:
+        env["MOVIEREC_PORT"] = str(args.port)
+    if args.workers:
+        env["MOVIEREC_WORKERS"] = str(args.workers)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.cache_path / "prometheus"))
+    env.setdefault("MOVIEREC_HOME", str(settings.home))
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
+    cmd = [gunicorn, "-c", str(GUNICORN_CONF), "movierec.serve:create_app()"]
+    if args.pidfile:
+        cmd += ["--pid", args.pidfile]
+    if args.daemon:
+        cmd.append("--daemon")
+    os.execve(gunicorn, cmd, env)
+    return 0  # pragma: no cover - exec does not return
+
+
+def register(sub: Any) -> None:
+    p = add_command(sub, "serve", "run the service under gunicorn (HUP reloads gracefully)", _serve)
+    p.add_argument("--port", type=int, default=None, help="default MOVIEREC_PORT (8080)")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--daemon", action="store_true")
+    p.add_argument("--pidfile", default=None)
