@@ -1,6 +1,7 @@
 """Splits of ratings and interactions, each defined once: each user's latest fraction (the
-fixed holdout, the ranker's training split) and removing a set of (user, movie) pairs (the
-holdout from training data, a validation split from the tuning data)."""
+fixed holdout, the ranker's training split), a global time cut (the offline benchmark's time
+protocol, the ranker's training split), and removing a set of (user, movie) pairs (the holdout
+from training data, a validation split from the tuning data)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ def latest_per_user(
     n_later = np.where(size >= min_rows, np.maximum(1, np.floor(size * fraction)), 0)
     later = (position >= size - n_later).to_numpy()
     return ordered[~later], ordered[later]
+
+
+def time_cut(
+    frame: pd.DataFrame, fraction: float, time_column: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(before, after) a global moment: the latest `fraction` of the rows (by time, then user
+    and movie) are `after`, whoever they belong to."""
+    ordered = frame.sort_values([time_column, "user_id", "movie_id"], kind="stable")
+    cut = round(len(ordered) * (1.0 - fraction))
+    return ordered.iloc[:cut], ordered.iloc[cut:]
 
 
 def exclude_pairs(frame: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:

@@ -4,10 +4,14 @@
   squares with L2 regularisation (closed-form per user / per item).
 - `EASE`: Steck's embarrassingly shallow autoencoder on the implicit interaction matrix
   (closed form B = I - P diagMat(1/diag(P)), P = (X'X + lambda I)^-1); a strong top-N model.
+- `RP3beta`: item-item random-walk weights (user -> item -> user -> item), each item's
+  in-degree damped by its popularity to the power beta; a top-N model that favours less
+  popular movies more than EASE does.
 - `implicit_als`: implicit-feedback user and item embeddings (the `implicit` library's ALS)
   from watch minutes as confidence.
 
-Ids are dense indexes built by `Index`; unknown users or items get zeros / the global mean.
+Ids are dense indexes built by `Index`. Pairs of ids become `Pairs`: valid rows plus explicit
+masks of what is not in the index, so that no -1 ever indexes an array.
 """
 
 from __future__ import annotations
@@ -35,6 +39,72 @@ class Index:
 
     def midx(self, movie_ids: np.ndarray) -> np.ndarray:
         return _lookup(self.movies, np.asarray(movie_ids, dtype=object).astype(str))
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """(user, movie) pairs as rows of an `Index`, with what is unknown explicit.
+
+    `u` and `i` are always valid rows (0 stands in for a side that is not in the index);
+    `user_listed` / `movie_listed` say whether the side is in the index; `user_hidden` /
+    `movie_hidden` hide a side's history (the rating model's cold-start training rows, which
+    must look like a new user or movie)."""
+
+    u: np.ndarray
+    i: np.ndarray
+    user_listed: np.ndarray
+    movie_listed: np.ndarray
+    user_hidden: np.ndarray
+    movie_hidden: np.ndarray
+
+    @classmethod
+    def rows(
+        cls,
+        u: np.ndarray,
+        i: np.ndarray,
+        user_hidden: np.ndarray | None = None,
+        movie_hidden: np.ndarray | None = None,
+    ) -> Pairs:
+        """From index rows as `Index.uidx` / `midx` give them (-1: not in the index)."""
+        u, i = np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)
+        no = np.zeros(u.shape, dtype=bool)
+        return cls(
+            np.maximum(u, 0),
+            np.maximum(i, 0),
+            u >= 0,
+            i >= 0,
+            no if user_hidden is None else user_hidden,
+            no if movie_hidden is None else movie_hidden,
+        )
+
+    @classmethod
+    def of(cls, index: Index, user_ids: np.ndarray, movie_ids: np.ndarray) -> Pairs:
+        return cls.rows(index.uidx(user_ids), index.midx(movie_ids))
+
+    def __len__(self) -> int:
+        return int(self.u.size)
+
+    def hide(self, users: np.ndarray, movies: np.ndarray, unlist_users: np.ndarray) -> Pairs:
+        """The same pairs with more history hidden, and some users taken out of the index
+        (their demographics unknown too)."""
+        return Pairs(
+            self.u,
+            self.i,
+            self.user_listed & ~unlist_users,
+            self.movie_listed,
+            self.user_hidden | users | unlist_users,
+            self.movie_hidden | movies,
+        )
+
+    def take(self, rows: np.ndarray) -> Pairs:
+        return Pairs(
+            self.u[rows],
+            self.i[rows],
+            self.user_listed[rows],
+            self.movie_listed[rows],
+            self.user_hidden[rows],
+            self.movie_hidden[rows],
+        )
 
 
 def _lookup(sorted_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -97,11 +167,14 @@ class BiasedMF:
         b_self[has] = sol[has, 0]
         X[has] = sol[has, 1:]
 
-    def predict(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        known_u, known_i = u >= 0, i >= 0
+    def predict(
+        self, u: np.ndarray, i: np.ndarray, known_u: np.ndarray, known_i: np.ndarray
+    ) -> np.ndarray:
+        """mu, plus the bias of each side known to the fit, plus the factors' dot product
+        where both are known (`u`, `i` valid rows; the masks say which were fitted)."""
         out = np.full(u.shape, self.mu)
-        out += np.where(known_u, self.bu[np.maximum(u, 0)], 0.0)
-        out += np.where(known_i, self.bi[np.maximum(i, 0)], 0.0)
+        out += np.where(known_u, self.bu[u], 0.0)
+        out += np.where(known_i, self.bi[i], 0.0)
         both = known_u & known_i
         out[both] += np.einsum("ij,ij->i", self.P[u[both]], self.Q[i[both]])
         return out
@@ -137,6 +210,34 @@ class EASE:
         Xb = X_rows.copy()
         Xb.data[:] = 1.0
         return np.asarray(Xb @ self.B)
+
+
+class RP3beta:
+    """Item-item weights W = (P_iu P_ui)^alpha / popularity^beta (Paudel et al.), P the
+    row-normalised transition matrices of the binary user x item matrix."""
+
+    def __init__(self, alpha: float = 1.0, beta: float = 0.5):
+        self.alpha, self.beta = alpha, beta
+
+    def fit(self, X: sp.csr_matrix) -> RP3beta:
+        Xb = X.copy()
+        Xb.data[:] = 1.0
+        user_degree = np.asarray(Xb.sum(axis=1)).ravel()
+        item_degree = np.asarray(Xb.sum(axis=0)).ravel()
+        p_ui = sp.diags(1.0 / np.maximum(user_degree, 1.0)) @ Xb
+        p_iu = sp.diags(1.0 / np.maximum(item_degree, 1.0)) @ Xb.T
+        W = np.asarray((p_iu @ p_ui).toarray(), dtype=np.float64)
+        if self.alpha != 1.0:
+            W **= self.alpha
+        W /= np.maximum(item_degree, 1.0)[None, :] ** self.beta
+        np.fill_diagonal(W, 0.0)
+        self.W = W.astype(np.float32)
+        return self
+
+    def scores(self, X_rows: sp.csr_matrix) -> np.ndarray:
+        Xb = X_rows.copy()
+        Xb.data[:] = 1.0
+        return np.asarray(Xb @ self.W)
 
 
 def implicit_als(

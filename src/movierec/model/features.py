@@ -2,8 +2,13 @@
 
 Built from a `FeatureBase`: what the training data says about users and movies (counts,
 means shrunk to the global mean, genre affinities and rating deviations, popularity, recency),
-demographics, genres and year. Everything is numpy over dense indexes: no Python loop over
-pairs. A pair whose user or movie is unknown (index -1) gets NaN for that side's features.
+and what is known without history (demographics, genres, year). Everything is numpy over
+dense indexes: no Python loop over pairs.
+
+What is unknown is explicit (`cf.Pairs`): a side without history (a new user or movie, or a
+history deliberately hidden) gets NaN for its history features and keeps what is known of it
+otherwise - a new user's demographics, a new movie's genres and year. A movie named by the
+events but absent from the catalog has no genres and no year.
 """
 
 from __future__ import annotations
@@ -15,12 +20,17 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import pandas as pd
 
-from movierec.model.cf import Index
+from movierec.model.cf import Index, Pairs
 
 GENRE_SHRINK = 3.0
 MEAN_SHRINK = 5.0
+RECENT_DAYS = 30.0  # "recent" popularity: interactions in the last 30 days of the data
+# features that say where in time the data ends: the ranker's; the rating model, which learns
+# on past ratings and predicts later ones, leaves them out (they would date each training row)
+RECENCY = ("u_span_days", "u_last_days", "i_age_days", "i_last_days", "i_recent_pop")
 BASE_ARRAYS = (  # what `FeatureBase.arrays` saves
     "item_genres",
+    "item_year",
     "user_genre_share",
     "user_genre_dev_sum",
     "user_genre_dev_cnt",
@@ -36,7 +46,8 @@ class FeatureBase:
 
     index: Index
     genres: list[str]
-    item_genres: np.ndarray  # n_items x n_genres, 0/1
+    item_genres: np.ndarray  # n_items x n_genres, 0/1 (all 0: genres unknown)
+    item_year: np.ndarray  # n_items, NaN when unknown
     user_genre_share: np.ndarray  # n_users x n_genres: share of the user's interactions
     user_genre_dev_sum: np.ndarray  # n_users x n_genres: summed rating deviation from mu
     user_genre_dev_cnt: np.ndarray  # n_users x n_genres: ratings counted there
@@ -45,14 +56,22 @@ class FeatureBase:
     user_demo: np.ndarray  # n_users x 3: age, gender (1 = F, 0 = M, -1 unknown), occupation
     mu: float
 
-    USER_COLS: ClassVar[tuple[str, ...]] = ("u_count", "u_mean", "u_minutes", "u_span_days")
+    USER_COLS: ClassVar[tuple[str, ...]] = (
+        "u_count",  # ratings
+        "u_mean",
+        "u_minutes",
+        "u_span_days",
+        "u_last_days",
+        "u_seen",  # interactions
+    )
     ITEM_COLS: ClassVar[tuple[str, ...]] = (
-        "i_count",
+        "i_count",  # ratings
         "i_mean",
-        "i_log_pop",
-        "i_year",
+        "i_log_pop",  # log(1 + interactions)
         "i_age_days",
         "i_minutes",
+        "i_last_days",
+        "i_recent_pop",  # log(1 + interactions in the last RECENT_DAYS)
     )
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -72,6 +91,21 @@ class FeatureBase:
             mu=float(scalars["mu"]),
             **{name: arrays[name] for name in BASE_ARRAYS},
         )
+
+    # ---- what each pair's sides have a history of in this base ------------------------------
+    def user_seen(self, pairs: Pairs) -> np.ndarray:
+        """Users with interactions in this base (and not hidden)."""
+        return pairs.user_listed & ~pairs.user_hidden & (self.user_stats[pairs.u, 5] > 0)
+
+    def user_rated(self, pairs: Pairs) -> np.ndarray:
+        return pairs.user_listed & ~pairs.user_hidden & (self.user_stats[pairs.u, 0] > 0)
+
+    def movie_seen(self, pairs: Pairs) -> np.ndarray:
+        seen = self.item_stats[pairs.i, 2] > 0  # log(1 + interactions)
+        return pairs.movie_listed & ~pairs.movie_hidden & seen
+
+    def movie_rated(self, pairs: Pairs) -> np.ndarray:
+        return pairs.movie_listed & ~pairs.movie_hidden & (self.item_stats[pairs.i, 0] > 0)
 
 
 class _Rated(NamedTuple):
@@ -95,8 +129,8 @@ def build_base(
     movies: pd.DataFrame,
     occupations: list[str],
 ) -> FeatureBase:
-    """The statistics of `ratings` and `interactions` over `index` (rows of unknown users or
-    movies are left out)."""
+    """The statistics of `ratings` and `interactions` over `index` (rows of users or movies
+    not in the index are left out)."""
     n_u, n_i = len(index.users), len(index.movies)
     mu = float(ratings["rating"].mean()) if len(ratings) else 3.5
     rated = _rated(index, ratings)
@@ -108,11 +142,12 @@ def build_base(
         index=index,
         genres=genres,
         item_genres=item_genres,
+        item_year=year,
         user_genre_share=share,
         user_genre_dev_sum=dev_sum,
         user_genre_dev_cnt=dev_cnt,
         user_stats=_user_stats(rated, watched, n_u, mu, now),
-        item_stats=_item_stats(rated, watched, n_i, mu, now, year),
+        item_stats=_item_stats(rated, watched, n_i, mu, now),
         user_demo=_user_demo(index, users, occupations),
         mu=mu,
     )
@@ -132,7 +167,7 @@ def _watched(index: Index, interactions: pd.DataFrame) -> _Watched:
     minutes = interactions["minutes"].to_numpy(dtype=float)
     epoch = pd.Timestamp("1970-01-01", tz="UTC")
     last = pd.to_datetime(interactions["last_ts"], utc=True)
-    days: np.ndarray = (last - epoch).dt.days.to_numpy(dtype=float)
+    days: np.ndarray = ((last - epoch).dt.total_seconds() / 86400.0).to_numpy(dtype=float)
     ok = (u >= 0) & (i >= 0)
     return _Watched(u[ok], i[ok], minutes[ok], days[ok])
 
@@ -148,26 +183,28 @@ def _shrunk_mean(
 
 def _user_stats(rated: _Rated, watched: _Watched, n_u: int, mu: float, now: float) -> np.ndarray:
     count, mean = _shrunk_mean(rated.u, rated.r, n_u, mu)
-    n_watched = np.maximum(np.bincount(watched.u, minlength=n_u), 1)
-    minutes = np.bincount(watched.u, watched.minutes, minlength=n_u) / n_watched
+    seen = np.bincount(watched.u, minlength=n_u).astype(float)
+    minutes = np.bincount(watched.u, watched.minutes, minlength=n_u) / np.maximum(seen, 1)
     span = np.nan_to_num(now - _group_min(watched.u, watched.days, n_u))
-    return np.column_stack([count, mean, minutes, span])
+    last = np.nan_to_num(now - _group_max(watched.u, watched.days, n_u))
+    return np.column_stack([count, mean, minutes, span, last, seen])
 
 
-def _item_stats(
-    rated: _Rated, watched: _Watched, n_i: int, mu: float, now: float, year: np.ndarray
-) -> np.ndarray:
+def _item_stats(rated: _Rated, watched: _Watched, n_i: int, mu: float, now: float) -> np.ndarray:
     count, mean = _shrunk_mean(rated.i, rated.r, n_i, mu)
     n_watched = np.bincount(watched.i, minlength=n_i).astype(float)
     age = np.nan_to_num(now - _group_min(watched.i, watched.days, n_i))
     minutes = np.bincount(watched.i, watched.minutes, minlength=n_i) / np.maximum(n_watched, 1)
-    return np.column_stack([count, mean, np.log1p(n_watched), year, age, minutes])
+    last = np.nan_to_num(now - _group_max(watched.i, watched.days, n_i))
+    recent = np.bincount(watched.i[watched.days >= now - RECENT_DAYS], minlength=n_i)
+    return np.column_stack([count, mean, np.log1p(n_watched), age, minutes, last, np.log1p(recent)])
 
 
 def _movie_attributes(
     index: Index, movies: pd.DataFrame
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The genre names, each movie's 0/1 genre row, and its year (NaN when unknown)."""
+    """The genre names, each movie's 0/1 genre row, and its year (NaN when unknown): a movie
+    absent from the catalog has neither."""
     rows = movies.set_index("movie_id").reindex(index.movies)
     year = pd.to_numeric(rows["year"], errors="coerce").to_numpy(dtype=float)
     genres = sorted({g for gs in movies["genres"] for g in gs})
@@ -197,7 +234,7 @@ def _user_genres(
 
 
 def _user_demo(index: Index, users: pd.DataFrame, occupations: list[str]) -> np.ndarray:
-    demo = users.set_index("user_id").reindex(index.users)
+    demo = users.drop_duplicates("user_id").set_index("user_id").reindex(index.users)
     code = {o: j for j, o in enumerate(occupations)}
     female = (demo["gender"] == "F").to_numpy(dtype=float)
     return np.column_stack(
@@ -216,6 +253,13 @@ def _group_min(idx: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _group_max(idx: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    out = np.full(n, -np.inf)
+    np.maximum.at(out, idx, values)
+    out[np.isinf(out)] = np.nan
+    return out
+
+
 def occupations(users: pd.DataFrame) -> list[str]:
     """The occupation codes' order: every occupation in the users table, sorted."""
     return sorted(users["occupation"].dropna().astype(str).unique())
@@ -223,31 +267,36 @@ def occupations(users: pd.DataFrame) -> list[str]:
 
 def pair_features(
     base: FeatureBase,
-    u: np.ndarray,
-    i: np.ndarray,
+    pairs: Pairs,
     extra: Mapping[str, np.ndarray],
+    drop: tuple[str, ...] = (),
 ) -> tuple[np.ndarray, list[str]]:
-    """The feature matrix of pairs (dense indexes; -1 = unknown) and its column names."""
-    ku, ki = u >= 0, i >= 0
-    uu, ii = np.maximum(u, 0), np.maximum(i, 0)
+    """The feature matrix of pairs and its column names (without the `drop` ones): history
+    features NaN where a side has none (or it is hidden), what is known without history
+    always."""
+    user_known, movie_known = base.user_seen(pairs), base.movie_seen(pairs)
+    u, i = pairs.u, pairs.i
 
     def take(mat: np.ndarray, idx: np.ndarray, known: np.ndarray) -> np.ndarray:
         out = mat[idx].astype(np.float32)
         out[~known] = np.nan
         return out
 
-    ig = base.item_genres[ii]
-    affinity = np.einsum("ij,ij->i", base.user_genre_share[uu], ig)
-    per_genre = base.user_genre_dev_sum[uu] / (
-        np.maximum(base.user_genre_dev_cnt[uu], 0) + GENRE_SHRINK
+    ig = base.item_genres[i] * pairs.movie_listed[:, None]
+    has_genres = ig.sum(axis=1) > 0
+    affinity = np.einsum("ij,ij->i", base.user_genre_share[u], ig)
+    per_genre = base.user_genre_dev_sum[u] / (
+        np.maximum(base.user_genre_dev_cnt[u], 0) + GENRE_SHRINK
     )
     genre_dev = np.einsum("ij,ij->i", per_genre, ig) / np.maximum(ig.sum(axis=1), 1)
-    affinity[~ku] = np.nan
-    genre_dev[~ku] = np.nan
+    affinity[~(user_known & has_genres)] = np.nan
+    genre_dev[~(base.user_rated(pairs) & has_genres)] = np.nan
+    year = np.where(pairs.movie_listed, base.item_year[i], np.nan)
     cols = [
-        take(base.user_stats, uu, ku),
-        take(base.item_stats, ii, ki),
-        take(base.user_demo, uu, ku),
+        take(base.user_stats, u, user_known),
+        take(base.item_stats, i, movie_known),
+        take(base.user_demo, u, pairs.user_listed),
+        year[:, None],
         affinity[:, None],
         genre_dev[:, None],
         ig,
@@ -258,11 +307,16 @@ def pair_features(
         "age",
         "female",
         "occupation",
+        "i_year",
         "genre_affinity",
         "genre_rating_dev",
         *[f"g_{g}" for g in base.genres],
     ]
     for name, values in extra.items():
-        cols.append(values.astype(np.float32)[:, None])
+        cols.append(np.asarray(values, dtype=np.float32)[:, None])
         names.append(name)
-    return np.hstack(cols).astype(np.float32), names
+    X = np.hstack(cols).astype(np.float32)
+    if drop:
+        keep = [j for j, name in enumerate(names) if name not in drop]
+        return X[:, keep], [names[j] for j in keep]
+    return X, names

@@ -9,7 +9,7 @@ from typing import Any
 
 from movierec.core.errors import ConfigError
 
-RANKER_SPLITS = ("random", "time")
+RANKER_SPLITS = ("random", "user_latest", "global_time")
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,10 @@ class ModelParams:
     mf_factors: int = 32
     mf_reg: float = 8.0
     mf_iters: int = 8
-    # implicit ALS and EASE (implicit feedback)
+    # implicit ALS, EASE and RP3beta (implicit feedback)
     als_factors: int = 32
     ease_lambda: float = 500.0
+    rp3_beta: float = 0.5
     # the stacked XGBoost rating model
     xgb_max_depth: int = 6
     xgb_eta: float = 0.05
@@ -32,23 +33,36 @@ class ModelParams:
     xgb_lambda: float = 5.0
     xgb_rounds: int = 1500
     oof_folds: int = 3
+    rating_valid: str = "latest"  # early stopping on the latest 10% of ratings, or "random"
+    cold_user_share: float = 0.2  # training rows added with the user's history hidden
+    cold_movie_share: float = 0.1  # ... with the movie's history hidden
+    cold_pick: str = "latest"  # which users and movies: the latest to arrive, or "random"
     # the LambdaMART ranker and its candidates
     rank_rounds: int = 150
     rank_max_depth: int = 6
     rank_eta: float = 0.1
     candidates: int = 100
-    ranker_split: str = "random"  # how its training split picks each user's "later" part
+    ranker_split: str = "random"  # how its training split picks the "later" part (RANKER_SPLITS)
     # re-ranking against popularity bias
     longtail_min_share: float = 0.0
     genre_diversity: float = 0.0
     seed: int = 42
 
     def __post_init__(self) -> None:
+        if self.rating_valid not in ("latest", "random"):
+            raise ConfigError(f"rating_valid={self.rating_valid!r}: expected latest or random")
         if self.ranker_split not in RANKER_SPLITS:
             raise ConfigError(
                 f"ranker_split={self.ranker_split!r}: expected one of {RANKER_SPLITS}"
             )
-        for name in ("longtail_min_share", "genre_diversity", "xgb_subsample", "xgb_colsample"):
+        for name in (
+            "longtail_min_share",
+            "genre_diversity",
+            "xgb_subsample",
+            "xgb_colsample",
+            "cold_user_share",
+            "cold_movie_share",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name}={value}: expected a fraction in [0, 1]")

@@ -4,6 +4,16 @@
 The MF values of the rows XGBoost trains on are out of fold (each fold's MF never saw the
 row), and so are the user and movie rating statistics, so stacking does not leak the target.
 Its RMSE on the holdout is the promotion metric.
+
+Cold start is learned, not patched. A pair is in one of three cases: both sides have ratings
+in the fit (`warm`), the user has none (`new_user`: a new user, or one who only watched), or
+only the movie has none (`new_movie`). Each case has its own booster, trained on rows of that
+case: besides every training rating, the training matrix holds a share of them again with the
+user's history hidden (for half of those the demographics too), and a share with the movie's
+history hidden - rows that look like a new user or movie, with their true ratings. The
+new-user booster so learns what to predict from the movie's statistics and the user's
+demographics; the new-movie booster from the user's statistics and the movie's genres and
+year (none for a title the catalog does not know).
 """
 
 from __future__ import annotations
@@ -12,39 +22,81 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import os
 import numpy as np
+import pandas as pd
 import xgboost as xgb
 
+from movierec.model.cf import Pairs
 from movierec.model.data import TrainingData
-from movierec.model.features import build_base, occupations, pair_features
+from movierec.model.features import (
+    RECENCY,
+    FeatureBase,
+    build_base,
+    occupations,
+    pair_features,
+)
 from movierec.model.params import ModelParams
 from movierec.model.stage import CFStage, fit_mf, rating_cf_features
 
 EARLY_STOPPING_ROUNDS = 30
 INNER_VALID_SHARE = 0.1
+CASES = ("warm", "new_user", "new_movie")
+WARM, NEW_USER, NEW_MOVIE = range(3)
+MIN_CASE_ROWS = 50  # a case with fewer training rows is predicted by the warm booster
+
+
+def cases(base: FeatureBase, pairs: Pairs) -> np.ndarray:
+    """Each pair's case (WARM, NEW_USER, NEW_MOVIE) by what has ratings in `base`."""
+    user, movie = base.user_rated(pairs), base.movie_rated(pairs)
+    return np.where(~user, NEW_USER, np.where(~movie, NEW_MOVIE, WARM))
 
 
 @dataclass
 class RatingModel:
-    """A fitted rating booster and the names of its feature columns."""
+    """A booster per case (a case without one uses the warm one) and the feature names."""
 
-    booster: xgb.Booster
+    boosters: dict[str, xgb.Booster]
     feature_names: list[str]
     info: dict[str, Any] = field(default_factory=dict)
 
-    def predict(self, stage: CFStage, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        """Predicted ratings of pairs (dense indexes of `stage`), unclipped."""
-        X, _ = pair_features(stage.base, u, i, rating_cf_features(stage, u, i))
-        return self.booster.predict(xgb.DMatrix(X, feature_names=self.feature_names))
+    def predict(self, stage: CFStage, pairs: Pairs) -> np.ndarray:
+        """Predicted ratings of pairs of `stage`'s index, unclipped."""
+        X, _ = pair_features(stage.base, pairs, rating_cf_features(stage, pairs), RECENCY)
+        case = cases(stage.base, pairs)
+        out = np.empty(len(pairs), dtype=np.float32)
+        for code, name in enumerate(CASES):
+            rows = case == code
+            if rows.any():
+                booster = self.boosters.get(name, self.boosters["warm"])
+                out[rows] = booster.predict(_matrix(X[rows], None, self.feature_names))
+        return out
 
-    def save(self, path: Path) -> None:
-        self.booster.save_model(path)
+    def save(self, directory: Path, prefix: str) -> list[str]:
+        names = []
+        for case, booster in self.boosters.items():
+            names.append(f"{prefix}.{case}.json")
+            booster.save_model(directory / names[-1])
+        return names
 
     @classmethod
-    def load(cls, path: Path, feature_names: list[str]) -> RatingModel:
-        booster = xgb.Booster()
-        booster.load_model(path)
-        return cls(booster, feature_names)
+    def load(cls, directory: Path, prefix: str, feature_names: list[str]) -> RatingModel:
+        boosters = {}
+        for case in CASES:
+            path = directory / f"{prefix}.{case}.json"
+            if path.exists():
+                boosters[case] = xgb.Booster()
+                boosters[case].load_model(path)
+        return cls(boosters, feature_names)
+
+
+def _matrix(X: np.ndarray, y: np.ndarray | None, names: list[str]) -> xgb.DMatrix:
+    """Boosting starts from the MF's prediction (the priors where a side is new): trees only
+    learn corrections to it, and without evidence the prediction stays at the prior."""
+    prior = X[:, names.index("mf_pred")]
+    if os.environ.get("PRIOR_BIAS"):
+        prior = prior - np.nan_to_num(X[:, names.index("mf_dot")])
+    return xgb.DMatrix(X, y, feature_names=names, base_margin=prior)
 
 
 def xgb_params(params: ModelParams, threads: int) -> dict[str, Any]:
@@ -63,42 +115,131 @@ def xgb_params(params: ModelParams, threads: int) -> dict[str, Any]:
     }
 
 
+@dataclass
+class TrainingMatrix:
+    X: np.ndarray
+    y: np.ndarray
+    case: np.ndarray  # WARM, NEW_USER or NEW_MOVIE per row
+    group: np.ndarray  # what a validation split keeps together: the user, the movie, the row
+    when: np.ndarray  # the rating's time (days)
+    names: list[str]
+
+    def of_case(self, code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        rows = self.case == code
+        return self.X[rows], self.y[rows], self.group[rows], self.when[rows]
+
+
 def rating_training_matrix(
     data: TrainingData, stage: CFStage, params: ModelParams
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Features of the training ratings, out of fold: each fold's rows get the MF values and
-    the rating statistics (user and movie means, genre deviations) of a model and a base
-    built without that fold, so no feature contains the row's own rating."""
-    idx = stage.index
-    u = idx.uidx(data.ratings["user_id"].to_numpy())
-    i = idx.midx(data.ratings["movie_id"].to_numpy())
+) -> TrainingMatrix:
+    """Features of the training ratings, out of fold, then the cold-start rows: each fold's
+    rows get the MF values and the rating statistics (user and movie means, genre deviations)
+    of a model and a base built without that fold, so no feature contains the row's own
+    rating."""
+    pairs = stage.pairs(data.ratings["user_id"].to_numpy(), data.ratings["movie_id"].to_numpy())
     r = data.ratings["rating"].to_numpy(dtype=float)
-    folds = np.random.default_rng(params.seed).integers(0, params.oof_folds, size=u.size)
-    X: np.ndarray | None = None
+    folds = np.random.default_rng(params.seed).integers(0, params.oof_folds, size=len(pairs))
+    cold = _cold_rows(pairs, data.ratings["timestamp"], params)
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # rows, features, cases
     names: list[str] = []
     codes = occupations(data.users)
     for f in range(params.oof_folds):
         tr, te = folds != f, folds == f
-        mf = fit_mf(data, idx, params, rows=tr)
-        base = build_base(idx, data.ratings[tr], data.interactions, data.users, data.movies, codes)
-        Xf, names = pair_features(base, u[te], i[te], rating_cf_features(stage, u[te], i[te], mf))
-        if X is None:
-            X = np.empty((u.size, Xf.shape[1]), dtype=np.float32)
-        X[te] = Xf
-    assert X is not None
-    return X, r, names
+        mf = fit_mf(data, stage.index, params, rows=tr)
+        base = build_base(
+            stage.index, data.ratings[tr], data.interactions, data.users, data.movies, codes
+        )
+        for rows, of in ((te, pairs), (te & cold.any, cold.pairs)):
+            part = of.take(rows)
+            extra = rating_cf_features(stage, part, mf, base)
+            Xf, names = pair_features(base, part, extra, RECENCY)
+            blocks.append((np.flatnonzero(rows), Xf, cases(base, part)))
+    order = np.concatenate([rows for rows, _, _ in blocks])
+    case = np.concatenate([c for _, _, c in blocks])
+    # a new-user booster must generalise to other users, a new-movie one to other movies
+    group = np.where(
+        case == NEW_USER, pairs.u[order], np.where(case == NEW_MOVIE, pairs.i[order], order)
+    )
+    X = np.vstack([Xf for _, Xf, _ in blocks])
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    when = (pd.to_datetime(data.ratings["timestamp"], utc=True) - epoch).dt.total_seconds()
+    days = when.to_numpy(dtype=float)[order] / 86400.0
+    return TrainingMatrix(X, r[order], case, group, days, names)
+
+
+@dataclass
+class _Cold:
+    any: np.ndarray  # rows repeated as cold-start rows
+    pairs: Pairs  # every row, with the chosen sides hidden
+
+
+def _cold_rows(pairs: Pairs, timestamps: pd.Series, params: ModelParams) -> _Cold:
+    """The rows of the latest-arriving share of the users (first rating), repeated with the
+    user's history hidden (for half of those users the demographics too), and of the
+    latest-arriving share of the movies, with the movie's."""
+    rng = np.random.default_rng(params.seed + 2)
+    n_users, n_movies = int(pairs.u.max(initial=0)) + 1, int(pairs.i.max(initial=0)) + 1
+    t = pd.to_datetime(timestamps, utc=True).astype("int64").to_numpy() / 86400e9
+    if params.cold_pick == "latest":
+        cold_users = _latest_arrivals(pairs.u, t, n_users, params.cold_user_share)
+        cold_movies = _latest_arrivals(pairs.i, t, n_movies, params.cold_movie_share)
+    else:
+        cold_users = rng.random(n_users) < params.cold_user_share
+        cold_movies = rng.random(n_movies) < params.cold_movie_share
+    unlisted = cold_users & (rng.random(n_users) < 0.5)
+    users, movies = cold_users[pairs.u], cold_movies[pairs.i]
+    return _Cold(users | movies, pairs.hide(users, movies, unlisted[pairs.u]))
+
+
+def _latest_arrivals(idx: np.ndarray, t: np.ndarray, n: int, share: float) -> np.ndarray:
+    """The `share` of the indexes (with rows) whose first row is latest."""
+    first = np.full(n, np.inf)
+    np.minimum.at(first, idx, t)
+    present = np.isfinite(first)
+    cut = np.quantile(first[present], 1.0 - share) if present.any() and share > 0 else np.inf
+    return present & (first >= cut) & (share > 0)
 
 
 def fit_rating_model(
     data: TrainingData, stage: CFStage, params: ModelParams, threads: int
 ) -> RatingModel:
-    """XGBoost on out-of-fold features: the number of rounds chosen by early stopping on an
-    inner 10% split, then a refit on every row with that many rounds."""
-    X, y, names = rating_training_matrix(data, stage, params)
+    """A booster per case with enough rows, each on out-of-fold features: the number of
+    rounds chosen by early stopping on an inner 10% split; the warm booster is then refitted
+    on every warm row with that many rounds."""
+    m = rating_training_matrix(data, stage, params)
+    boosters, info = {}, {}
+    for code, case in enumerate(CASES):
+        X, y, group, when = m.of_case(code)
+        if y.size < MIN_CASE_ROWS and case != "warm":
+            continue
+        inner = _inner_split(group, when, params)
+        boosters[case], info[case] = _fit_booster(
+            X, y, inner, m.names, params, threads, refit=case == "warm"
+        )
+    return RatingModel(boosters, m.names, info)
+
+
+def _inner_split(group: np.ndarray, when: np.ndarray, params: ModelParams) -> np.ndarray:
+    """Early-stopping rows: whole groups (users, movies or single rows), the latest to arrive
+    (first row) or a random share."""
+    n = int(group.max(initial=0)) + 1
+    if params.rating_valid == "latest":
+        return _latest_arrivals(group, when, n, INNER_VALID_SHARE)[group]
+    return np.random.default_rng(params.seed + 1).random(n)[group] < INNER_VALID_SHARE
+
+
+def _fit_booster(
+    X: np.ndarray,
+    y: np.ndarray,
+    inner: np.ndarray,
+    names: list[str],
+    params: ModelParams,
+    threads: int,
+    refit: bool,
+) -> tuple[xgb.Booster, dict[str, Any]]:
     xp = xgb_params(params, threads)
-    inner = np.random.default_rng(params.seed + 1).random(y.size) < INNER_VALID_SHARE
-    dtrain = xgb.DMatrix(X[~inner], y[~inner], feature_names=names)
-    dvalid = xgb.DMatrix(X[inner], y[inner], feature_names=names)
+    dtrain = _matrix(X[~inner], y[~inner], names)
+    dvalid = _matrix(X[inner], y[inner], names)
     booster = xgb.train(
         xp,
         dtrain,
@@ -108,7 +249,9 @@ def fit_rating_model(
         verbose_eval=False,
     )
     best = booster.best_iteration + 1
-    final = xgb.train(xp, xgb.DMatrix(X, y, feature_names=names), best)
-    return RatingModel(
-        final, names, {"rounds": best, "inner_valid_rmse": float(booster.best_score)}
-    )
+    info = {"rows": int(y.size), "rounds": best, "inner_valid_rmse": float(booster.best_score)}
+    if refit:
+        booster = xgb.train(xp, _matrix(X, y, names), best)
+    else:
+        booster = booster[:best]
+    return booster, info

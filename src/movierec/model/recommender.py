@@ -24,19 +24,18 @@ from typing import Any, Self
 import numpy as np
 
 from movierec.core.errors import ModelLoadError
-from movierec.model.cf import Index
 from movierec.model.cold_start import ColdStart
 from movierec.model.data import TrainingData
 from movierec.model.params import ModelParams
 from movierec.model.ranking import Ranker, fit_ranker, rank_users
 from movierec.model.rating import RatingModel, fit_rating_model
-from movierec.model.stage import CFStage, fit_stage
+from movierec.model.stage import CFStage, build_index, fit_stage
 
 MODEL_JSON = "model.json"
-RATING_MODEL = "rating_model.json"
+RATING_MODEL = "rating_model"  # + .<case>.json, a booster per case
 RANKER = "ranker.json"
 VARIANT_JSON = "variant.json"
-FORMAT = 2  # of the saved files: 2 = arrays as separate .npy files
+FORMAT = 3  # of the saved files: 2 = arrays as separate .npy files, 3 = with RP3beta
 USER_CHUNK = 512  # users ranked at once
 
 Ids = Sequence[int] | np.ndarray
@@ -67,6 +66,11 @@ class Recommender(ABC):
     @abstractmethod
     def known_users(self) -> np.ndarray:
         """The users the model has history of."""
+
+    @property
+    @abstractmethod
+    def known_movies(self) -> np.ndarray:
+        """The movies the model has history of."""
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
@@ -113,12 +117,8 @@ class TwoStageModel(Recommender):
     def fit(self, data: TrainingData) -> Self:
         start = time.perf_counter()
         p, threads = self.params, self.threads
-        # Index: every user with an interaction, every catalog movie
-        index = Index.build(
-            data.interactions["user_id"].to_numpy(), data.movies["movie_id"].to_numpy()
-        )
-        # CF models and feature base
-        stage = fit_stage(data, index, p, threads)
+        # CF models and feature base, over every user and movie the data names
+        stage = fit_stage(data, build_index(data), p, threads)
         # Rating model: XGBoost on out-of-fold features
         rating = fit_rating_model(data, stage, p, threads)
         # Ranker: LambdaMART, trained on a split of the training data
@@ -137,19 +137,20 @@ class TwoStageModel(Recommender):
 
     # ---- inference ---------------------------------------------------------------------------
     def predict_ratings(self, user_ids: Ids, movie_ids: MovieIds) -> np.ndarray:
-        index = self.stage.index
-        u = index.uidx(np.asarray(user_ids))
-        i = index.midx(np.asarray(movie_ids))
-        return np.clip(self.parts.rating.predict(self.stage, u, i), 1.0, 5.0)
+        """A side the model has no history of is predicted from what is known of it (a new
+        user: the movie's statistics and the user's demographics; a new movie: the user's
+        statistics, its genres and year), as the rating model learned on its cold rows."""
+        pairs = self.stage.pairs(np.asarray(user_ids), np.asarray(movie_ids))
+        return np.clip(self.parts.rating.predict(self.stage, pairs), 1.0, 5.0)
 
     def recommend(self, user_ids: Ids, k: int = 20) -> dict[int, list[str]]:
         parts = self.parts
         users = np.asarray(user_ids)
-        known = parts.stage.index.uidx(users)
+        known = np.isin(users, self.known_users)
         out: dict[int, list[str]] = {}
-        for uid in users[known < 0]:
+        for uid in users[~known]:
             out[int(uid)] = self.cold_start({"user_id": int(uid)}, k)
-        warm = users[known >= 0]
+        warm = users[known]
         for start in range(0, warm.size, USER_CHUNK):
             chunk = warm[start : start + USER_CHUNK]
             u = parts.stage.index.uidx(chunk)
@@ -163,7 +164,12 @@ class TwoStageModel(Recommender):
 
     @property
     def known_users(self) -> np.ndarray:
-        return self.stage.index.users
+        return self.stage.index.users[self.stage.users_with_history()]
+
+    @property
+    def known_movies(self) -> np.ndarray:
+        seen = np.diff(self.stage.seen.tocsc().indptr) > 0
+        return self.stage.index.movies[seen]
 
     def with_reranking(self, longtail_min_share: float, genre_diversity: float) -> TwoStageModel:
         """The same fitted model with other re-ranking knobs (they need no refit)."""
@@ -188,8 +194,8 @@ class TwoStageModel(Recommender):
         parts = self.parts
         directory.mkdir(parents=True, exist_ok=True)
         names, stage_scalars = parts.stage.save(directory)
-        parts.rating.save(directory / RATING_MODEL)
-        names += [RATING_MODEL, MODEL_JSON]
+        names += parts.rating.save(directory, RATING_MODEL)
+        names.append(MODEL_JSON)
         if parts.ranker.save(directory / RANKER):
             names.append(RANKER)
         meta = {
@@ -215,7 +221,7 @@ class TwoStageModel(Recommender):
             )
         model = cls(ModelParams.from_dict(meta["params"]), threads=int(meta["threads"]))
         stage = CFStage.load(directory, meta["stage"], model.params, mmap)
-        rating = RatingModel.load(directory / RATING_MODEL, meta["feature_names"])
+        rating = RatingModel.load(directory, RATING_MODEL, meta["feature_names"])
         ranker = Ranker.load(directory / RANKER, meta["rank_feature_names"])
         model._fitted = _Fitted(stage, rating, ranker, ColdStart.from_json(meta["cold_start"]))
         model.fit_info = meta["fit_info"]
@@ -241,14 +247,15 @@ class RankByRating(Recommender):
     def recommend(self, user_ids: Ids, k: int = 20) -> dict[int, list[str]]:
         stage = self.model.stage
         movies = stage.index.movies
+        known = set(self.known_users.tolist())
         out = {}
         for uid in np.asarray(user_ids):
-            u = stage.index.uidx(np.array([uid]))[0]
-            if u < 0:
+            if int(uid) not in known:
                 out[int(uid)] = self.cold_start({"user_id": int(uid)}, k)
                 continue
             pred = self.model.predict_ratings(np.full(movies.size, uid), movies)
-            pred[stage.seen[u].indices] = -np.inf
+            row = int(stage.index.uidx(np.array([uid]))[0])
+            pred[stage.seen[row].indices] = -np.inf
             out[int(uid)] = list(movies[np.argsort(-pred, kind="stable")[:k]])
         return out
 
@@ -258,6 +265,10 @@ class RankByRating(Recommender):
     @property
     def known_users(self) -> np.ndarray:
         return self.model.known_users
+
+    @property
+    def known_movies(self) -> np.ndarray:
+        return self.model.known_movies
 
     def describe(self) -> dict[str, Any]:
         described = self.model.describe()

@@ -1,6 +1,12 @@
 """`CFStage`: the fitted collaborative-filtering state of one slice of the data - the dense
-index, the feature base, the explicit MF, the implicit ALS embeddings, EASE and the seen
-matrix - and the CF features it gives (user, movie) pairs.
+index, the feature base, the explicit MF, the implicit ALS embeddings, EASE, RP3beta and the
+seen matrix - and the CF features it gives (user, movie) pairs.
+
+The index holds every user and movie the data names: the users table's users (so that a user
+without history still has demographics), the catalog's movies (so that a new movie still has
+genres and a year) and every id the interactions name (a movie the events know and the
+catalog does not is trained on with unknown metadata). Whether a side has history is a mask
+(`FeatureBase.user_seen` ...), never a -1 index.
 
 The final model has one stage fitted on all its training data; the ranker's training split
 and the tuning split fit their own.
@@ -16,7 +22,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.model.arrays import load_arrays, save_arrays
-from movierec.model.cf import EASE, BiasedMF, Index, implicit_als, interaction_matrix
+from movierec.model.cf import (
+    EASE,
+    BiasedMF,
+    Index,
+    Pairs,
+    RP3beta,
+    implicit_als,
+    interaction_matrix,
+)
 from movierec.model.data import TrainingData
 from movierec.model.features import BASE_ARRAYS, FeatureBase, build_base, occupations
 from movierec.model.params import ModelParams
@@ -31,9 +45,13 @@ _CF_ARRAYS = (
     "als_u",
     "als_i",
     "ease_B",
+    "rp3_W",
     "seen_indptr",
     "seen_indices",
+    "latest_indptr",
+    "latest_indices",
 )
+LATEST_ITEMS = 5  # a user's latest interactions, for the ranker's recency features
 
 
 @dataclass
@@ -46,7 +64,16 @@ class CFStage:
     als_u: np.ndarray
     als_i: np.ndarray
     ease: EASE
+    rp3: RP3beta
     seen: sp.csr_matrix  # users x movies, 1 where the user interacted
+    latest: sp.csr_matrix  # users x movies, 1 for each user's LATEST_ITEMS latest movies
+
+    def pairs(self, user_ids: np.ndarray, movie_ids: np.ndarray) -> Pairs:
+        return Pairs.of(self.index, np.asarray(user_ids), np.asarray(movie_ids))
+
+    def users_with_history(self) -> np.ndarray:
+        """Index rows of the users with at least one interaction."""
+        return np.flatnonzero(np.diff(self.seen.indptr) > 0)
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, directory: Path) -> tuple[list[str], dict[str, Any]]:
@@ -61,8 +88,11 @@ class CFStage:
             "als_u": self.als_u,
             "als_i": self.als_i,
             "ease_B": self.ease.B,
+            "rp3_W": self.rp3.W,
             "seen_indptr": self.seen.indptr,
             "seen_indices": self.seen.indices,
+            "latest_indptr": self.latest.indptr,
+            "latest_indices": self.latest.indices,
         }
         names = save_arrays(directory, "cf", cf)
         names += save_arrays(directory, "features", self.base.arrays())
@@ -86,13 +116,29 @@ class CFStage:
         )
         ease = EASE(params.ease_lambda)
         ease.B = cf["ease_B"]
-        ones = np.ones(cf["seen_indices"].size, dtype=np.float32)
-        seen = sp.csr_matrix(
-            (ones, cf["seen_indices"], cf["seen_indptr"]),
-            shape=(len(index.users), len(index.movies)),
-        )
+        rp3 = RP3beta(beta=params.rp3_beta)
+        rp3.W = cf["rp3_W"]
+        shape = (len(index.users), len(index.movies))
+        seen = _binary(cf["seen_indices"], cf["seen_indptr"], shape)
+        latest = _binary(cf["latest_indices"], cf["latest_indptr"], shape)
         base = FeatureBase.from_saved(index, features, scalars["features"])
-        return cls(index, base, mf, cf["als_u"], cf["als_i"], ease, seen)
+        return cls(index, base, mf, cf["als_u"], cf["als_i"], ease, rp3, seen, latest)
+
+
+def _binary(indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    ones = np.ones(indices.size, dtype=np.float32)
+    return sp.csr_matrix((ones, indices, indptr), shape=shape)
+
+
+def build_index(data: TrainingData) -> Index:
+    """Every user of the users table and the interactions; every movie of the catalog and the
+    interactions."""
+    users = np.union1d(data.users["user_id"].to_numpy(), data.interactions["user_id"].to_numpy())
+    movies = np.union1d(
+        data.movies["movie_id"].astype(str).to_numpy(),
+        data.interactions["movie_id"].astype(str).to_numpy(),
+    )
+    return Index.build(users, movies)
 
 
 def fit_stage(data: TrainingData, index: Index, params: ModelParams, threads: int) -> CFStage:
@@ -110,9 +156,23 @@ def fit_stage(data: TrainingData, index: Index, params: ModelParams, threads: in
     X = interaction_matrix(iu[k], ii[k], len(index.users), len(index.movies), conf)
     als_u, als_i = implicit_als(X, params.als_factors, seed=params.seed, threads=threads)
     ease = EASE(params.ease_lambda).fit(X)
+    rp3 = RP3beta(beta=params.rp3_beta).fit(X)
     seen = X.copy()
     seen.data[:] = 1.0
-    return CFStage(index, base, mf, als_u, als_i, ease, seen)
+    latest = _latest(data, index)
+    return CFStage(index, base, mf, als_u, als_i, ease, rp3, seen, latest)
+
+
+def _latest(data: TrainingData, index: Index) -> sp.csr_matrix:
+    """Each user's LATEST_ITEMS most recent movies."""
+    inter = data.interactions.sort_values(["user_id", "last_ts"], ascending=[True, False])
+    inter = inter.groupby("user_id", sort=False).head(LATEST_ITEMS)
+    u = index.uidx(inter["user_id"].to_numpy())
+    i = index.midx(inter["movie_id"].to_numpy())
+    ok = (u >= 0) & (i >= 0)
+    latest = interaction_matrix(u[ok], i[ok], len(index.users), len(index.movies))
+    latest.data[:] = 1.0
+    return latest
 
 
 def fit_mf(
@@ -129,32 +189,31 @@ def fit_mf(
     return mf.fit(u[ok], i[ok], r[ok], len(index.users), len(index.movies))
 
 
-def cf_features(
-    stage: CFStage, u: np.ndarray, i: np.ndarray, mf: BiasedMF | None = None
+def rating_cf_features(
+    stage: CFStage, pairs: Pairs, mf: BiasedMF | None = None, base: FeatureBase | None = None
 ) -> dict[str, np.ndarray]:
-    """The ranker's CF features of pairs: the explicit MF's prediction, biases and dot
-    product (of `mf` if given, else the stage's) and the implicit ALS score."""
-    m = mf or stage.mf
-    both = (u >= 0) & (i >= 0)
-    dot = np.full(u.shape, np.nan, dtype=np.float32)
-    dot[both] = np.einsum("ij,ij->i", m.P[u[both]], m.Q[i[both]])
-    als = np.full(u.shape, np.nan, dtype=np.float32)
-    als[both] = np.einsum("ij,ij->i", stage.als_u[u[both]], stage.als_i[i[both]])
+    """The explicit MF's prediction, biases and dot product of pairs (of `mf` and the `base`
+    it was fitted with, if given, else the stage's): a side the fit has no rating of counts
+    as new - the prediction is then the global mean plus the other side's bias."""
+    m, b = mf or stage.mf, base or stage.base
+    user_known, movie_known = b.user_rated(pairs), b.movie_rated(pairs)
+    both = user_known & movie_known
+    dot = np.full(len(pairs), np.nan, dtype=np.float32)
+    dot[both] = np.einsum("ij,ij->i", m.P[pairs.u[both]], m.Q[pairs.i[both]])
     return {
-        "mf_pred": m.predict(u, i),
-        "mf_bu": np.where(u >= 0, m.bu[np.maximum(u, 0)], np.nan),
-        "mf_bi": np.where(i >= 0, m.bi[np.maximum(i, 0)], np.nan),
+        "mf_pred": m.predict(pairs.u, pairs.i, user_known, movie_known),
+        "mf_bu": np.where(user_known, m.bu[pairs.u], np.nan),
+        "mf_bi": np.where(movie_known, m.bi[pairs.i], np.nan),
         "mf_dot": dot,
-        "als_score": als,
     }
 
 
-def rating_cf_features(
-    stage: CFStage, u: np.ndarray, i: np.ndarray, mf: BiasedMF | None = None
-) -> dict[str, np.ndarray]:
-    """The rating model's CF features: the explicit MF's values only. (The implicit ALS score
-    of a training pair is in-sample - the pair is in its matrix - and would not carry over to
-    unseen pairs; the ranker, whose candidates are all unseen, uses it.)"""
-    extra = cf_features(stage, u, i, mf)
-    del extra["als_score"]
-    return extra
+def cf_features(stage: CFStage, pairs: Pairs) -> dict[str, np.ndarray]:
+    """The ranker's CF features: the rating model's, plus the implicit ALS score (which the
+    rating model leaves out: a training pair's ALS score is in-sample - the pair is in its
+    matrix - and would not carry over to unseen pairs; the ranker's candidates are all
+    unseen)."""
+    both = stage.base.user_seen(pairs) & stage.base.movie_seen(pairs)
+    als = np.full(len(pairs), np.nan, dtype=np.float32)
+    als[both] = np.einsum("ij,ij->i", stage.als_u[pairs.u[both]], stage.als_i[pairs.i[both]])
+    return {**rating_cf_features(stage, pairs), "als_score": als}

@@ -23,16 +23,22 @@ from scipy.stats import loguniform, randint, uniform
 from sklearn.model_selection import ParameterSampler
 
 from movierec.data.splits import exclude_pairs
-from movierec.model.cf import Index
+from movierec.model.cf import Pairs
 from movierec.model.data import TrainingData
-from movierec.model.features import pair_features
+from movierec.model.features import RECENCY, pair_features
 from movierec.model.params import ModelParams
-from movierec.model.rating import EARLY_STOPPING_ROUNDS, rating_training_matrix, xgb_params
-from movierec.model.stage import CFStage, fit_mf, fit_stage, rating_cf_features
+from movierec.model.rating import (
+    EARLY_STOPPING_ROUNDS,
+    WARM,
+    rating_training_matrix,
+    xgb_params,
+)
+from movierec.model.stage import CFStage, build_index, fit_mf, fit_stage, rating_cf_features
 
 log = logging.getLogger(__name__)
 
 VALID_SHARE = 0.1
+NO_COLD_ROWS = {"cold_user_share": 0.0, "cold_movie_share": 0.0}  # trials tune the warm case
 MF_CHOICES = [(16, 5.0), (32, 8.0), (32, 15.0), (64, 12.0)]  # (factors, regularisation)
 TUNED = (
     "mf_factors",
@@ -84,8 +90,7 @@ def sample_params(base: ModelParams, budget: TuningBudget) -> list[ModelParams]:
 class _Split:
     train: TrainingData
     stage: CFStage
-    vu: np.ndarray
-    vi: np.ndarray
+    valid: Pairs
     vy: np.ndarray
 
 
@@ -121,13 +126,9 @@ def _validation_split(data: TrainingData, params: ModelParams, threads: int) -> 
         data.users,
         data.movies,
     )
-    index = Index.build(
-        train.interactions["user_id"].to_numpy(), data.movies["movie_id"].to_numpy()
-    )
-    stage = fit_stage(train, index, params, threads)
-    vu = index.uidx(valid["user_id"].to_numpy())
-    vi = index.midx(valid["movie_id"].to_numpy())
-    return _Split(train, stage, vu, vi, valid["rating"].to_numpy(dtype=float))
+    stage = fit_stage(train, build_index(train), params, threads)
+    pairs = stage.pairs(valid["user_id"].to_numpy(), valid["movie_id"].to_numpy())
+    return _Split(train, stage, pairs, valid["rating"].to_numpy(dtype=float))
 
 
 def _trial(
@@ -159,10 +160,12 @@ def _trial(
 
 def _matrices(split: _Split, params: ModelParams) -> tuple[xgb.DMatrix, xgb.DMatrix]:
     """Out-of-fold training features and validation features for one MF setting."""
-    X, y, names = rating_training_matrix(split.train, split.stage, params)
+    matrix = rating_training_matrix(split.train, split.stage, params.replace(**NO_COLD_ROWS))
+    X, y, _group, _when = matrix.of_case(WARM)
+    names = matrix.names
     mf = fit_mf(split.train, split.stage.index, params)
-    extra = rating_cf_features(split.stage, split.vu, split.vi, mf)
-    Xv, _ = pair_features(split.stage.base, split.vu, split.vi, extra)
+    extra = rating_cf_features(split.stage, split.valid, mf)
+    Xv, _ = pair_features(split.stage.base, split.valid, extra, RECENCY)
     return (
         xgb.DMatrix(X, y, feature_names=names),
         xgb.DMatrix(Xv, split.vy, feature_names=names),

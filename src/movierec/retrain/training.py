@@ -86,7 +86,7 @@ def train_candidate(
     fitted = fit_model(data, settings, tune=tune)
     model = fitted.model
     train_users = set(inter["user_id"].unique().tolist())
-    metrics = evaluate_model(model, train_users, holdout, tables.users, len(tables.movies))
+    metrics = evaluate_model(model, holdout, tables.users, len(tables.movies))
     counts = {
         "users": int(lake.interactions["user_id"].nunique()),
         "interactions": len(lake.interactions),
@@ -194,8 +194,7 @@ def evaluate_version(settings: Settings, version: str) -> dict[str, Any]:
     holdout = load_holdout(settings)
     model = load_trained_model(settings, version)
     tables = load_tables(settings, settings.data.dataset)
-    train_users = set(model.known_users.tolist())
-    return evaluate_model(model, train_users, holdout, tables.users, len(tables.movies))
+    return evaluate_model(model, holdout, tables.users, len(tables.movies))
 
 
 def register_rank_by_rating_variant(settings: Settings, base_version: str) -> str:
