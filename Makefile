@@ -8,12 +8,12 @@ BIN := $(VENV)/bin
 MOVIEREC := $(BIN)/movierec
 export PDM_CHECK_UPDATE := false
 
-.PHONY: run test test-fast lint format setup data demo bench clean help
+.PHONY: run test test-fast lint format setup data demo bench clean help lock
 
 help:
 	@echo "make run    - set up, fetch ml-100k, replay + ingest events, train a model, serve on :8080"
 	@echo "make test   - set up and run the whole test suite"
-	@echo "make lint   - ruff + mypy + hadolint"
+	@echo "make lint   - ruff + mypy + import-linter + size limits + hadolint"
 	@echo "make demo   - the whole life cycle on ml-100k: train, serve, simulate, retrain, canary ramp and abort"
 
 $(PDM):
@@ -47,6 +47,8 @@ lint: setup
 	$(BIN)/ruff check src tests evaluation scripts deploy_app.py evaluate_feedback_online.py
 	$(BIN)/ruff format --check src tests evaluation scripts deploy_app.py evaluate_feedback_online.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_layout.py src/movierec
 	$(BIN)/hadolint docker/Dockerfile
 
 format: setup
@@ -59,6 +61,11 @@ bench: setup
 
 demo: setup
 	MOVIEREC_HOME=$${MOVIEREC_HOME:-.cache/demo} MOVIEREC_CACHE_DIR=$(CURDIR)/.cache $(MOVIEREC) demo
+
+# Re-lock after changing pyproject.toml; the lock keeps no URLs (not even in summaries).
+lock: | $(PDM)
+	$(PDM) lock -G :all
+	sed -i -E 's#\s*\(https?://[^)]*\)##' pdm.lock
 
 clean:
 	rm -rf $(VENV) .cache .pdm-python .pytest_cache .mypy_cache .ruff_cache
