@@ -12,13 +12,13 @@ import sys
 from collections.abc import Sequence
 
 from movierec import __version__
-from movierec.cli import data, model, ops, release, retrain, serve, trust
+from movierec.cli import config, data, model, ops, release, retrain, serve, trust
 from movierec.cli.common import Handler, exit_codes
 from movierec.core.errors import MovierecError
 from movierec.core.logs import configure_logging
 from movierec.core.settings import Settings
 
-_GROUPS = (data, model, serve, retrain, release, ops, trust)
+_GROUPS = (data, model, serve, retrain, release, ops, trust, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

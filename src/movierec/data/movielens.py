@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from movierec.core.errors import DataNotFoundError, DataValidationError
-from movierec.core.files import atomic_write_json, fsync_dir, sha256_bytes
+from movierec.core.files import atomic_write_json, fsync_dir, sha256_bytes, sha256_file
 from movierec.core.settings import DATASETS, Settings
 from movierec.data.movielens_files import parse_files, read_sources
 from movierec.data.slugs import slugify
@@ -73,7 +73,8 @@ def _check_name(dataset: str) -> None:
 
 
 def fetch(settings: Settings, dataset: str | None = None, *, force: bool = False) -> FetchResult:
-    """Write the canonical tables of `dataset` unless they are already there."""
+    """Write the canonical tables of `dataset` unless they are already there. A source file
+    whose bytes differ from the sha256 recorded at the first fetch is refused."""
     dataset = dataset or settings.data.dataset
     target = dataset_dir(settings, dataset)
     meta_file = target / "sources.json"
@@ -82,15 +83,19 @@ def fetch(settings: Settings, dataset: str | None = None, *, force: bool = False
         return FetchResult(
             dataset, target, False, meta.get("origin", ""), meta["sources"], meta["counts"]
         )
+    # Read: the original files, checked against what an earlier fetch recorded
     files, origin = read_sources(settings, dataset)
     sources = {
         name: {"sha256": sha256_bytes(data), "bytes": len(data), "origin": origin}
         for name, data in files.items()
     }
+    _check_sources(dataset, sources, _recorded(meta_file).get("sources", {}))
+    # Parse and canonicalize
     users, movies, ratings, raw = parse_files(dataset, files, origin)
     users, movies, ratings, counts = canonicalize(users, movies, ratings)
     counts.update(raw)
-    _write_tables(target, {"users": users, "movies": movies, "ratings": ratings})
+    # Write the tables, then what they were made from and their own hashes
+    tables = _write_tables(target, {"users": users, "movies": movies, "ratings": ratings})
     atomic_write_json(
         meta_file,
         {
@@ -98,11 +103,32 @@ def fetch(settings: Settings, dataset: str | None = None, *, force: bool = False
             "origin": origin,
             "fetched_at": datetime.now(UTC).isoformat(),
             "sources": sources,
+            "tables": tables,
             "counts": counts,
         },
     )
     log.info("fetched %s from %s: %s", dataset, origin, counts)
     return FetchResult(dataset, target, True, origin, sources, counts)
+
+
+def _recorded(meta_file: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(meta_file.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _check_sources(
+    dataset: str, sources: dict[str, dict[str, Any]], recorded: dict[str, dict[str, Any]]
+) -> None:
+    """The same file name must have the same bytes as when it was first fetched."""
+    for name, info in sources.items():
+        before = recorded.get(name, {}).get("sha256")
+        if before and before != info["sha256"]:
+            raise DataValidationError(
+                f"{dataset} source {name} has sha256 {info['sha256'][:12]}..., but "
+                f"{before[:12]}... was recorded when it was first fetched: the file changed"
+            )
 
 
 def _complete(target: Path) -> bool:
@@ -114,13 +140,22 @@ def _complete(target: Path) -> bool:
 
 
 def load_tables(settings: Settings, dataset: str | None = None) -> MovieLensTables:
-    """The canonical tables; `DataNotFoundError` with the command to run when not fetched."""
+    """The canonical tables, each checked against the sha256 recorded when it was written;
+    `DataNotFoundError` with the command to run when not fetched."""
     dataset = dataset or settings.data.dataset
     target = dataset_dir(settings, dataset)
     if not _complete(target):
         raise DataNotFoundError(
             f"{dataset} is not fetched into {target}: run `movierec data fetch --dataset {dataset}`"
         )
+    recorded = _recorded(target / "sources.json").get("tables", {})
+    for name, digest in recorded.items():
+        path = target / f"{name}.parquet"
+        if sha256_file(path) != digest:
+            raise DataValidationError(
+                f"{path} changed since it was fetched (sha256 differs from {digest[:12]}... "
+                f"recorded): run `movierec data fetch --dataset {dataset} --force`"
+            )
     frames = {t: pd.read_parquet(target / f"{t}.parquet") for t in TABLES}
     frames["movies"]["genres"] = frames["movies"]["genres"].map(list)
     return MovieLensTables(**frames)
@@ -190,13 +225,15 @@ def canonicalize(
     return out_users, out_movies.sort_values("movie_id", ignore_index=True), out_ratings, counts
 
 
-def _write_tables(target: Path, tables: dict[str, pd.DataFrame]) -> None:
-    """All tables or none: written in a temporary folder, then swapped in by renames."""
+def _write_tables(target: Path, tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """All tables or none: written in a temporary folder, then swapped in by renames.
+    Returns the sha256 of each table file."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         for name, frame in tables.items():
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
+        digests = {name: sha256_file(tmp / f"{name}.parquet") for name in tables}
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():
@@ -206,3 +243,4 @@ def _write_tables(target: Path, tables: dict[str, pd.DataFrame]) -> None:
         fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return digests
