@@ -25,6 +25,7 @@ import pandas as pd
 
 from movierec.core.faults import fault_point
 from movierec.core.files import atomic_write_json, exclusive_lock, fsync_dir
+from movierec.core.progress import Progress
 from movierec.core.settings import Settings
 from movierec.data.events import parse_lines
 from movierec.data.lake import (
@@ -119,6 +120,7 @@ def _consume(
     positions: dict[str, Any] = state.setdefault("positions", {})
     _remove_uncommitted_parts(settings, state)
     src = open_source(settings, spec, positions.get(key, {}))
+    bar = Progress(f"ingest {spec}", unit="lines")
     try:
         for batch in src.batches(settings.data.ingest_batch_lines):
             seq = int(state.get("seq", 0))
@@ -131,7 +133,9 @@ def _consume(
             fault_point("ingest.after-commit")
             src.commit(batch.end)
             result.batches += 1
+            bar.update(len(batch.lines))
     finally:
+        bar.close()
         src.close()
 
 

@@ -44,6 +44,7 @@ import pandas as pd
 import requests
 
 from movierec.core.files import append_lines
+from movierec.core.progress import track
 from movierec.core.settings import Settings
 from movierec.data.events import format_rate, format_watch
 from movierec.data.movielens import load_tables
@@ -199,7 +200,10 @@ def simulate(
             _add(result, stats, len(lines))
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(one, range(requests_total)))
+        for _ in track(
+            pool.map(one, range(requests_total)), "simulate", requests_total, "requests"
+        ):
+            pass
     result.seconds = time.perf_counter() - start
     session.close()
     return result
