@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 MOVIEREC := $(BIN)/movierec
 export PDM_CHECK_UPDATE := false
 
-.PHONY: run test test-fast lint format setup data demo bench clean help lock
+.PHONY: run test test-fast lint format setup data demo bench clean help lock pipeline
 
 help:
 	@echo "make run    - set up, fetch ml-100k, replay + ingest events, train a model, serve on :8080"
@@ -61,6 +61,21 @@ bench: setup
 
 demo: setup
 	MOVIEREC_HOME=$${MOVIEREC_HOME:-.cache/demo} MOVIEREC_CACHE_DIR=$(CURDIR)/.cache $(MOVIEREC) demo
+
+# The GitLab pipeline for real: gitlab-ci-local runs .gitlab-ci.yml's jobs with its shell
+# executor, each in its own copy of the checkout (4.72 is the newest that runs on Debian's
+# Node.js 20; later releases need Node.js 22). The build job needs Docker-in-Docker and a
+# registry: docker/smoke.sh builds and runs the same image instead.
+GCL_VERSION := 4.72.0
+GCL := .cache/gitlab-ci-local/node_modules/.bin/gitlab-ci-local
+PIPELINE_JOBS ?= lint test train evaluate
+
+$(GCL):
+	npm install --silent --no-audit --no-fund --prefix .cache/gitlab-ci-local gitlab-ci-local@$(GCL_VERSION)
+
+pipeline: $(GCL)
+	bash scripts/system_deps.sh
+	$(GCL) --force-shell-executor --shell-isolation $(PIPELINE_JOBS)
 
 # Re-lock after changing pyproject.toml; the lock keeps no URLs (not even in summaries).
 lock: | $(PDM)

@@ -8,6 +8,8 @@ command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 # `docker-compose config` validates the compose file in the tests (no engine needed)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# gitlab-ci-local copies the checkout for each job with rsync
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "system_deps: missing ${need[*]}; install them to run every integration test" >&2
