@@ -21,10 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from movierec.core.files import atomic_write_json
 from movierec.registry.routing import set_canary, set_stable
 from movierec.release.evaluator import ArmMetrics, online_metrics_file
-from movierec.serve import create_app
-from movierec.serve.metrics import EXPORTED
+from movierec.serve import create_app, datagauges, metrics
 from tests.conftest import REPO, make_settings
 from tests.servicekit import make_bundle
+
+EXPORTED = metrics.EXPORTED + datagauges.EXPORTED
 
 PROMETHEUS = REPO / "monitoring" / "prometheus"
 GRAFANA = REPO / "monitoring" / "grafana"
@@ -35,6 +36,8 @@ ALERTS = {
     "MovierecCanaryErrorRateHigh",
     "MovierecSatisfactionRatioOutOfRange",
     "MovierecCanaryCtrDrop",
+    "MovierecRatingPoisoning",
+    "MovierecDataDrift",
     "MovierecModelLoadFailures",
     "MovierecServedLogDropping",
 }
@@ -258,6 +261,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
     }
     record = {"arms": arms, "evaluated_at": datetime.now(UTC).isoformat()}
     atomic_write_json(online_metrics_file(settings), record)
+    _write_refresh_report(settings.lake_path, poisoned=["heat+1995"])
     app = create_app(settings.replace(rate_limit_per_minute=30))
     state = app.extensions["movierec"]
     try:
@@ -274,6 +278,30 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
         state.models.stop()
         state.served.close()
     yield {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def _write_refresh_report(lake: Path, poisoned: list[str]) -> None:
+    """A DataPipeline commit record naming a refresh report, as `movierec ingest` writes."""
+    report = lake.parent / "data_refresh_reports" / "20250101T000000000000Z.json"
+    atomic_write_json(
+        report,
+        {
+            "created_at": datetime.now(UTC).isoformat(),
+            "quarantined": 3,
+            "drift": {
+                "checked": True,
+                "drifted": True,
+                "rating_psi": 0.31,
+                "genre_psi": 0.05,
+                "activity_ks": {"statistic": 0.12, "p_value": 0.001},
+            },
+            "poisoning": {
+                "flagged": [{"movie_id": m} for m in poisoned],
+                "flagged_event_count": 40 * len(poisoned),
+            },
+        },
+    )
+    atomic_write_json(lake / "_state.json", {"last_report": str(report)})
 
 
 def test_every_declared_metric_is_exported_live(scraped: set[str]) -> None:

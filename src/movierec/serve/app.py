@@ -20,6 +20,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from movierec.core.settings import Settings
 from movierec.registry.routing import arm_for
 from movierec.serve import metrics
+from movierec.serve.datagauges import DataQualityGauges
 from movierec.serve.models import ModelSet
 from movierec.serve.ratelimit import RateLimiter
 from movierec.serve.servedlog import ServedLog
@@ -135,6 +136,7 @@ def readyz() -> tuple[Response, int]:
 def prometheus_metrics() -> Response:
     state: AppState = current_app.extensions["movierec"]
     state.online.refresh()  # the evaluator's numbers: a stat per second, a parse per change
+    state.data_quality.refresh()  # the DataPipeline's latest refresh report, the same way
     data, content_type = metrics.render()
     return Response(data, mimetype=content_type.split(";")[0], content_type=content_type)
 
@@ -147,6 +149,7 @@ class AppState:
         self.limiter = RateLimiter(settings.serving.rate_limit_per_minute)
         # the file `movierec.release.online_metrics_file` names (not imported: pandas, scipy)
         self.online = metrics.OnlineGauges(settings.logs_path / "online_metrics.json")
+        self.data_quality = DataQualityGauges(settings.lake_path / "_state.json")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
