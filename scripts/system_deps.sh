@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages the integration tests and benchmarks use: a real Prometheus (promtool too),
-# Alertmanager (amtool too), wrk, docker-compose and rsync. Installed only when missing and only when we can (root with apt-get);
+# Alertmanager (amtool too), PostgreSQL (started by the tests as the postgres user), wrk,
+# docker-compose and rsync. Installed only when missing and only when we can (root with apt-get);
 # tests that need a missing tool skip with a message that names this script.
 set -uo pipefail
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 # `docker-compose config` validates the compose file in the tests (no engine needed)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)

@@ -45,6 +45,7 @@ class DataSettings:
     ingest_batch_lines: int = 200_000
     replay_mean_minutes: float = 8.0
     exclude_flagged_events: bool = True
+    postgres_dsn: str = ""  # also write the events to PostgreSQL ("" = Parquet only)
 
 
 @dataclass(frozen=True)

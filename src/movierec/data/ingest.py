@@ -27,7 +27,7 @@ from movierec.core.faults import fault_point
 from movierec.core.files import atomic_write_json, exclusive_lock, fsync_dir
 from movierec.core.progress import Progress
 from movierec.core.settings import Settings
-from movierec.data.events import parse_lines
+from movierec.data.events import ParsedBatch, parse_lines
 from movierec.data.lake import (
     lake_totals,
     materialize,
@@ -43,6 +43,7 @@ from movierec.data.refresh import (
     refresh_report,
     write_report,
 )
+from movierec.data.sinks import open_sinks
 from movierec.data.sources import Batch, open_source
 
 log = logging.getLogger(__name__)
@@ -120,12 +121,17 @@ def _consume(
     positions: dict[str, Any] = state.setdefault("positions", {})
     _remove_uncommitted_parts(settings, state)
     src = open_source(settings, spec, positions.get(key, {}))
+    sinks = open_sinks(settings)
     bar = Progress(f"ingest {spec}", unit="lines")
     try:
         for batch in src.batches(settings.data.ingest_batch_lines):
             seq = int(state.get("seq", 0))
-            names = _write_parts(settings, seq, batch, spec, reasons, result)
+            parsed = parse_lines(batch.lines)
+            names = _write_parts(settings, seq, batch, parsed, spec, reasons, result)
             fault_point("ingest.after-parts")
+            for sink in sinks:  # before our own commit: a sink sees a batch at least once
+                sink.write_batch(key, batch, parsed)
+                fault_point(f"ingest.after-{sink.name}")
             state["seq"] = seq + 1
             state.setdefault("parts", []).extend(names)
             positions[key] = batch.end
@@ -136,6 +142,8 @@ def _consume(
             bar.update(len(batch.lines))
     finally:
         bar.close()
+        for sink in sinks:
+            sink.close()
         src.close()
 
 
@@ -153,11 +161,11 @@ def _write_parts(
     settings: Settings,
     seq: int,
     batch: Batch,
+    parsed: ParsedBatch,
     spec: str,
     reasons: dict[str, int],
     result: IngestResult,
 ) -> list[str]:
-    parsed = parse_lines(batch.lines)
     folder = parts_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).isoformat()
