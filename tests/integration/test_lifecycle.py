@@ -14,7 +14,7 @@ import pytest
 
 from movierec.core.settings import Settings
 from movierec.ops.demo import run_demo
-from movierec.release.evaluator import load_served, served_log_files
+from movierec.release.served import load_served, served_log_files
 from movierec.trust.analysis import analyze_offline, analyze_online
 from movierec.trust.trace import trace
 from tests.conftest import make_settings

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from movierec.core.files import atomic_write_json
 from movierec.registry.routing import set_canary, set_stable
-from movierec.release.evaluator import ArmMetrics, online_metrics_file
+from movierec.release.online import ArmMetrics
 from movierec.serve import create_app, datagauges, metrics
 from tests.conftest import REPO, make_settings
 from tests.servicekit import make_bundle
@@ -260,7 +260,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
         for arm, v in (("stable", "v1"), ("canary", "v2"))
     }
     record = {"arms": arms, "evaluated_at": datetime.now(UTC).isoformat()}
-    atomic_write_json(online_metrics_file(settings), record)
+    atomic_write_json(settings.online_metrics_file, record)
     _write_refresh_report(settings.lake_path, poisoned=["heat+1995"])
     app = create_app(settings.replace(rate_limit_per_minute=30))
     state = app.extensions["movierec"]

@@ -27,7 +27,8 @@ from movierec.data.replay import replay
 from movierec.ops.service import running_service, wait_for_version
 from movierec.ops.simulate import World, simulate
 from movierec.registry.routing import read_routing, set_canary, set_stable
-from movierec.release.evaluator import Decision, evaluate_release
+from movierec.release.evaluator import evaluate_release
+from movierec.release.policy import Decision
 from movierec.retrain.gate import lake_counts, write_state
 from movierec.retrain.job import retrain
 from movierec.retrain.training import register_rank_by_rating_variant, train_candidate

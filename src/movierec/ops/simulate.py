@@ -25,7 +25,7 @@ request are written at once, stamped with the simulated minutes at which they ha
 (request time + a click delay of a second or two, then one line per minute watched). The same
 seed gives the same users, choices and events for the same answers. The click comes before
 the same user's next request even in a compressed run, so the evaluator's last-touch credit
-(`movierec.release.evaluator`) goes to the list that was clicked.
+(`movierec.release.online`) goes to the list that was clicked.
 """
 
 from __future__ import annotations

@@ -147,8 +147,7 @@ class AppState:
         self.models = ModelSet(settings)
         self.served = ServedLog(settings)
         self.limiter = RateLimiter(settings.serving.rate_limit_per_minute)
-        # the file `movierec.release.online_metrics_file` names (not imported: pandas, scipy)
-        self.online = metrics.OnlineGauges(settings.logs_path / "online_metrics.json")
+        self.online = metrics.OnlineGauges(settings.online_metrics_file)
         self.data_quality = DataQualityGauges(settings.lake_path / "_state.json")
 
 

@@ -5,7 +5,7 @@ writes its values to memory-mapped files there and `/metrics` aggregates all of 
 without it (tests with Flask's client) the default in-process registry is used.
 
 The `movierec_online_*` gauges republish what the online evaluator last wrote to
-`logs/online_metrics.json` (CTR, satisfaction ratio, errors, latency per arm), so Prometheus can
+`Settings.online_metrics_file` (CTR, satisfaction ratio, errors, latency per arm), so Prometheus can
 alert on them. `OnlineGauges.refresh()` runs when /metrics is scraped: it stats the file at
 most once per `check_seconds` and parses it only when its signature changed.
 """
@@ -165,7 +165,7 @@ def render() -> tuple[bytes, str]:
 
 class OnlineGauges:
     """Keeps the `movierec_online_*` gauges equal to `path` (the evaluator's
-    online_metrics.json, see `movierec.release.online_metrics_file`).
+    online_metrics.json, `Settings.online_metrics_file`).
 
     `refresh()` is cheap enough to call on every scrape: at most one stat per `check_seconds`,
     a parse only when (mtime, size, inode) changed. A value the file lacks (no canary, no

@@ -29,7 +29,8 @@ from movierec.core.schema import age_group_label
 from movierec.core.settings import Settings
 from movierec.data.lake import load_lake
 from movierec.data.movielens import load_tables
-from movierec.release.evaluator import compute_arm_metrics, load_served, served_log_files
+from movierec.release.online import compute_arm_metrics
+from movierec.release.served import load_served, served_log_files
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from movierec.core.files import atomic_write_json
 from movierec.core.settings import Settings
 from movierec.registry.routing import set_stable
-from movierec.release.evaluator import (
-    ArmMetrics,
-    Comparison,
-    Decision,
-    ReleaseResult,
-    _metrics_record,
-    online_metrics_file,
-)
+from movierec.release.evaluator import ReleaseResult, metrics_record
+from movierec.release.online import ArmMetrics
+from movierec.release.policy import Decision
+from movierec.release.stats import Comparison
 from movierec.serve import create_app, metrics
 from tests.servicekit import make_bundle
 
@@ -75,7 +71,7 @@ def _record(
         key="k",
         applied=False,
     )
-    record = _metrics_record(result)
+    record = metrics_record(result)
     record["evaluated_at"] = EVALUATED.isoformat()
     return record
 
@@ -95,7 +91,7 @@ def test_the_service_reads_the_file_the_evaluator_writes(settings: Settings) -> 
     app = create_app(settings)
     try:
         gauges: metrics.OnlineGauges = app.extensions["movierec"].online
-        assert gauges.path == online_metrics_file(settings)
+        assert gauges.path == settings.online_metrics_file
     finally:
         app.extensions["movierec"].models.stop()
 
@@ -196,7 +192,7 @@ def test_metrics_endpoint_republishes_a_new_file_and_requests_never_look(
     client = app.test_client()
     state = app.extensions["movierec"]
     state.online.check_seconds = 0
-    _write(online_metrics_file(settings), _record(stable_ctr=0.123))
+    _write(settings.online_metrics_file, _record(stable_ctr=0.123))
     text = client.get("/metrics").get_data(as_text=True)
     assert 'movierec_online_ctr{arm="stable"} 0.123' in text
     assert 'movierec_online_latency_p99_seconds{arm="canary"} 0.055' in text
