@@ -25,7 +25,7 @@ $(VENV)/.synced: pdm.lock pyproject.toml | $(PDM)
 	$(PDM) config --local python.use_venv true
 	$(PDM) config --local venv.with_pip true
 	$(PDM) use --first -f $(PYTHON) >/dev/null
-	$(PDM) sync --clean -G test -G lint
+	$(PDM) sync --clean -G train -G report -G tracking -G test -G lint
 	touch $@
 
 setup: $(VENV)/.synced
@@ -56,7 +56,7 @@ format: setup
 	$(BIN)/ruff check --fix src tests evaluation scripts deploy_app.py evaluate_feedback_online.py
 
 bench: setup
-	$(PDM) sync -G test -G lint -G bench
+	$(PDM) sync -G train -G report -G tracking -G test -G lint -G bench
 	$(BIN)/python evaluation/bench_parse.py
 
 demo: setup

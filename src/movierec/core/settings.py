@@ -72,6 +72,9 @@ class RetrainSettings:
     promote_rmse_margin: float = 1e-6
     promote_ndcg_tolerance: float = 0.01
     keep_rejected_models: int = 5
+    mlflow_tracking_uri: str = ""  # "" = no MLflow; e.g. http://127.0.0.1:5000
+    mlflow_experiment: str = "movierec"
+    mlflow_model_name: str = "movierec"
 
 
 @dataclass(frozen=True)

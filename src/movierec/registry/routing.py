@@ -25,6 +25,7 @@ from movierec.core.files import append_lines, atomic_write_json, exclusive_lock,
 from movierec.core.schema import METADATA
 from movierec.core.settings import Settings
 from movierec.registry.bundles import bundle_path
+from movierec.registry.tracking import mirror_routing
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ def _write_routing_locked(settings: Settings, routing: Routing) -> Routing:
             )
         ],
     )
+    mirror_routing(settings, routing.stable, routing.canary)  # MLflow aliases, when configured
     return routing
 
 

@@ -40,6 +40,7 @@ from movierec.registry.bundles import (
     verify_bundle,
 )
 from movierec.registry.routing import read_routing, set_stable
+from movierec.registry.tracking import log_bundle
 from movierec.retrain.gate import lake_counts, write_state
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class TrainResult:
     data_id: str
     seconds: float
     record: Any = None  # the model-provenance row (already appended unless deferred)
+    mlflow_run: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -61,6 +63,7 @@ class TrainResult:
             "data_id": self.data_id,
             "seconds": round(self.seconds, 1),
             "metrics": {k: v for k, v in self.metrics.items() if not isinstance(v, dict)},
+            "mlflow_run": self.mlflow_run,
         }
 
 
@@ -100,10 +103,11 @@ def train_candidate(
     )
     if record_provenance:
         append_model(settings, record)
+    run_id = log_bundle(settings, settings.models_path / version)  # MLflow, when configured
     seconds = time.perf_counter() - start
     log.info("trained %s in %.1fs: %s", version, seconds, headline(metrics))
     return TrainResult(
-        version, settings.models_path / version, metrics, snapshot.data_id, seconds, record
+        version, settings.models_path / version, metrics, snapshot.data_id, seconds, record, run_id
     )
 
 
