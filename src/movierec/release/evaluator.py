@@ -42,6 +42,7 @@ from movierec.data.ingest import ingest
 from movierec.data.lake import load_lake
 from movierec.data.movielens import load_tables
 from movierec.registry.routing import abort_canary, promote_canary, read_routing, write_routing
+from movierec.release.datagaps import gap_reason, served_log_gaps
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class ReleaseResult:
     key: str
     applied: bool
     repeated: bool = False
+    data_gaps: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         out = asdict(self)
@@ -334,7 +336,8 @@ def decide(
         reasons.append(f"canary CTR {ctr:.3f} < {settings.release.ctr_min_abs:.3f}")
     if stable_ctr is not None and ctr < settings.release.ctr_min_rel * stable_ctr:
         reasons.append(
-            f"canary CTR {ctr:.3f} < {settings.release.ctr_min_rel:.0%} of stable's {stable_ctr:.3f}"
+            f"canary CTR {ctr:.3f} < {settings.release.ctr_min_rel:.0%} of stable's "
+            f"{stable_ctr:.3f}"
         )
     ratio = canary.satisfaction_ratio
     if (
@@ -418,7 +421,11 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
         period_start=routing.updated_at,
         key=key,
         applied=False,
+        data_gaps=served_log_gaps(settings, routing.updated_at),
     )
+    gap = gap_reason(result.data_gaps)
+    if gap:
+        result.reasons.append(gap)
     atomic_write_json(online_metrics_file(settings), _metrics_record(result))
     history = read_json(feedback_events_file(settings), default=[])
     if any(e.get("key") == key for e in history):
