@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the integration tests and benchmarks use: a real Prometheus (promtool too),
-# wrk and docker-compose. Installed only when missing and only when we can (root with apt-get);
+# wrk, docker-compose, Redis (the shared rate limit) and nginx (its config is checked with
+# `nginx -t`). Installed only when missing and only when we can (root with apt-get);
 # tests that need a missing tool skip with a message that names this script.
 set -uo pipefail
 need=()
@@ -8,6 +9,8 @@ command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 # `docker-compose config` validates the compose file in the tests (no engine needed)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "system_deps: missing ${need[*]}; install them to run every integration test" >&2
