@@ -9,6 +9,7 @@ names. Test-only hooks are not settings: fault injection has its own switch (`co
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -30,6 +31,9 @@ class PathSettings:
     models_dir: Path = Path("models")
     logs_dir: Path = Path("logs")
     cache_dir: Path = Path(".cache")
+    # served-log records that could not be written to logs/ (full disk, slow writer) wait
+    # here to be read back: keep it on another file system than logs/ where you can
+    spill_dir: Path = Path("data/spill")
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,14 @@ class ServingSettings:
     release_salt: str = "movierec-release-1"
     routing_check_seconds: float = 1.0
     rate_limit_per_minute: int = 0  # 0: no limit
+    # "": the limit is kept per gunicorn worker; redis://HOST:PORT/DB: shared by every worker
+    # and replica that names the same Redis
+    rate_limit_storage: str = ""
+    # addresses or networks (comma-separated) whose X-Forwarded-For is believed; "" trusts none
+    trusted_proxies: str = ""
     log_queue_size: int = 10_000
+    # served-log records kept in memory while the log cannot be written (then: the spill file)
+    log_backlog_size: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -245,6 +256,11 @@ class Settings:
         return self.logs_path / "served.jsonl"
 
     @property
+    def spill_path(self) -> Path:
+        """Where served-log records wait when logs/ cannot take them."""
+        return self.path(self.paths.spill_dir)
+
+    @property
     def online_metrics_file(self) -> Path:
         """What the online evaluator measured last (read by the service's /metrics)."""
         return self.logs_path / "online_metrics.json"
@@ -285,7 +301,7 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str]) -> Settings:
 
 def _normalize_paths(paths: PathSettings) -> None:
     object.__setattr__(paths, "home", Path(paths.home).resolve())
-    for name in ("data_dir", "models_dir", "logs_dir", "cache_dir"):
+    for name in ("data_dir", "models_dir", "logs_dir", "cache_dir", "spill_dir"):
         object.__setattr__(paths, name, Path(getattr(paths, name)))
 
 
@@ -307,6 +323,7 @@ _AT_LEAST_ONE = (
     "recommendations_k",
     "min_samples_per_arm",
     "log_queue_size",
+    "log_backlog_size",
 )
 _COUNTS = ("gate_min_new_users", "gate_min_new_interactions", "keep_rejected_models")
 _POSITIVE = ("tune_seconds", "click_window_minutes", "routing_check_seconds")
@@ -337,11 +354,29 @@ def _validate(s: Settings) -> None:
 def _check_choices(values: Mapping[str, Any]) -> None:
     if values["dataset"] not in DATASETS:
         raise ConfigError(f"MOVIEREC_DATASET={values['dataset']!r}: expected one of {DATASETS}")
+    _check_serving_choices(values)
     source = values["event_source"]
     if not source:
         raise ConfigError("MOVIEREC_EVENT_SOURCE is empty: give a file path or kafka:TOPIC")
     if source.startswith("kafka:") and not source[6:]:
         raise ConfigError("MOVIEREC_EVENT_SOURCE='kafka:' names no topic")
+
+
+def _check_serving_choices(values: Mapping[str, Any]) -> None:
+    storage = values["rate_limit_storage"]
+    if storage and not storage.startswith(("redis://", "rediss://", "redis+unix://")):
+        raise ConfigError(
+            f"MOVIEREC_RATE_LIMIT_STORAGE={storage!r}: expected empty (per worker) or a Redis "
+            "URL (redis://HOST:PORT/DB)"
+        )
+    for item in values["trusted_proxies"].split(","):
+        if item.strip():
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"MOVIEREC_TRUSTED_PROXIES: {item.strip()!r} is not an address or network"
+                ) from None
 
 
 def _coerce(name: str, raw: str, typ: Any) -> Any:

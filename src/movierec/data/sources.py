@@ -22,6 +22,7 @@ from movierec.core.settings import Settings
 log = logging.getLogger(__name__)
 
 _BLOCK = 8 << 20
+_BROKER_DOWN_SECONDS = 30.0  # a Kafka broker restarting is waited for this long
 
 
 @dataclass
@@ -116,6 +117,7 @@ class KafkaSource:
             }
         )
         self._assigned = False
+        self._down_since: float | None = None
         self.consumer.subscribe([topic], on_assign=self._on_assign)
 
     def describe(self) -> dict[str, Any]:
@@ -138,13 +140,19 @@ class KafkaSource:
             msgs = self.consumer.consume(num_messages=min(max_lines, 10_000), timeout=0.5)
             if not msgs:
                 waiting_for_assignment = not self._assigned and time.monotonic() < deadline_assign
-                if not waiting_for_assignment and time.monotonic() - last > self.idle:
+                down = self._down_since is not None
+                waiting_for_broker = down and time.monotonic() - last < _BROKER_DOWN_SECONDS
+                if waiting_for_assignment or waiting_for_broker:
+                    continue
+                if time.monotonic() - last > self.idle:
                     break
                 continue
             last = time.monotonic()
             for m in msgs:
                 if m.error():
-                    raise DataValidationError(f"Kafka error on {self.topic}: {m.error()}")
+                    self._on_error(m.error())
+                    continue
+                self._down_since = None
                 value = m.value() or b""
                 for raw in value.split(b"\n") if b"\n" in value.rstrip(b"\n") else [value]:
                     lines.append(raw.rstrip(b"\n").decode("utf-8", errors="replace"))
@@ -158,13 +166,31 @@ class KafkaSource:
         if lines:
             yield Batch(lines, positions, {"offsets": {str(k): v for k, v in offsets.items()}})
 
+    def _on_error(self, err: Any) -> None:
+        """A broker that is down or restarting is waited for (librdkafka reconnects) for at
+        most `_BROKER_DOWN_SECONDS`; any other error stops the run."""
+        from confluent_kafka import KafkaError
+
+        transient = (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT)
+        if err.fatal() or err.code() not in transient:
+            raise DataValidationError(f"Kafka error on {self.topic}: {err}")
+        now = time.monotonic()
+        self._down_since = self._down_since or now
+        if now - self._down_since > _BROKER_DOWN_SECONDS:
+            raise DataValidationError(f"Kafka broker down for {_BROKER_DOWN_SECONDS:.0f} s: {err}")
+        log.warning("Kafka broker unavailable, waiting for it: %s", err)
+
     def commit(self, position: dict[str, Any]) -> None:
-        """Tell the broker, after the pipeline's own state was committed."""
-        from confluent_kafka import TopicPartition
+        """Tell the broker, after the pipeline's own state was committed. The state is what a
+        resumed run starts from, so a broker that cannot take the commit loses nothing."""
+        from confluent_kafka import KafkaException, TopicPartition
 
         tps = [TopicPartition(self.topic, int(p), int(o)) for p, o in position["offsets"].items()]
         if tps:
-            self.consumer.commit(offsets=tps, asynchronous=False)
+            try:
+                self.consumer.commit(offsets=tps, asynchronous=False)
+            except KafkaException as exc:
+                log.warning("Kafka offsets not committed (the pipeline's state has them): %s", exc)
 
     def close(self) -> None:
         self.consumer.close()
