@@ -211,12 +211,15 @@ image_mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", 
 
 # ---- 3. wheelhouse ----------------------------------------------------------------------------
 make_wheelhouse() {
-  local wh="$REPO/.cache/wheelhouse" key pdm_bin
+  local wh="$REPO/.cache/wheelhouse" key pdm_bin pyver
   [ -x .venv/bin/python ] && [ -x .cache/pdm/bin/pdm ] || make setup >/dev/null
   pdm_bin="$REPO/.cache/pdm/bin/pdm"
   PDM_VERSION="$("$pdm_bin" --version | awk '{print $NF}')"
   export PDM_VERSION
-  key="$(cat pdm.lock pyproject.toml | sha256sum | cut -c1-16)-pdm$PDM_VERSION"
+  # markers are evaluated for the image's Python (Debian 12 has 3.11.2: redis then needs
+  # async-timeout, which the host's newer 3.11 does not)
+  pyver="$(docker run --rm "$BASE_IMAGE" python3 -c 'import platform; print(platform.python_version())')"
+  key="$(cat pdm.lock pyproject.toml | sha256sum | cut -c1-16)-pdm$PDM_VERSION-py$pyver"
   if [ "$(cat "$wh/.key" 2>/dev/null)" = "$key" ]; then
     say "wheelhouse: .cache/wheelhouse matches pdm.lock ($(find "$wh" -name '*.whl' | wc -l) wheels)"
     return
@@ -227,9 +230,11 @@ make_wheelhouse() {
   # the service's and the retrainer's dependencies (the retrainer adds the train and tracking
   # extras): one wheelhouse builds both images
   PDM_CHECK_UPDATE=false "$pdm_bin" export --prod -G train -G tracking -o "$WORK/requirements.txt" >/dev/null
-  .venv/bin/python -m pip download -q --only-binary=:all: -d "$wh" -r "$WORK/requirements.txt" \
+  .venv/bin/python -m pip download -q --only-binary=:all: --python-version "$pyver" \
+    -d "$wh" -r "$WORK/requirements.txt" \
     2>>"$WORK/pip.log" || { tail -n 20 "$WORK/pip.log" >&2; die "pip download failed"; }
-  .venv/bin/python -m pip download -q --only-binary=:all: -d "$wh" "pdm==$PDM_VERSION" pdm-backend \
+  .venv/bin/python -m pip download -q --only-binary=:all: --python-version "$pyver" \
+    -d "$wh" "pdm==$PDM_VERSION" pdm-backend \
     2>>"$WORK/pip.log" || { tail -n 20 "$WORK/pip.log" >&2; die "pip download failed"; }
   echo "$key" >"$wh/.key"
   say "wheelhouse: $(find "$wh" -name '*.whl' | wc -l) wheels"
