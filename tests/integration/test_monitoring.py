@@ -37,6 +37,10 @@ ALERTS = {
     "MovierecCanaryCtrDrop",
     "MovierecModelLoadFailures",
     "MovierecServedLogDropping",
+    "MovierecServedLogDegraded",
+    "MovierecRoutingRefused",
+    "MovierecModelBundleMissing",
+    "MovierecRateLimitStorageDown",
 }
 
 # a movierec_ metric name in PromQL: a whole identifier, whatever follows it (a selector `{`,
