@@ -111,6 +111,21 @@ def test_nginx_balances_both_replicas_and_retries() -> None:
     assert re.search(r"proxy_next_upstream_tries\s+[2-9]", text)
 
 
+def test_nginx_limits_each_client_address_and_the_apps_trust_only_it() -> None:
+    text = NGINX.read_text()
+    zone = re.search(r"limit_req_zone\s+(\S+)\s+zone=(\w+):\S+\s+rate=(\d+)r/s;", text)
+    assert zone is not None and zone.group(1) == "$binary_remote_addr"  # not a header
+    location = re.search(r"location / \{([^}]*)\}", text)
+    assert location is not None
+    assert re.search(rf"limit_req zone={zone.group(2)} burst=\d+ nodelay;", location.group(1))
+    assert "limit_req_status 429;" in text
+    assert "$proxy_add_x_forwarded_for" in location.group(1)
+    services = load_yaml(COMPOSE)["services"]
+    nginx_ip = services["nginx"]["networks"]["movierec"]["ipv4_address"]
+    for name in ("app1", "app2"):
+        assert services[name]["environment"]["MOVIEREC_TRUSTED_PROXIES"] == nginx_ip
+
+
 def test_gitlab_ci_has_the_stages() -> None:
     ci = load_yaml(GITLAB_CI)
     stages = ci["stages"]

@@ -40,6 +40,10 @@ ALERTS = {
     "MovierecDataDrift",
     "MovierecModelLoadFailures",
     "MovierecServedLogDropping",
+    "MovierecServedLogDegraded",
+    "MovierecRoutingRefused",
+    "MovierecModelBundleMissing",
+    "MovierecRateLimitStorageDown",
 }
 
 # a movierec_ metric name in PromQL: a whole identifier, whatever follows it (a selector `{`,

@@ -85,8 +85,7 @@ SERVED_LOG_DEGRADED = Gauge(
 )
 BUNDLE_MISSING = Gauge(
     "movierec_model_bundle_missing",
-    "1 for a served model whose bundle is gone from disk (served from memory, cannot reload)",
-    ["model_version"],
+    "Served models whose bundle is gone from disk (served from memory; a restart cannot load)",
     multiprocess_mode="livemax",
 )
 
@@ -161,6 +160,11 @@ EXPORTED = (
     "movierec_model_load_failures_total",
     "movierec_served_log_dropped_total",
     "movierec_rate_limited_total",
+    "movierec_rate_limit_errors_total",
+    "movierec_routing_refused_total",
+    "movierec_served_log_spilled_total",
+    "movierec_served_log_degraded",
+    "movierec_model_bundle_missing",
     "movierec_online_ctr",
     "movierec_online_satisfaction_ratio",
     "movierec_online_error_rate",

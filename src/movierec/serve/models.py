@@ -165,13 +165,11 @@ class ModelSet:
                 if not (folder / METADATA).exists():
                     missing[model.version] = str(folder)
         if missing != self.missing:
-            for version in set(self.missing) - set(missing):
-                BUNDLE_MISSING.labels(model_version=version).set(0)
             for version, gone in missing.items():
                 log.error(
                     "bundle of served model %s is gone (%s): serving from memory", version, gone
                 )
-                BUNDLE_MISSING.labels(model_version=version).set(1)
+            BUNDLE_MISSING.set(len(missing))
             self.missing = missing
         return missing
 
