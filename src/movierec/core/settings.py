@@ -89,18 +89,32 @@ class ServingSettings:
 
 @dataclass(frozen=True)
 class ReleaseSettings:
-    """Online evaluation and the canary's ramp."""
+    """Online evaluation, the shadow stage and the canary's ramp.
 
+    `release_rule` picks the decision rule: "noninferiority" (per-user statistics and an
+    always-valid interval of the relative CTR lift against `noninferiority_margin`) or
+    "design" (the design's first rule: CTR >= `ctr_min_abs` and >= `ctr_min_rel` of stable's).
+    """
+
+    release_rule: str = "noninferiority"
     click_window_minutes: float = 30.0
     ctr_min_abs: float = 0.10
     ctr_min_rel: float = 0.70
     satisfaction_low: float = 0.85
     satisfaction_high: float = 1.15
-    min_samples_per_arm: int = 200
+    min_samples_per_arm: int = 200  # mature requests: the design rule's, and a step's dwell
     max_error_rate: float = 0.01
     max_p99_latency_ms: float = 600.0
     ramp_step_pct: int = 10
     initial_canary_pct: int = 10
+    noninferiority_margin: float = 0.10  # the largest relative CTR loss tolerated
+    release_alpha: float = 0.05  # error rate of the always-valid intervals (two-sided)
+    release_power: float = 0.80  # for the minimum users per arm
+    min_users_per_arm: int = 50  # below this the normal approximation is not trusted
+    max_step_hours: float = 24.0  # an inconclusive step aborts after this long
+    shadow_sample_pct: int = 20  # 0: a retrained candidate starts as a canary, no shadow
+    shadow_min_ratio: float = 0.5  # shadow gate: candidate's hits / stable's, same requests
+    completed_viewing_minutes: float = 60.0  # a viewing this long counts as completed
 
 
 SECTIONS: dict[str, type] = {
@@ -241,6 +255,11 @@ class Settings:
         return self.logs_path / "served.jsonl"
 
     @property
+    def shadow_log_file(self) -> Path:
+        """The shadow candidate's lists (daily files `shadow-YYYY-MM-DD.jsonl` beside it)."""
+        return self.logs_path / "shadow.jsonl"
+
+    @property
     def online_metrics_file(self) -> Path:
         """What the online evaluator measured last (read by the service's /metrics)."""
         return self.logs_path / "online_metrics.json"
@@ -292,6 +311,7 @@ _FRACTIONS = (
     "max_error_rate",
     "longtail_min_share",
     "genre_diversity",
+    "shadow_min_ratio",
 )
 _AT_LEAST_ONE = (
     "workers",
@@ -304,9 +324,18 @@ _AT_LEAST_ONE = (
     "min_samples_per_arm",
     "log_queue_size",
 )
+_AT_LEAST_TWO = ("min_users_per_arm",)
+_OPEN_FRACTIONS = ("noninferiority_margin", "release_alpha", "release_power")
 _COUNTS = ("gate_min_new_users", "gate_min_new_interactions", "keep_rejected_models")
-_POSITIVE = ("tune_seconds", "click_window_minutes", "routing_check_seconds")
-_PERCENTS = ("initial_canary_pct", "ramp_step_pct")
+_POSITIVE = (
+    "tune_seconds",
+    "click_window_minutes",
+    "routing_check_seconds",
+    "max_step_hours",
+    "completed_viewing_minutes",
+)
+_PERCENTS = ("initial_canary_pct", "ramp_step_pct", "shadow_sample_pct")
+RELEASE_RULES = ("noninferiority", "design")
 
 
 def _validate(s: Settings) -> None:
@@ -316,6 +345,8 @@ def _validate(s: Settings) -> None:
     checks = (
         (_FRACTIONS, lambda v: 0.0 <= v <= 1.0, "a fraction in [0, 1]"),
         (_AT_LEAST_ONE, lambda v: v >= 1, "at least 1"),
+        (_AT_LEAST_TWO, lambda v: v >= 2, "at least 2"),
+        (_OPEN_FRACTIONS, lambda v: 0.0 < v < 1.0, "a fraction in (0, 1)"),
         ((*_COUNTS, "rate_limit_per_minute"), lambda v: v >= 0, "a count >= 0"),
         (_POSITIVE, lambda v: v > 0, "a positive number"),
         (_PERCENTS, lambda v: 0 <= v <= 100, "0..100"),
@@ -331,6 +362,10 @@ def _validate(s: Settings) -> None:
 
 
 def _check_choices(values: Mapping[str, Any]) -> None:
+    if values["release_rule"] not in RELEASE_RULES:
+        raise ConfigError(
+            f"MOVIEREC_RELEASE_RULE={values['release_rule']!r}: expected one of {RELEASE_RULES}"
+        )
     if values["dataset"] not in DATASETS:
         raise ConfigError(f"MOVIEREC_DATASET={values['dataset']!r}: expected one of {DATASETS}")
     source = values["event_source"]

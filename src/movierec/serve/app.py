@@ -4,6 +4,8 @@
 newline), best first, from the user's arm (sticky stable/canary routing); unknown users get
 the cold-start list. A user id that is not a non-negative integer (ASCII digits, below 2**63)
 gets a 400 with a one-line reason. Every response is logged (served log + prediction events).
+While routing names a shadow candidate, a sample of stable's requests is handed to it
+(`serve.shadow`): it computes its list off the request path, never served.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from movierec.core.settings import Settings
 from movierec.registry.routing import arm_for
 from movierec.serve import metrics
-from movierec.serve.models import ModelSet
+from movierec.serve.models import ModelSet, ServingModel
 from movierec.serve.ratelimit import RateLimiter
 from movierec.serve.servedlog import ServedLog
+from movierec.serve.shadow import ShadowRunner, ShadowTask, shadow_sampled
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,24 @@ def recommend(raw: str) -> Response:
     except Exception:  # counted, logged and answered like every other response
         log.exception("model %s failed to recommend for user %d", model.version, parsed)
         return _finish(state, rid, start, parsed, arm, model.version, "", 500, "internal error")
+    if arm == "stable" and snap.shadow is not None and snap.routing is not None:
+        _offer_shadow(state, snap.shadow, snap.routing.shadow_pct, rid, parsed, model, items)
     return _finish(state, rid, start, parsed, arm, model.version, items, 200, items)
+
+
+def _offer_shadow(
+    state: AppState,
+    shadow: ServingModel,
+    pct: int,
+    rid: str,
+    user_id: int,
+    served: ServingModel,
+    items: str,
+) -> None:
+    """Hand a sampled stable request to the shadow candidate (computed off the request path)."""
+    if shadow_sampled(rid, pct):
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        state.shadow.offer(ShadowTask(shadow, rid, now, user_id, served.version, items))
 
 
 def _finish(
@@ -144,6 +164,7 @@ class AppState:
         self.settings = settings
         self.models = ModelSet(settings)
         self.served = ServedLog(settings)
+        self.shadow = ShadowRunner(settings)
         self.limiter = RateLimiter(settings.serving.rate_limit_per_minute)
         self.online = metrics.OnlineGauges(settings.online_metrics_file)
 

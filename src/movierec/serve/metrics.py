@@ -66,6 +66,14 @@ LOG_DROPPED = Counter(
     "Served-log records dropped because the log writer fell behind",
 )
 RATE_LIMITED = Counter("movierec_rate_limited_total", "Requests refused with 429")
+SHADOW_LISTS = Counter(
+    "movierec_shadow_lists_total",
+    "Lists the shadow candidate computed (off the request path) and logged",
+)
+SHADOW_DROPPED = Counter(
+    "movierec_shadow_dropped_total",
+    "Sampled requests whose shadow list was not computed or logged (queue full, write error)",
+)
 
 # What the online evaluator measured (per arm, over the period since routing last changed).
 # Every worker may republish the file; "mostrecent" keeps the value written last.
@@ -138,6 +146,8 @@ EXPORTED = (
     "movierec_model_load_failures_total",
     "movierec_served_log_dropped_total",
     "movierec_rate_limited_total",
+    "movierec_shadow_lists_total",
+    "movierec_shadow_dropped_total",
     "movierec_online_ctr",
     "movierec_online_satisfaction_ratio",
     "movierec_online_error_rate",

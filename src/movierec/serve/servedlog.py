@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import fcntl
-import json
 import logging
 import os
 import queue
@@ -27,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from movierec.core.files import append_lines
+from movierec.core.files import append_daily_jsonl
 from movierec.core.provenance import PredictionRecord, append_predictions
 from movierec.core.schema import PREDICTION_EVENTS
 from movierec.core.settings import Settings
@@ -83,12 +82,7 @@ class ServedLog:
                 log.error("could not write %d served-log records: %s", len(batch), exc)
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
-        by_day: dict[str, list[str]] = {}
-        for rec in batch:
-            by_day.setdefault(rec["ts"][:10], []).append(json.dumps(rec, separators=(",", ":")))
-        base = self.settings.served_log_file
-        for day, lines in by_day.items():
-            append_lines(base.with_name(f"{base.stem}-{day}{base.suffix}"), lines)
+        append_daily_jsonl(self.settings.served_log_file, batch)
         preds = [
             PredictionRecord(
                 request_id=r["request_id"],

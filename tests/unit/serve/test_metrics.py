@@ -22,7 +22,6 @@ from movierec.registry.routing import set_stable
 from movierec.release.evaluator import ReleaseResult, metrics_record
 from movierec.release.online import ArmMetrics
 from movierec.release.policy import Decision
-from movierec.release.stats import Comparison
 from movierec.serve import create_app, metrics
 from tests.servicekit import make_bundle
 
@@ -61,12 +60,12 @@ def _record(
     result = ReleaseResult(
         decision=Decision.HOLD,
         reasons=["too few samples"],
+        stage="canary",
         pct_before=10,
         pct_after=10,
         stable="v1",
         canary="v2" if canary else None,
         arms=arms,
-        comparison=Comparison(),
         period_start=None,
         key="k",
         applied=False,
