@@ -41,3 +41,4 @@ COLD_START = "cold_start.json"  # {"items": [...]}: the list for users the model
 MODEL_PROVENANCE = "model_provenance.csv"
 DATA_PROVENANCE = "data_provenance.csv"
 PREDICTION_EVENTS = "prediction_events.csv"
+RELEASE_OVERRIDES = "release_overrides.csv"  # release decisions a person forced, who and why

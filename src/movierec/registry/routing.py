@@ -209,6 +209,17 @@ def promote_canary(settings: Settings, reason: str) -> Routing:
     return _update(settings, change)
 
 
+def promote_candidate(settings: Settings, reason: str) -> Routing:
+    """The candidate under evaluation (the canary, or the shadow) becomes stable."""
+
+    def change(old: Routing | None) -> Routing:
+        if old is None or old.candidate is None:
+            raise ModelLoadError("no canary or shadow candidate to promote")
+        return Routing(old.candidate, None, 0, _now(), reason)
+
+    return _update(settings, change)
+
+
 def abort_canary(settings: Settings, reason: str) -> Routing:
     """Everyone back on stable, no shadow; the aborted candidate stays registered for audit."""
 

@@ -4,8 +4,13 @@
 rate, p99 latency, fairness by gender and age group acted on through intervals); then the
 always-valid interval of the canary's relative CTR lift against the tolerated margin: ABORT
 when the whole interval lies below -margin, RAMP (PROMOTE at 100%) when it lies above
--margin and both arms have the users the power calculation asks for, HOLD otherwise; a step
-that stays inconclusive past `max_step_hours` aborts, and says so.
+-margin and the step has had its own traffic, HOLD otherwise; a step that stays inconclusive
+past `max_step_hours` aborts, and says so. The interval is valid at every look, so it may end
+a step as soon as it is conclusive; the power calculation (the users per arm at which an
+equal canary's interval clears the margin with probability `release_power`) tunes where the
+interval is tightest and is printed with every decision, as the sample an inconclusive step
+should expect to need. Below `min_users_per_arm` the normal approximation is not trusted and
+nothing is concluded.
 
 `decide_shadow`: the shadow gate before any user sees the candidate: ABORT when the interval
 of (candidate's hits / stable's hits on the same requests) lies below `shadow_min_ratio`,
@@ -41,7 +46,7 @@ class Evidence:
     pct: int
     lift: Interval  # canary CTR / stable CTR - 1, always-valid, over the stage
     users: tuple[int, int]  # (canary, stable) users in the stage
-    required: tuple[int, int]  # (canary, stable) users the power calculation asks for
+    required: tuple[int, int]  # (canary, stable) users an equal canary needs (power)
     step_requests: int  # the canary's mature requests in this step
     step_hours: float  # how long this step has run
     breaches: tuple[str, ...] = ()  # guardrails breached
@@ -65,8 +70,8 @@ def describe_lift(lift: Interval) -> str:
 
 def power_note(ev: Evidence, rel: ReleaseSettings) -> str:
     return (
-        f"minimum users per arm (power {rel.release_power:.0%} at margin "
-        f"{rel.noninferiority_margin:.0%}): canary {ev.required[0]}, stable {ev.required[1]}; "
+        f"users per arm for power {rel.release_power:.0%} at margin "
+        f"{rel.noninferiority_margin:.0%}: canary {ev.required[0]}, stable {ev.required[1]}; "
         f"have {ev.users[0]}, {ev.users[1]}"
     )
 
@@ -86,9 +91,8 @@ def decide_noninferiority(ev: Evidence, rel: ReleaseSettings) -> tuple[Decision,
             f"shown worse than the margin -{margin:.0%}: {describe_lift(lift)}",
             power,
         ]
-    enough = all(n >= need for n, need in zip(ev.users, ev.required, strict=True))
     dwell = ev.step_requests >= rel.min_samples_per_arm
-    if trusted and enough and dwell and lift.low is not None and lift.low > -margin:
+    if trusted and dwell and lift.low is not None and lift.low > -margin:
         verdict = (
             f"shown no worse than the margin -{margin:.0%} at {ev.pct}%: {describe_lift(lift)}"
         )
@@ -100,6 +104,8 @@ def decide_noninferiority(ev: Evidence, rel: ReleaseSettings) -> tuple[Decision,
             power,
         ]
     why = describe_lift(lift) + f" against margin -{margin:.0%}"
+    if min(ev.users) < rel.min_users_per_arm:
+        why += f"; fewer than {rel.min_users_per_arm} users in an arm"
     if not dwell:
         why += (
             f"; this step has {ev.step_requests} canary requests (needs {rel.min_samples_per_arm})"

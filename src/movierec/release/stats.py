@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class RatioEstimate:
         """A fixed-sample interval (for a look, not for a decision)."""
         if self.value is None or self.variance is None:
             return Interval(self.value)
-        half = stats.norm.ppf(1 - alpha / 2) * math.sqrt(self.variance)
+        half = NormalDist().inv_cdf(1 - alpha / 2) * math.sqrt(self.variance)
         return Interval(self.value, self.value - half, self.value + half)
 
 
@@ -133,7 +133,7 @@ def required_information(margin: float, alpha: float, power: float) -> float:
     """Information (1 / variance of the lift) at which an equal canary's interval clears the
     margin with probability `power`: (c + z_power)^2 / margin^2, where c is the boundary's
     half-width in standard errors at that information."""
-    z = stats.norm.ppf(power)
+    z = NormalDist().inv_cdf(power)
     return ((boundary_factor(alpha) + z) / margin) ** 2
 
 

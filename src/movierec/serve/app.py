@@ -145,6 +145,7 @@ def readyz() -> tuple[Response, int]:
         "stable": snap.stable.version if snap.stable else None,
         "canary": snap.canary.version if snap.canary else None,
         "canary_pct": snap.canary_pct,
+        "shadow": snap.shadow.version if snap.shadow else None,
         "routing_updated_at": snap.routing.updated_at if snap.routing else None,
         "refused": snap.refused,
     }

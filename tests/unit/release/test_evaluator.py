@@ -80,7 +80,7 @@ def test_an_equal_canary_ramps_and_the_same_data_decides_once(home: Settings) ->
     assert first.decision is Decision.RAMP and first.applied, first.reasons
     assert first.arms["canary"].ctr == pytest.approx(2 / 3, abs=0.05)
     assert first.lift.low is not None and -0.5 < first.lift.low < 0 < (first.lift.high or 0)
-    assert "minimum users per arm" in first.reasons[1]
+    assert "users per arm for power 80%" in first.reasons[1]
     routing = read_routing(home)
     assert routing is not None and routing.canary_pct == 20
     assert routing.stage_started_at is not None and routing.stage_started_at < routing.updated_at

@@ -44,16 +44,18 @@ def test_the_interval_against_the_margin_decides() -> None:
     # straddling the margin: inconclusive, whatever the point estimate says
     decision, reasons = decide_noninferiority(_ev(-0.15, 0.02), REL)
     assert decision is Decision.HOLD and "inconclusive" in reasons[0]
-    assert "minimum users per arm (power 80% at margin 10%): canary 400, stable 3600" in reasons[1]
+    assert "users per arm for power 80% at margin 10%: canary 400, stable 3600" in reasons[1]
 
 
-def test_no_ramp_before_the_power_calculation_or_the_steps_dwell() -> None:
-    assert decide_noninferiority(_ev(-0.05, 0.08, users=(300, 4500)), REL)[0] is Decision.HOLD
+def test_no_conclusion_below_the_floor_of_users_or_before_the_steps_dwell() -> None:
     decision, reasons = decide_noninferiority(_ev(-0.05, 0.08, step_requests=20), REL)
     assert decision is Decision.HOLD and "this step has 20 canary requests" in reasons[0]
-    # shown worse aborts with fewer users than the power calculation (only the floor counts)
+    decision, reasons = decide_noninferiority(_ev(-0.5, -0.2, users=(20, 600)), REL)
+    assert decision is Decision.HOLD and "fewer than 50 users in an arm" in reasons[0]
+    # the interval is valid at every look: a conclusive one ends the step before the sample
+    # that the power calculation plans for an equal canary
+    assert decide_noninferiority(_ev(-0.05, 0.08, users=(60, 600)), REL)[0] is Decision.RAMP
     assert decide_noninferiority(_ev(-0.5, -0.2, users=(60, 600)), REL)[0] is Decision.ABORT
-    assert decide_noninferiority(_ev(-0.5, -0.2, users=(20, 600)), REL)[0] is Decision.HOLD
 
 
 def test_an_inconclusive_step_aborts_past_its_time_and_says_so() -> None:

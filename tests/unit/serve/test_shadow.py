@@ -44,7 +44,8 @@ def test_the_candidates_list_is_logged_beside_stables_and_never_served(app: Flas
     state = app.extensions["movierec"]
     settings = state.settings
     client = app.test_client()
-    assert client.get("/readyz").json["canary"] is None
+    ready = client.get("/readyz").json
+    assert ready["canary"] is None and ready["shadow"] == "v2"
     bodies = [client.get(f"/recommend/{u}") for u in range(5)]
     assert all(r.headers["X-Model-Version"] == "v1" for r in bodies)
     assert all(r.get_data(as_text=True).startswith("one+") for r in bodies)
