@@ -280,6 +280,7 @@ def policies(rel: ReleaseSettings) -> dict[str, Policy]:
 class Outcome:
     promoted: np.ndarray
     aborted: np.ndarray
+    timed_out: np.ndarray  # aborted as inconclusive past the step's time limit
     users: np.ndarray
     hours: np.ndarray
 
@@ -287,6 +288,7 @@ class Outcome:
 def run_scenario(policy: Policy, rel: ReleaseSettings, runs: Runs, look_minutes: float) -> Outcome:
     n = runs.runs
     final = np.full(n, "", dtype=object)
+    timed_out = np.zeros(n, dtype=bool)
     users = np.zeros(n, dtype=np.int64)
     hours = np.zeros(n)
     step_start = np.zeros(n)
@@ -297,15 +299,16 @@ def run_scenario(policy: Policy, rel: ReleaseSettings, runs: Runs, look_minutes:
         runs.look()
         t += look_minutes / 60
         for r in np.flatnonzero(runs.active):
-            decision, _ = policy(runs, int(r), t - step_start[r], memo[r])
+            decision, reasons = policy(runs, int(r), t - step_start[r], memo[r])
             if decision is Decision.RAMP:
                 runs.pct[r] = min(100, runs.pct[r] + rel.ramp_step_pct)
                 runs.new_step(int(r))
                 step_start[r] = t
             elif decision in (Decision.PROMOTE, Decision.ABORT):
                 final[r], users[r], hours[r] = str(decision), runs.users_seen[r], t
+                timed_out[r] = reasons[0].startswith("inconclusive after")
                 runs.active[r] = False
-    return Outcome(final == "PROMOTE", final == "ABORT", users, hours)
+    return Outcome(final == "PROMOTE", final == "ABORT", timed_out, users, hours)
 
 
 def self_check(rng: np.random.Generator) -> None:
@@ -355,8 +358,8 @@ def main() -> None:
             out = table[name][scenario]
             print(
                 f"{name:18s} {scenario:8s} promote {out.promoted.mean():6.1%}  abort "
-                f"{out.aborted.mean():6.1%}  median users {np.median(out.users):9,.0f}  "
-                f"median hours {np.median(out.hours):6.1f}"
+                f"{out.aborted.mean():6.1%} (time-outs {out.timed_out.mean():6.1%})  median "
+                f"users {np.median(out.users):9,.0f}  median hours {np.median(out.hours):6.1f}"
             )
     print(f"({time.perf_counter() - started:.0f} s)")
     print(json.dumps({"policies": summary(table), "new_policy": NEW_POLICY}))

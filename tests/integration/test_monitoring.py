@@ -35,6 +35,7 @@ ALERTS = {
     "MovierecCanaryErrorRateHigh",
     "MovierecSatisfactionRatioOutOfRange",
     "MovierecCanaryCtrDrop",
+    "MovierecCanaryShownWorse",
     "MovierecModelLoadFailures",
     "MovierecServedLogDropping",
 }
