@@ -60,6 +60,10 @@ class ShadowEvidence:
     hours: float
 
 
+def _duration(hours: float) -> str:
+    return f"{hours * 60:.1f} min" if hours < 1 else f"{hours:.1f} h"
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{v:+.1%}"
 
@@ -99,8 +103,9 @@ def decide_noninferiority(ev: Evidence, rel: ReleaseSettings) -> tuple[Decision,
         return (Decision.PROMOTE if ev.pct >= 100 else Decision.RAMP), [verdict, power]
     if ev.step_hours > rel.max_step_hours:
         return Decision.ABORT, [
-            f"inconclusive after {ev.step_hours:.1f} h at {ev.pct}% (limit "
-            f"{rel.max_step_hours:g} h): {describe_lift(lift)} against margin -{margin:.0%}",
+            f"inconclusive after {_duration(ev.step_hours)} at {ev.pct}% (limit "
+            f"{_duration(rel.max_step_hours)}): {describe_lift(lift)} against margin "
+            f"-{margin:.0%}",
             power,
         ]
     why = describe_lift(lift) + f" against margin -{margin:.0%}"
@@ -130,7 +135,8 @@ def decide_shadow(ev: ShadowEvidence, rel: ReleaseSettings) -> tuple[Decision, l
         return Decision.RAMP, [f"shadow passed: {shown}"]
     if ev.hours > rel.max_step_hours:
         return Decision.ABORT, [
-            f"shadow inconclusive after {ev.hours:.1f} h (limit {rel.max_step_hours:g} h): {shown}"
+            f"shadow inconclusive after {_duration(ev.hours)} (limit "
+            f"{_duration(rel.max_step_hours)}): {shown}"
         ]
     return Decision.HOLD, [f"shadow inconclusive: {shown}; {ev.mature_requests} mature requests"]
 

@@ -61,7 +61,10 @@ def test_no_conclusion_below_the_floor_of_users_or_before_the_steps_dwell() -> N
 def test_an_inconclusive_step_aborts_past_its_time_and_says_so() -> None:
     decision, reasons = decide_noninferiority(_ev(-0.15, 0.02, step_hours=30.0), REL)
     assert decision is Decision.ABORT
-    assert reasons[0].startswith("inconclusive after 30.0 h at 10% (limit 24 h)")
+    assert reasons[0].startswith("inconclusive after 30.0 h at 10% (limit 24.0 h)")
+    _, reasons = decide_noninferiority(_ev(-0.15, 0.02, step_hours=0.05), REL.__class__(
+        max_step_hours=0.04, min_users_per_arm=50, min_samples_per_arm=100))  # fmt: skip
+    assert reasons[0].startswith("inconclusive after 3.0 min at 10% (limit 2.4 min)")
 
 
 def test_guardrails_abort_first() -> None:

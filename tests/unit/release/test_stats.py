@@ -55,17 +55,33 @@ def test_relative_lift_and_its_delta_method_variance() -> None:
     assert relative_lift(c, RatioEstimate(10, 0.0, 0.01)) is None
 
 
-def test_the_boundary_is_the_normal_mixture_one() -> None:
+def _mixture(s_value: float, info: float, alpha: float, rho: float) -> float:
+    """The test martingale the interval inverts, by hand: scales 4^-6..4^2 of rho, half the
+    weight on rho itself."""
+    scales = [4.0**k for k in range(-6, 3)]
+    weights = [0.5 if k == 0 else 0.5 / 8 for k in range(-6, 3)]
+    return sum(
+        w * math.sqrt(rho * c / (info + rho * c)) * math.exp(s_value**2 / (2 * (info + rho * c)))
+        for w, c in zip(weights, scales, strict=True)
+    )
+
+
+def test_the_boundary_is_where_the_normal_mixture_martingale_reaches_one_over_alpha() -> None:
     alpha, rho, var = 0.05, 40.0, 0.01  # information 100
-    expected = math.sqrt(140 * math.log(140 / (40 * alpha**2))) / 100
-    assert half_width(var, alpha, rho) == pytest.approx(expected)
+    h = half_width(var, alpha, rho)
+    assert _mixture(h * 100, 100, alpha, rho) == pytest.approx(1 / alpha, rel=1e-6)
+    iv = confidence_sequence(0.1, var, alpha, rho)
+    assert iv.low == pytest.approx(0.1 - h) and iv.high == pytest.approx(0.1 + h)
+    assert list(half_width([var, var], alpha, rho)) == pytest.approx([h, h])
     r = mixture_ratio(alpha)
     assert r == pytest.approx(1 / (-2 * math.log(alpha) + math.log(1 - 2 * math.log(alpha))))
-    # tuned to information I, the half-width is boundary_factor / sqrt(I), ~3 standard errors
-    assert half_width(1 / 400, alpha, r * 400) == pytest.approx(boundary_factor(alpha) / 20)
-    assert 2.9 < boundary_factor(alpha) < 3.1
-    iv = confidence_sequence(0.1, var, alpha, rho)
-    assert iv.low == pytest.approx(0.1 - expected) and iv.high == pytest.approx(0.1 + expected)
+    # at the planned information about 3.2 standard errors (a single mixture tuned there:
+    # 3.04); 30 times below it 3.6 where the single mixture needs 5.5
+    assert 3.1 < boundary_factor(alpha) < 3.3
+    single = math.sqrt((50 + r * 1500) * math.log((50 + r * 1500) / (r * 1500 * alpha**2))) / 50
+    mixed = half_width(1 / 50, alpha, r * 1500)
+    assert mixed < 0.7 * single
+    assert confidence_sequence(0.2, 0.0, alpha, rho).low == 0.2  # every unit alike
 
 
 def test_power_calculation() -> None:
