@@ -38,6 +38,7 @@ ALERTS = {
     "MovierecCanaryCtrDrop",
     "MovierecRatingPoisoning",
     "MovierecDataDrift",
+    "MovierecCanaryShownWorse",
     "MovierecModelLoadFailures",
     "MovierecServedLogDropping",
     "MovierecServedLogDegraded",

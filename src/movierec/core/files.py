@@ -79,6 +79,16 @@ def read_json(path: Path | str, default: Any = None) -> Any:
         return default
 
 
+def append_daily_jsonl(base: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Append records as JSON lines to `<stem>-YYYY-MM-DD<suffix>` beside `base`, by the
+    date of each record's ISO "ts", one locked write per file."""
+    by_day: dict[str, list[str]] = {}
+    for rec in records:
+        by_day.setdefault(rec["ts"][:10], []).append(json.dumps(rec, separators=(",", ":")))
+    for day, lines in by_day.items():
+        append_lines(base.with_name(f"{base.stem}-{day}{base.suffix}"), lines)
+
+
 def append_lines(path: Path | str, lines: Iterable[str]) -> None:
     """Append whole lines under an exclusive lock, in one write, then fsync.
 

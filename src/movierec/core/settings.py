@@ -17,115 +17,18 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from movierec.core.errors import ConfigError
+from movierec.core.sections import (
+    SECTIONS,
+    DataSettings,
+    PathSettings,
+    ReleaseSettings,
+    RetrainSettings,
+    ServingSettings,
+    TrainingSettings,
+)
 
 ENV_PREFIX = "MOVIEREC_"
 DATASETS = ("ml-100k", "ml-1m")
-
-
-@dataclass(frozen=True)
-class PathSettings:
-    """Where everything lives; relative paths are under `home`."""
-
-    home: Path = field(default_factory=Path.cwd)
-    data_dir: Path = Path("data")
-    models_dir: Path = Path("models")
-    logs_dir: Path = Path("logs")
-    cache_dir: Path = Path(".cache")
-    # served-log records that could not be written to logs/ (full disk, slow writer) wait
-    # here to be read back: keep it on another file system than logs/ where you can
-    spill_dir: Path = Path("data/spill")
-
-
-@dataclass(frozen=True)
-class DataSettings:
-    """Datasets, the event source and the DataPipeline."""
-
-    dataset: str = "ml-100k"
-    grouplens_url: str = "https://files.grouplens.org/datasets/movielens"  # "" disables
-    event_source: str = "data/events.log"  # a file path, or kafka:TOPIC
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_group: str = "movierec-ingest"
-    kafka_session_timeout_ms: int = 6000
-    ingest_batch_lines: int = 200_000
-    replay_mean_minutes: float = 8.0
-    exclude_flagged_events: bool = True
-    postgres_dsn: str = ""  # also write the events to PostgreSQL ("" = Parquet only)
-
-
-@dataclass(frozen=True)
-class TrainingSettings:
-    """Training a model: seed, tuning budget, holdout, list length and re-ranking."""
-
-    seed: int = 42
-    tune_iterations: int = 12
-    tune_seconds: float = 60.0
-    max_train_rows: int = 2_000_000
-    n_threads: int = 2
-    holdout_fraction: float = 0.1
-    recommendations_k: int = 20
-    longtail_min_share: float = 0.0
-    genre_diversity: float = 0.0
-
-
-@dataclass(frozen=True)
-class RetrainSettings:
-    """The cron retrainer's gate and promotion rule."""
-
-    gate_min_new_users: int = 50
-    gate_min_new_interactions: int = 100
-    promote_rmse_margin: float = 1e-6
-    promote_ndcg_tolerance: float = 0.01
-    keep_rejected_models: int = 5
-    mlflow_tracking_uri: str = ""  # "" = no MLflow; e.g. http://127.0.0.1:5000
-    mlflow_experiment: str = "movierec"
-    mlflow_model_name: str = "movierec"
-
-
-@dataclass(frozen=True)
-class ServingSettings:
-    """The inference service."""
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 2
-    threads: int = 4
-    release_salt: str = "movierec-release-1"
-    routing_check_seconds: float = 1.0
-    rate_limit_per_minute: int = 0  # 0: no limit
-    # "": the limit is kept per gunicorn worker; redis://HOST:PORT/DB: shared by every worker
-    # and replica that names the same Redis
-    rate_limit_storage: str = ""
-    # addresses or networks (comma-separated) whose X-Forwarded-For is believed; "" trusts none
-    trusted_proxies: str = ""
-    log_queue_size: int = 10_000
-    # served-log records kept in memory while the log cannot be written (then: the spill file)
-    log_backlog_size: int = 100_000
-
-
-@dataclass(frozen=True)
-class ReleaseSettings:
-    """Online evaluation and the canary's ramp."""
-
-    click_window_minutes: float = 30.0
-    ctr_min_abs: float = 0.10
-    ctr_min_rel: float = 0.70
-    satisfaction_low: float = 0.85
-    satisfaction_high: float = 1.15
-    min_samples_per_arm: int = 200
-    max_error_rate: float = 0.01
-    max_p99_latency_ms: float = 600.0
-    ramp_step_pct: int = 10
-    initial_canary_pct: int = 10
-
-
-SECTIONS: dict[str, type] = {
-    "paths": PathSettings,
-    "data": DataSettings,
-    "training": TrainingSettings,
-    "retraining": RetrainSettings,
-    "serving": ServingSettings,
-    "release": ReleaseSettings,
-}
 
 
 def _section_of() -> dict[str, str]:
@@ -261,6 +164,11 @@ class Settings:
         return self.path(self.paths.spill_dir)
 
     @property
+    def shadow_log_file(self) -> Path:
+        """The shadow candidate's lists (daily files `shadow-YYYY-MM-DD.jsonl` beside it)."""
+        return self.logs_path / "shadow.jsonl"
+
+    @property
     def online_metrics_file(self) -> Path:
         """What the online evaluator measured last (read by the service's /metrics)."""
         return self.logs_path / "online_metrics.json"
@@ -312,6 +220,7 @@ _FRACTIONS = (
     "max_error_rate",
     "longtail_min_share",
     "genre_diversity",
+    "shadow_min_ratio",
 )
 _AT_LEAST_ONE = (
     "workers",
@@ -325,9 +234,18 @@ _AT_LEAST_ONE = (
     "log_queue_size",
     "log_backlog_size",
 )
+_AT_LEAST_TWO = ("min_users_per_arm",)
+_OPEN_FRACTIONS = ("noninferiority_margin", "release_alpha", "release_power")
 _COUNTS = ("gate_min_new_users", "gate_min_new_interactions", "keep_rejected_models")
-_POSITIVE = ("tune_seconds", "click_window_minutes", "routing_check_seconds")
-_PERCENTS = ("initial_canary_pct", "ramp_step_pct")
+_POSITIVE = (
+    "tune_seconds",
+    "click_window_minutes",
+    "routing_check_seconds",
+    "max_step_hours",
+    "completed_viewing_minutes",
+)
+_PERCENTS = ("initial_canary_pct", "ramp_step_pct", "shadow_sample_pct")
+RELEASE_RULES = ("noninferiority", "design")
 
 
 def _validate(s: Settings) -> None:
@@ -337,6 +255,8 @@ def _validate(s: Settings) -> None:
     checks = (
         (_FRACTIONS, lambda v: 0.0 <= v <= 1.0, "a fraction in [0, 1]"),
         (_AT_LEAST_ONE, lambda v: v >= 1, "at least 1"),
+        (_AT_LEAST_TWO, lambda v: v >= 2, "at least 2"),
+        (_OPEN_FRACTIONS, lambda v: 0.0 < v < 1.0, "a fraction in (0, 1)"),
         ((*_COUNTS, "rate_limit_per_minute"), lambda v: v >= 0, "a count >= 0"),
         (_POSITIVE, lambda v: v > 0, "a positive number"),
         (_PERCENTS, lambda v: 0 <= v <= 100, "0..100"),
@@ -352,6 +272,10 @@ def _validate(s: Settings) -> None:
 
 
 def _check_choices(values: Mapping[str, Any]) -> None:
+    if values["release_rule"] not in RELEASE_RULES:
+        raise ConfigError(
+            f"MOVIEREC_RELEASE_RULE={values['release_rule']!r}: expected one of {RELEASE_RULES}"
+        )
     if values["dataset"] not in DATASETS:
         raise ConfigError(f"MOVIEREC_DATASET={values['dataset']!r}: expected one of {DATASETS}")
     _check_serving_choices(values)

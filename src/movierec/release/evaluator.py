@@ -1,22 +1,29 @@
-"""The online evaluator: per-arm metrics from the served log and the event stream, and the
-release decision RAMP / HOLD / ABORT / PROMOTE that moves the canary.
+"""The online evaluator: what the routing's stage measured, and the decision RAMP / HOLD /
+ABORT / PROMOTE that moves the candidate.
 
-Period. A decision looks only at requests served since the routing last changed
-(`routing.updated_at`), by the versions routing names now, so stable and canary are compared
-over the same period and each ramp step is judged on its own traffic. A decision is keyed by
-the data watermark (newest served request, newest event): running the evaluator twice on the
-same data makes no second decision.
+Stages. While routing names a shadow candidate (no canary), the evaluator compares, on the
+sampled requests, the lists stable served with the lists the candidate would have served
+(`release.shadow`); the shadow result gates the first canary step. While a canary is routed,
+it compares the canary's users with the stable's (`release.online`, `release.stats`) under
+the configured rule (`release.policy`).
 
-Files. The latest metrics go to `Settings.online_metrics_file` (the service republishes them
-on /metrics); each decision, with its metrics, is appended to `Settings.feedback_events_file`.
+Periods. The non-inferiority rule looks at the whole canary stage (since
+`routing.stage_started_at`: users keep their arm when the percentage rises, and the
+always-valid interval stays valid across looks and steps), and at the current step (since
+`routing.updated_at`) for its guardrails and its dwell. The design rule looks at the step
+only, as it always did. Only requests served by the versions routing names now count.
+
+Once. A decision is keyed by the data watermark (newest served request, newest shadow record,
+newest event): running the evaluator twice on the same data makes no second decision. The
+latest metrics go to `Settings.online_metrics_file` (republished on /metrics); each decision,
+with its metrics and interval, is appended to `Settings.feedback_events_file`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -25,50 +32,35 @@ from movierec.core.errors import DataNotFoundError
 from movierec.core.files import atomic_write_json, exclusive_lock, read_json, sha256_bytes
 from movierec.core.settings import Settings
 from movierec.data.ingest import ingest
-from movierec.data.lake import LakeTables, load_lake
+from movierec.data.lake import load_lake
 from movierec.data.movielens import load_tables
 from movierec.registry.routing import (
     Routing,
     abort_canary,
     promote_canary,
     read_routing,
-    write_routing,
+    set_canary_pct,
+    shadow_to_canary,
 )
 from movierec.release.datagaps import gap_reason, served_log_gaps
-from movierec.release.online import ArmMetrics, compute_arm_metrics
-from movierec.release.policy import Decision, decide
-from movierec.release.served import load_served, served_log_files
-from movierec.release.stats import Comparison, two_proportion_test
+from movierec.release.looks import (
+    Inputs,
+    ReleaseResult,
+    design_look,
+    noninferiority_look,
+    shadow_look,
+    stable_look,
+)
+from movierec.release.policy import Decision
+from movierec.release.served import load_served, load_shadow, served_log_files, shadow_log_files
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ReleaseResult:
-    decision: Decision
-    reasons: list[str]
-    pct_before: int
-    pct_after: int
-    stable: str | None
-    canary: str | None
-    arms: dict[str, ArmMetrics]
-    comparison: Comparison
-    period_start: str | None
-    key: str
-    applied: bool
-    repeated: bool = False
-    data_gaps: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["decision"] = str(self.decision)
-        return out
 
 
 def evaluate_release(
     settings: Settings, *, apply: bool = True, refresh: bool = True
 ) -> ReleaseResult:
-    """Read the logs, compute per-arm metrics, decide, and (with `apply`) move the canary."""
+    """Read the logs, measure the stage, decide, and (with `apply`) move the candidate."""
     with exclusive_lock(settings.data_path / "release.lock", wait=True):
         return _evaluate_locked(settings, apply=apply, refresh=refresh)
 
@@ -78,38 +70,21 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
     if refresh:
         ingest(settings)
     routing = _routing(settings)
-    lake = load_lake(settings)
-    served = load_served(served_log_files(settings))
-    # Metrics
-    arms = _period_metrics(settings, routing, served, lake, _users(settings))
-    stable, canary = arms["stable"], arms["canary"]
-    stable_ctr = _stable_reference(settings, routing, stable)
-    comparison = two_proportion_test(
-        canary.clicks, canary.mature_requests, stable.clicks, stable.mature_requests
-    )
-    # Decision
-    if routing.canary is None:
-        decision, reasons = Decision.NONE, ["no canary: nothing to release"]
+    inputs = Inputs(routing, load_lake(settings), _users(settings), _served(settings))
+    shadow_log = load_shadow(shadow_log_files(settings))
+    # Measure and decide, by stage and rule
+    if routing.stage == "shadow":
+        result = shadow_look(settings, inputs, shadow_log)
+    elif routing.stage == "canary" and settings.release.release_rule == "design":
+        result = design_look(settings, inputs)
+    elif routing.stage == "canary":
+        result = noninferiority_look(settings, inputs)
     else:
-        decision, reasons = decide(
-            settings, routing.canary_pct, canary, stable_ctr, stable.mature_requests
-        )
-    result = ReleaseResult(
-        decision=decision,
-        reasons=reasons,
-        pct_before=routing.canary_pct,
-        pct_after=routing.canary_pct,
-        stable=routing.stable,
-        canary=routing.canary,
-        arms=arms,
-        comparison=comparison,
-        period_start=routing.updated_at,
-        key=_watermark(served, lake),
-        applied=False,
-        data_gaps=served_log_gaps(settings, routing.updated_at),
-    )
-    gap = gap_reason(result.data_gaps)
-    if gap:
+        result = stable_look(settings, inputs)
+    result.key = _watermark(inputs, shadow_log)
+    # Data gaps: served-log records that could not be written in this period
+    result.data_gaps = served_log_gaps(settings, routing.updated_at)
+    if gap := gap_reason(result.data_gaps):
         result.reasons.append(gap)
     atomic_write_json(settings.online_metrics_file, metrics_record(result))
     # Once per watermark: apply and record
@@ -118,13 +93,16 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
         result.repeated = True
         log.info("no new data since decision %s: no second decision", result.key)
         return result
-    if decision is Decision.NONE:
+    if result.decision is Decision.NONE:
         return result
     if apply:
         _apply(settings, routing, result)
     history.append(metrics_record(result))
     atomic_write_json(settings.feedback_events_file, history)
     return result
+
+
+# ---- inputs ---------------------------------------------------------------------------------
 
 
 def _routing(settings: Settings) -> Routing:
@@ -142,81 +120,38 @@ def _users(settings: Settings) -> pd.DataFrame:
         return load_tables(settings, settings.data.dataset).users
     except Exception as exc:  # demographics are optional: satisfaction is then unknown
         log.warning("no demographics for the satisfaction ratio: %s", exc)
-        return pd.DataFrame(columns=["user_id", "gender"])
+        return pd.DataFrame(columns=["user_id", "gender", "age"])
 
 
-def _period_metrics(
-    settings: Settings,
-    routing: Routing,
-    served: pd.DataFrame,
-    lake: LakeTables,
-    users: pd.DataFrame,
-) -> dict[str, ArmMetrics]:
-    """Each arm's metrics over the requests served since routing last changed, by the
-    versions routing names now."""
-    start = pd.Timestamp(routing.updated_at)
-    period = served[served["ts"] >= start] if len(served) else served
-    window = timedelta(minutes=settings.release.click_window_minutes)
-    arms: dict[str, ArmMetrics] = {}
-    for arm, version in (("stable", routing.stable), ("canary", routing.canary)):
-        rows = period[(period["arm"] == arm) & (period["model_version"] == version)]
-        arms[arm] = compute_arm_metrics(
-            rows,
-            lake.watches,
-            lake.ratings,
-            users,
-            window=window,
-            arm=arm,
-            model_version=version,
-        )
-    return arms
+def _served(settings: Settings) -> pd.DataFrame:
+    return load_served(served_log_files(settings))
 
 
-def _stable_reference(settings: Settings, routing: Routing, stable: ArmMetrics) -> float | None:
-    """Stable's CTR; at 100% canary stable serves only the stragglers of the switch, so its
-    reference is what it did before, measured on enough requests."""
-    if stable.mature_requests >= settings.release.min_samples_per_arm:
-        return stable.ctr
-    return _last_stable_ctr(settings, routing.stable)
-
-
-def _last_stable_ctr(settings: Settings, stable: str) -> float | None:
-    """Stable's CTR from the latest decision that measured it on enough requests."""
-    for event in reversed(read_json(settings.feedback_events_file, default=[])):
-        arm = event.get("arms", {}).get("stable", {})
-        if (
-            arm.get("model_version") == stable
-            and arm.get("ctr") is not None
-            and arm.get("mature_requests", 0) >= settings.release.min_samples_per_arm
-        ):
-            return float(arm["ctr"])
-    return None
-
-
-def _watermark(served: pd.DataFrame, lake: LakeTables) -> str:
+def _watermark(inputs: Inputs, shadow_log: pd.DataFrame) -> str:
     """The data watermark: the same logs decide once, whatever the routing became since."""
-    newest_served = str(served["ts"].max()) if len(served) else None
-    newest_event = str(lake.watches["ts"].max()) if len(lake.watches) else None
-    return sha256_bytes(json.dumps([newest_served, newest_event], default=str).encode())[:16]
+    newest = [
+        str(frame["ts"].max()) if len(frame) else None
+        for frame in (inputs.served, shadow_log, inputs.lake.watches)
+    ]
+    return sha256_bytes(json.dumps(newest, default=str).encode())[:16]
+
+
+# ---- applying -------------------------------------------------------------------------------
 
 
 def _apply(settings: Settings, routing: Routing, result: ReleaseResult) -> None:
-    """Move the canary as decided: one ramp step, back to stable, or promoted."""
+    """Move the candidate as decided: shadow to canary, one ramp step, back to stable, or
+    promoted."""
     decision = result.decision
     reason = f"{decision}: " + "; ".join(result.reasons)
     pct_after = routing.canary_pct
-    if decision is Decision.RAMP:
-        pct_after = min(100, routing.canary_pct + settings.release.ramp_step_pct)
-        write_routing(
-            settings,
-            Routing(
-                stable=routing.stable,
-                canary=routing.canary,
-                canary_pct=pct_after,
-                updated_at=datetime.now(UTC).isoformat(),
-                reason=reason,
-            ),
-        )
+    if decision is Decision.RAMP and routing.stage == "shadow":
+        pct_after = shadow_to_canary(
+            settings, settings.release.initial_canary_pct, reason
+        ).canary_pct
+    elif decision is Decision.RAMP:
+        pct = min(100, routing.canary_pct + settings.release.ramp_step_pct)
+        pct_after = set_canary_pct(settings, pct, reason).canary_pct
     elif decision is Decision.ABORT:
         pct_after = abort_canary(settings, reason).canary_pct
     elif decision is Decision.PROMOTE:

@@ -40,6 +40,46 @@ def served_log_files(settings: Settings) -> list[Path]:
 def load_served(files: Iterable[Path]) -> pd.DataFrame:
     """Served records as a frame: request_id, ts (UTC), user_id, arm, model_version, items
     (list of ids), latency_ms, status. Corrupt lines are skipped with a warning."""
+    frame = pd.DataFrame(_read_jsonl(files, "served"), columns=list(SERVED_COLUMNS))
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    frame["items"] = frame["items"].map(_as_list)
+    frame["status"] = pd.to_numeric(frame["status"], errors="coerce").fillna(0).astype(int)
+    frame["latency_ms"] = pd.to_numeric(frame["latency_ms"], errors="coerce")
+    frame["user_id"] = pd.to_numeric(frame["user_id"], errors="coerce")
+    return frame
+
+
+SHADOW_COLUMNS = (
+    "request_id",
+    "ts",
+    "user_id",
+    "model_version",
+    "items",
+    "served_version",
+    "served_items",
+    "latency_ms",
+)
+
+
+def shadow_log_files(settings: Settings) -> list[Path]:
+    """The shadow log's daily files, oldest first."""
+    stem = settings.shadow_log_file.stem
+    return sorted(settings.shadow_log_file.parent.glob(f"{stem}-*.jsonl"))
+
+
+def load_shadow(files: Iterable[Path]) -> pd.DataFrame:
+    """Shadow records (`serve.shadow`) as a frame: the candidate's list (`items`) beside what
+    stable served (`served_items`), both as lists of ids. Corrupt lines are skipped."""
+    frame = pd.DataFrame(_read_jsonl(files, "shadow"), columns=list(SHADOW_COLUMNS))
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    frame["items"] = frame["items"].map(_as_list)
+    frame["served_items"] = frame["served_items"].map(_as_list)
+    frame["latency_ms"] = pd.to_numeric(frame["latency_ms"], errors="coerce")
+    frame["user_id"] = pd.to_numeric(frame["user_id"], errors="coerce")
+    return frame.dropna(subset=["user_id"])
+
+
+def _read_jsonl(files: Iterable[Path], what: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     bad = 0
     for path in files:
@@ -50,14 +90,8 @@ def load_served(files: Iterable[Path]) -> pd.DataFrame:
                 except json.JSONDecodeError:
                     bad += 1
     if bad:
-        log.warning("skipped %d unreadable served-log lines", bad)
-    frame = pd.DataFrame(rows, columns=list(SERVED_COLUMNS))
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
-    frame["items"] = frame["items"].map(_as_list)
-    frame["status"] = pd.to_numeric(frame["status"], errors="coerce").fillna(0).astype(int)
-    frame["latency_ms"] = pd.to_numeric(frame["latency_ms"], errors="coerce")
-    frame["user_id"] = pd.to_numeric(frame["user_id"], errors="coerce")
-    return frame
+        log.warning("skipped %d unreadable %s-log lines", bad, what)
+    return rows
 
 
 def _as_list(items: Any) -> list[str]:

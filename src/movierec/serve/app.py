@@ -8,6 +8,9 @@ gets a 400 with a one-line reason. Every response is logged (served log + predic
 The rate limit counts per client address (`serve.identity`: X-Forwarded-For only from trusted
 proxies), per worker or shared through Redis (`serve.ratelimit`). The OpenAPI 3 document of
 these routes is served at `/openapi.json` (`serve.openapi`).
+
+While routing names a shadow candidate, a sample of stable's requests is handed to it
+(`serve.shadow`): it computes its list off the request path, never served.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from movierec.registry.routing import arm_for
 from movierec.serve import metrics
 from movierec.serve.datagauges import DataQualityGauges
 from movierec.serve.identity import ClientIdentity
-from movierec.serve.models import ModelSet
+from movierec.serve.models import ModelSet, ServingModel
 from movierec.serve.openapi import openapi_document
 from movierec.serve.ratelimit import make_limiter
 from movierec.serve.servedlog import ServedLog
+from movierec.serve.shadow import ShadowRunner, ShadowTask, shadow_sampled
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,24 @@ def recommend(raw: str) -> Response:
     except Exception:  # counted, logged and answered like every other response
         log.exception("model %s failed to recommend for user %d", model.version, parsed)
         return _finish(state, rid, start, parsed, arm, model.version, "", 500, "internal error")
+    if arm == "stable" and snap.shadow is not None and snap.routing is not None:
+        _offer_shadow(state, snap.shadow, snap.routing.shadow_pct, rid, parsed, model, items)
     return _finish(state, rid, start, parsed, arm, model.version, items, 200, items)
+
+
+def _offer_shadow(
+    state: AppState,
+    shadow: ServingModel,
+    pct: int,
+    rid: str,
+    user_id: int,
+    served: ServingModel,
+    items: str,
+) -> None:
+    """Hand a sampled stable request to the shadow candidate (computed off the request path)."""
+    if shadow_sampled(rid, pct):
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        state.shadow.offer(ShadowTask(shadow, rid, now, user_id, served.version, items))
 
 
 def _finish(
@@ -136,6 +157,7 @@ def readyz() -> tuple[Response, int]:
         "stable": snap.stable.version if snap.stable else None,
         "canary": snap.canary.version if snap.canary else None,
         "canary_pct": snap.canary_pct,
+        "shadow": snap.shadow.version if snap.shadow else None,
         "routing_updated_at": snap.routing.updated_at if snap.routing else None,
         "refused": snap.refused,
         "degraded": _degraded(state),
@@ -171,6 +193,7 @@ class AppState:
         self.settings = settings
         self.models = ModelSet(settings)
         self.served = ServedLog(settings)
+        self.shadow = ShadowRunner(settings)
         self.identity = ClientIdentity(settings.serving.trusted_proxies)
         self.limiter = make_limiter(
             settings.serving.rate_limit_per_minute, settings.serving.rate_limit_storage

@@ -5,7 +5,9 @@ writes its values to memory-mapped files there and `/metrics` aggregates all of 
 without it (tests with Flask's client) the default in-process registry is used.
 
 The `movierec_online_*` gauges republish what the online evaluator last wrote to
-`Settings.online_metrics_file` (CTR, satisfaction ratio, errors, latency per arm), so Prometheus can
+`Settings.online_metrics_file` (per arm: CTR, users, satisfaction ratio, errors, latency,
+online RMSE, minutes per viewing, completed viewings; the canary's CTR lift with its interval
+and the margin), so Prometheus can
 alert on them. `OnlineGauges.refresh()` runs when /metrics is scraped: it stats the file at
 most once per `check_seconds` and parses it only when its signature changed.
 """
@@ -88,6 +90,14 @@ BUNDLE_MISSING = Gauge(
     "Served models whose bundle is gone from disk (served from memory; a restart cannot load)",
     multiprocess_mode="livemax",
 )
+SHADOW_LISTS = Counter(
+    "movierec_shadow_lists_total",
+    "Lists the shadow candidate computed (off the request path) and logged",
+)
+SHADOW_DROPPED = Counter(
+    "movierec_shadow_dropped_total",
+    "Sampled requests whose shadow list was not computed or logged (queue full, write error)",
+)
 
 # What the online evaluator measured (per arm, over the period since routing last changed).
 # Every worker may republish the file; "mostrecent" keeps the value written last.
@@ -134,6 +144,37 @@ ONLINE_RECOMMENDATIONS = Gauge(
     _ARM,
     multiprocess_mode="mostrecent",
 )
+ONLINE_USERS = Gauge(
+    "movierec_online_users",
+    "Users with evaluated requests in the arm (the unit of the release statistics)",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_RMSE = Gauge(
+    "movierec_online_rmse",
+    "RMSE of the ratings users gave after a recommendation against the arm's prediction",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_MINUTES = Gauge(
+    "movierec_online_minutes_per_viewing",
+    "Minutes watched per viewing started from the arm's recommendations",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_COMPLETED = Gauge(
+    "movierec_online_completed_viewing_share",
+    "Share of the arm's clicked viewings that lasted completed_viewing_minutes or more",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_LIFT = Gauge(
+    "movierec_online_ctr_lift",
+    "Canary CTR / stable CTR - 1 (bound=estimate), its always-valid interval (low, high) "
+    "and the tolerated loss (margin, negative)",
+    ["bound"],
+    multiprocess_mode="mostrecent",
+)
 ONLINE_EVALUATED = Gauge(
     "movierec_online_evaluated_timestamp_seconds",
     "When the online evaluator wrote online_metrics.json (Unix time; 0: not read yet)",
@@ -149,7 +190,12 @@ _ONLINE_FIELDS: tuple[tuple[Gauge, str, float], ...] = (
     (ONLINE_REQUESTS, "requests", 1.0),
     (ONLINE_MATURE, "mature_requests", 1.0),
     (ONLINE_RECOMMENDATIONS, "recommendations", 1.0),
+    (ONLINE_USERS, "users", 1.0),
+    (ONLINE_RMSE, "online_rmse", 1.0),
+    (ONLINE_MINUTES, "minutes_per_viewing", 1.0),
+    (ONLINE_COMPLETED, "completed_share", 1.0),
 )
+LIFT_BOUNDS = (("estimate", "value"), ("low", "low"), ("high", "high"))
 ONLINE_ARMS = ("stable", "canary")
 
 EXPORTED = (
@@ -165,6 +211,8 @@ EXPORTED = (
     "movierec_served_log_spilled_total",
     "movierec_served_log_degraded",
     "movierec_model_bundle_missing",
+    "movierec_shadow_lists_total",
+    "movierec_shadow_dropped_total",
     "movierec_online_ctr",
     "movierec_online_satisfaction_ratio",
     "movierec_online_error_rate",
@@ -172,6 +220,11 @@ EXPORTED = (
     "movierec_online_requests",
     "movierec_online_mature_requests",
     "movierec_online_recommendations",
+    "movierec_online_users",
+    "movierec_online_rmse",
+    "movierec_online_minutes_per_viewing",
+    "movierec_online_completed_viewing_share",
+    "movierec_online_ctr_lift",
     "movierec_online_evaluated_timestamp_seconds",
 )
 
@@ -248,6 +301,12 @@ class OnlineGauges:
             values = values if isinstance(values, dict) else {}
             for gauge, name, factor in _ONLINE_FIELDS:
                 gauge.labels(arm=arm).set(_number(values.get(name)) * factor)
+        lift = record.get("lift")
+        lift = lift if isinstance(lift, dict) else {}
+        for bound, key in LIFT_BOUNDS:
+            ONLINE_LIFT.labels(bound=bound).set(_number(lift.get(key)))
+        margin = _number(record.get("margin"))
+        ONLINE_LIFT.labels(bound="margin").set(-margin)
         ONLINE_EVALUATED.set(_timestamp(record.get("evaluated_at")))
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,7 @@ class Snapshot:
     stable: ServingModel | None
     canary: ServingModel | None
     refused: dict[str, str] = field(default_factory=dict)
+    shadow: ServingModel | None = None  # computes lists off the request path, never served
 
     @property
     def canary_pct(self) -> int:
@@ -143,12 +144,7 @@ class ModelSet:
                 log.error("unreadable routing.json, keeping the current models: %s", exc)
                 ROUTING_REFUSED.inc()
                 self._refused["routing.json"] = str(exc)
-                self.snapshot = Snapshot(
-                    self.snapshot.routing,
-                    self.snapshot.stable,
-                    self.snapshot.canary,
-                    dict(self._refused),
-                )
+                self.snapshot = replace(self.snapshot, refused=dict(self._refused))
                 return False
             self._refused.pop("routing.json", None)
             self.snapshot = self._build(routing)
@@ -192,25 +188,22 @@ class ModelSet:
     def _build(self, routing: Routing | None) -> Snapshot:
         old = self.snapshot
         if routing is None:
-            return Snapshot(None, old.stable, old.canary, dict(self._refused))
+            return replace(old, routing=None, refused=dict(self._refused))
         stable = self._load(routing.stable)
         effective = routing
         if stable is None:  # keep serving the previous stable
             stable = old.stable
             if old.routing is not None:
-                effective = Routing(
-                    old.routing.stable,
-                    routing.canary,
-                    routing.canary_pct,
-                    routing.updated_at,
-                    routing.reason,
-                )
+                effective = replace(routing, stable=old.routing.stable)
         canary = self._load(routing.canary) if routing.canary else None
         if routing.canary and canary is None:
-            effective = Routing(effective.stable, None, 0, routing.updated_at, routing.reason)
-        keep = {m.version for m in (stable, canary) if m is not None}
+            effective = replace(effective, canary=None, canary_pct=0)
+        shadow = self._load(routing.shadow) if routing.shadow else None
+        if routing.shadow and shadow is None:
+            effective = replace(effective, shadow=None, shadow_pct=0)
+        keep = {m.version for m in (stable, canary, shadow) if m is not None}
         self._cache = {v: m for v, m in self._cache.items() if v in keep}
-        return Snapshot(effective, stable, canary, dict(self._refused))
+        return Snapshot(effective, stable, canary, dict(self._refused), shadow)
 
     def _publish(self) -> None:
         snap = self.snapshot

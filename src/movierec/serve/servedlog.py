@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import atexit
 import fcntl
-import json
 import logging
 import os
 import queue
@@ -39,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from movierec.core.files import append_lines
+from movierec.core.files import append_daily_jsonl
 from movierec.core.gaps import SPILL_SINKS, record_gap
 from movierec.core.provenance import PredictionRecord, append_predictions
 from movierec.core.schema import PREDICTION_EVENTS
@@ -212,12 +211,7 @@ def _by_sink(recs: Records) -> dict[str, Records]:
 
 
 def write_served(settings: Settings, recs: Records) -> None:
-    by_day: dict[str, list[str]] = {}
-    for rec in recs:
-        by_day.setdefault(rec["ts"][:10], []).append(json.dumps(rec, separators=(",", ":")))
-    base = settings.served_log_file
-    for day, lines in by_day.items():
-        append_lines(base.with_name(f"{base.stem}-{day}{base.suffix}"), lines)
+    append_daily_jsonl(settings.served_log_file, recs)
 
 
 def write_predictions(settings: Settings, recs: Records) -> None:

@@ -29,7 +29,7 @@ from movierec.core.schema import age_group_label
 from movierec.core.settings import Settings
 from movierec.data.lake import load_lake
 from movierec.data.movielens import load_tables
-from movierec.release.online import compute_arm_metrics
+from movierec.release.online import observe_arm
 from movierec.release.served import load_served, served_log_files
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def analyze_online(settings: Settings, windows: int = 6) -> AnalysisResult:
                 rows_arm = part[part["arm"] == arm]
                 if rows_arm.empty:
                     continue
-                m = compute_arm_metrics(
+                m = observe_arm(
                     rows_arm,
                     lake.watches,
                     lake.ratings,
@@ -220,7 +220,7 @@ def analyze_online(settings: Settings, windows: int = 6) -> AnalysisResult:
                     window=window,
                     arm=arm,
                     model_version=None,
-                )
+                ).metrics
                 items = rows_arm["items"].explode().dropna()
                 exposure = items.value_counts().to_numpy()
                 row["arms"][arm] = {

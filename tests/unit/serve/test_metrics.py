@@ -22,7 +22,6 @@ from movierec.registry.routing import set_stable
 from movierec.release.evaluator import ReleaseResult, metrics_record
 from movierec.release.online import ArmMetrics
 from movierec.release.policy import Decision
-from movierec.release.stats import Comparison
 from movierec.serve import create_app, metrics
 from tests.servicekit import make_bundle
 
@@ -61,12 +60,12 @@ def _record(
     result = ReleaseResult(
         decision=Decision.HOLD,
         reasons=["too few samples"],
+        stage="canary",
         pct_before=10,
         pct_after=10,
         stable="v1",
         canary="v2" if canary else None,
         arms=arms,
-        comparison=Comparison(),
         period_start=None,
         key="k",
         applied=False,
@@ -248,3 +247,31 @@ def test_workers_aggregate_to_the_most_recent_reading(tmp_path: Path) -> None:
     values = {arm: value for _, arm, value in samples}
     assert values["stable"] == pytest.approx(0.2)
     assert math.isnan(values["canary"])
+
+
+def test_gauges_carry_online_rmse_watch_completion_and_the_lift(tmp_path: Path) -> None:
+    path = tmp_path / "online_metrics.json"
+    gauges = metrics.OnlineGauges(path, check_seconds=0)
+    record = _record()
+    record["arms"]["canary"] |= {  # type: ignore[index]
+        "online_rmse": 0.93,
+        "minutes_per_viewing": 61.5,
+        "completed_share": 0.4,
+        "users": 321,
+    }
+    record["lift"] = {"value": -0.02, "low": -0.08, "high": 0.04}
+    record["margin"] = 0.1
+    _write(path, record)
+    assert gauges.refresh()
+    assert _value("movierec_online_rmse", "canary") == pytest.approx(0.93)
+    assert _value("movierec_online_minutes_per_viewing", "canary") == pytest.approx(61.5)
+    assert _value("movierec_online_completed_viewing_share", "canary") == pytest.approx(0.4)
+    assert _value("movierec_online_users", "canary") == 321
+    assert math.isnan(_value("movierec_online_rmse") or 0.0)  # stable's was not measured
+
+    def lift(bound: str) -> float | None:
+        return REGISTRY.get_sample_value("movierec_online_ctr_lift", {"bound": bound})
+
+    assert (lift("estimate"), lift("low"), lift("high"), lift("margin")) == pytest.approx(
+        (-0.02, -0.08, 0.04, -0.1)
+    )
