@@ -230,6 +230,23 @@ make_wheelhouse() {
   # the service's and the retrainer's dependencies (the retrainer adds the train and tracking
   # extras): one wheelhouse builds both images
   PDM_CHECK_UPDATE=false "$pdm_bin" export --prod -G train -G tracking -o "$WORK/requirements.txt" >/dev/null
+  # pip evaluates markers for its own Python, not --python-version: decide them for the
+  # image's Python here and drop them
+  .venv/bin/python - "$WORK/requirements.txt" "$pyver" <<'PY'
+import re, sys
+from packaging.markers import Marker, default_environment
+path, pyver = sys.argv[1], sys.argv[2]
+env = default_environment() | {"python_full_version": pyver, "python_version": pyver.rsplit(".", 1)[0]}
+out, keep = [], True
+for line in open(path).read().splitlines():
+    m = re.match(r"^([A-Za-z0-9_.\-\[\]]+==[^;\s]+)(?:;\s*(.*?))?(\s*\\)?$", line)
+    if m:
+        keep = m.group(2) is None or Marker(m.group(2)).evaluate(env)
+        line = m.group(1) + (m.group(3) or "")
+    if keep:
+        out.append(line)
+open(path, "w").write("\n".join(out) + "\n")
+PY
   .venv/bin/python -m pip download -q --only-binary=:all: --python-version "$pyver" \
     -d "$wh" -r "$WORK/requirements.txt" \
     2>>"$WORK/pip.log" || { tail -n 20 "$WORK/pip.log" >&2; die "pip download failed"; }
