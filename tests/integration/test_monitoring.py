@@ -231,6 +231,8 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
         "movierec_model_loaded",
         "movierec_model_load_failures_total",
         "movierec_rate_limited_total",
+        "movierec_data_rating_psi",  # drift (issue 18)
+        "movierec_data_poisoned_movies",  # poisoning (issue 18)
     } <= used
     quantiles = {q for e in exprs for q in re.findall(r"histogram_quantile\(\s*([0-9.]+)", e)}
     assert quantiles >= {"0.5", "0.95", "0.99"}
