@@ -167,10 +167,15 @@ def readyz() -> tuple[Response, int]:
 
 def _degraded(state: AppState) -> list[str]:
     """What this worker serves around: a log it cannot write, a bundle gone from disk."""
-    out = [f"served log cannot be written, records wait in the spill file: {p}"
-           for p in state.served.degraded()]  # fmt: skip
-    out += [f"bundle of {v} is gone ({folder}): serving from memory, a restart cannot load it"
-            for v, folder in sorted(state.models.missing.items())]  # fmt: skip
+    out = [
+        f"served log cannot be written, records wait in the spill file: {problem}"
+        for problem in state.served.degraded()
+    ]
+    for version, folder in sorted(state.models.missing.items()):
+        out.append(
+            f"bundle of {version} is gone ({folder}): served from memory, "
+            "a restart could not load it"
+        )
     return out
 
 
