@@ -38,9 +38,8 @@ from movierec.release.shadow import ShadowMetrics, shadow_metrics
 from movierec.release.stats import (
     Interval,
     lift_interval,
-    mixture_ratio,
+    planned_rho,
     ratio_estimate,
-    required_information,
     required_users,
     unit_variance,
 )
@@ -170,9 +169,7 @@ def shadow_look(settings: Settings, inputs: Inputs, shadow_log: pd.DataFrame) ->
     rows = _since(shadow_log, start)
     rows = rows[(rows["model_version"] == r.shadow) & (rows["served_version"] == r.stable)]
     tolerance = 1.0 - rel.shadow_min_ratio
-    rho = mixture_ratio(rel.release_alpha) * required_information(
-        tolerance, rel.release_alpha, rel.release_power
-    )
+    rho = planned_rho(tolerance, rel.release_alpha, rel.release_power)
     sm = shadow_metrics(
         rows,
         inputs.lake.watches,
