@@ -3,10 +3,9 @@ an equal one, promotes a better one, and how many users and hours it takes to de
 
     .venv/bin/python evaluation/bench_release.py [--runs 200] [--seed 0]
 
-Users. The simulator's user model (`movierec.ops.simulate`: `World` fitted on all of
-ml-100k, `Behaviour`'s click model): each of the 943 real users is given the list a simple
-stable model would show (the 20 most-rated movies they have not rated) and
-`click_probability` turns it into that user's chance to click a request, the ground truth.
+Users. The simulator's user model (`ops.simulate`: `World` fitted on all of ml-100k,
+`Behaviour`): each real user's chance to click the list a simple stable model would show
+(the 20 most-rated movies they have not rated), by `click_probability`: the ground truth.
 The site has `--copies` users per real user (the same tastes), each requesting at a rate
 proportional to the real user's activity, `--rate` requests per hour in all, so that a 10%
 canary can reach the sample a non-inferiority test needs (ml-100k's 943 users alone cannot:
@@ -32,9 +31,7 @@ Policies, each the project's own decision function on these numbers:
 - noninferiority_cs (new): `policy.decide_noninferiority` with the per-user delta-method lift
   and its always-valid confidence sequence (`release.stats`), default settings.
 
-Prints a table per scenario and policy, then, last, one JSON line:
-{"policies": {name: {"promote_worse10", "promote_worse5", "promote_better5", "abort_aa",
-"median_users", "median_hours"}}, "new_policy": "noninferiority_cs"}.
+Prints a table per scenario and policy, then, last, one JSON line (`summary`).
 """
 
 from __future__ import annotations
