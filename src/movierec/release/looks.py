@@ -82,6 +82,7 @@ class Inputs:
     lake: LakeTables
     users: pd.DataFrame
     served: pd.DataFrame
+    predictors: dict[str, Predictor | None] = field(default_factory=dict)  # loaded once
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -93,10 +94,8 @@ def _since(frame: pd.DataFrame, start: str | None) -> pd.DataFrame:
     return frame[frame["ts"] >= pd.Timestamp(start)]
 
 
-def _predictor(settings: Settings, version: str | None) -> Predictor | None:
+def _predictor(settings: Settings, version: str) -> Predictor | None:
     """The version's rating model, for online RMSE (None when it cannot be loaded)."""
-    if version is None:
-        return None
     try:
         path = bundle_path(settings, version)
         verify_bundle(path)
@@ -107,12 +106,23 @@ def _predictor(settings: Settings, version: str | None) -> Predictor | None:
 
 
 def _observe(
-    settings: Settings, inputs: Inputs, start: str | None, arm: str, version: str | None
+    settings: Settings,
+    inputs: Inputs,
+    start: str | None,
+    arm: str,
+    version: str | None,
+    rmse: bool = True,
 ) -> ArmData:
-    """One arm's metrics over the requests served by `version` since `start`."""
+    """One arm's metrics over the requests served by `version` since `start` (online RMSE
+    with `rmse`: it loads the version's rating model, once per evaluation)."""
     period = _since(inputs.served, start)
     rows = period[(period["arm"] == arm) & (period["model_version"] == version)]
     rel = settings.release
+    predict = None
+    if rmse and version is not None and len(rows):
+        if version not in inputs.predictors:
+            inputs.predictors[version] = _predictor(settings, version)
+        predict = inputs.predictors[version]
     return observe_arm(
         rows,
         inputs.lake.watches,
@@ -121,7 +131,7 @@ def _observe(
         window=timedelta(minutes=rel.click_window_minutes),
         arm=arm,
         model_version=version,
-        predict=_predictor(settings, version) if len(rows) else None,
+        predict=predict,
         completed_minutes=rel.completed_viewing_minutes,
         alpha=rel.release_alpha,
     )
@@ -193,7 +203,7 @@ def noninferiority_look(settings: Settings, inputs: Inputs) -> ReleaseResult:
     start = r.stage_started_at or r.updated_at
     canary = _observe(settings, inputs, start, "canary", r.canary)
     stable = _observe(settings, inputs, start, "stable", r.stable)
-    step = _observe(settings, inputs, r.updated_at, "canary", r.canary).metrics
+    step = _observe(settings, inputs, r.updated_at, "canary", r.canary, rmse=False).metrics
     lift, required = _lift_and_power(settings, canary, stable)
     ev = Evidence(
         pct=r.canary_pct,
