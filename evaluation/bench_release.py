@@ -3,10 +3,9 @@ an equal one, promotes a better one, and how many users and hours it takes to de
 
     .venv/bin/python evaluation/bench_release.py [--runs 200] [--seed 0]
 
-Users. The simulator's user model (`movierec.ops.simulate`: `World` fitted on all of
-ml-100k, `Behaviour`'s click model): each of the 943 real users is given the list a simple
-stable model would show (the 20 most-rated movies they have not rated) and
-`click_probability` turns it into that user's chance to click a request, the ground truth.
+Users. The simulator's user model (`ops.simulate`: `World` fitted on all of ml-100k,
+`Behaviour`): each real user's chance to click the list a simple stable model would show
+(the 20 most-rated movies they have not rated), by `click_probability`: the ground truth.
 The site has `--copies` users per real user (the same tastes), each requesting at a rate
 proportional to the real user's activity, `--rate` requests per hour in all, so that a 10%
 canary can reach the sample a non-inferiority test needs (ml-100k's 943 users alone cannot:
@@ -32,9 +31,7 @@ Policies, each the project's own decision function on these numbers:
 - noninferiority_cs (new): `policy.decide_noninferiority` with the per-user delta-method lift
   and its always-valid confidence sequence (`release.stats`), default settings.
 
-Prints a table per scenario and policy, then, last, one JSON line:
-{"policies": {name: {"promote_worse10", "promote_worse5", "promote_better5", "abort_aa",
-"median_users", "median_hours"}}, "new_policy": "noninferiority_cs"}.
+Prints a table per scenario and policy, then, last, one JSON line (`summary`).
 """
 
 from __future__ import annotations
@@ -66,7 +63,8 @@ from movierec.release.policy import (
 from movierec.release.stats import (
     Interval,
     RatioEstimate,
-    lift_interval,
+    confidence_sequences,
+    planned_rho,
     ratio_estimate,
     ratio_from_sums,
     relative_lift,
@@ -197,7 +195,9 @@ def _distinct(values: np.ndarray) -> np.ndarray:
 
 # ---- the policies ---------------------------------------------------------------------------
 
-Policy = Callable[[Runs, int, float, dict[str, float]], tuple[Decision, list[str]]]
+Verdict = tuple[Decision, list[str]]
+# decides, at one look, for the given active runs (their step hours and memos)
+Policy = Callable[[Runs, np.ndarray, np.ndarray, list[dict[str, float]]], list[Verdict]]
 
 
 def _design(min_samples: int, ctr_min_abs: float) -> Policy:
@@ -205,9 +205,7 @@ def _design(min_samples: int, ctr_min_abs: float) -> Policy:
         {}, home=tempfile.gettempdir(), min_samples_per_arm=min_samples, ctr_min_abs=ctr_min_abs
     )
 
-    def decide(
-        runs: Runs, r: int, step_hours: float, memo: dict[str, float]
-    ) -> tuple[Decision, list[str]]:
+    def one(runs: Runs, r: int, memo: dict[str, float]) -> Verdict:
         (qs, cs), (qc, cc) = runs.step[STABLE, :, r], runs.step[CANARY, :, r]
         canary = ArmMetrics(
             arm="canary", model_version="c", requests=int(qc), mature_requests=int(qc)
@@ -218,37 +216,54 @@ def _design(min_samples: int, ctr_min_abs: float) -> Policy:
         stable_ctr = cs / qs if qs >= min_samples else memo.get("stable_ctr")
         return decide_design(settings, int(runs.pct[r]), canary, stable_ctr, int(qs))
 
+    def decide(
+        runs: Runs, active: np.ndarray, hours: np.ndarray, memos: list[dict[str, float]]
+    ) -> list[Verdict]:
+        return [one(runs, int(r), memos[r]) for r in active]
+
     return decide
 
 
 def _noninferiority(rel: ReleaseSettings, per_user: bool) -> Policy:
     args = (rel.noninferiority_margin, rel.release_alpha, rel.release_power)
+    rho = planned_rho(*args)
 
     def decide(
-        runs: Runs, r: int, step_hours: float, memo: dict[str, float]
-    ) -> tuple[Decision, list[str]]:
-        if per_user:
-            est_c, est_s = runs.estimate(CANARY, r), runs.estimate(STABLE, r)
-            users = (est_c.units, est_s.units)
-            share = users[0] / max(1, sum(users))
-            required = required_users(*args, unit_variance(est_s), share)
-            lift = lift_interval(est_c, est_s, *args)
+        runs: Runs, active: np.ndarray, hours: np.ndarray, memos: list[dict[str, float]]
+    ) -> list[Verdict]:
+        if per_user:  # as `stats.lift_interval`, with one boundary computation per look
+            ests = [(runs.estimate(CANARY, int(r)), runs.estimate(STABLE, int(r))) for r in active]
+            lifts = [relative_lift(c, s) or (math.nan, None) for c, s in ests]
+            intervals = confidence_sequences(
+                [v for v, _ in lifts], [var for _, var in lifts], rel.release_alpha, rho
+            )
+            users = [(c.units, s.units) for c, s in ests]
+            required = [
+                required_users(*args, unit_variance(s), u[0] / max(1, sum(u)))
+                for (_, s), u in zip(ests, users, strict=True)
+            ]
         else:
-            lift, users, required = _per_request_interval(runs, r, rel), (10**9, 10**9), (0, 0)
-        ev = Evidence(
-            pct=int(runs.pct[r]),
-            lift=lift,
-            users=users,
-            required=required,
-            step_requests=int(runs.step[CANARY, 0, r]),
-            step_hours=step_hours,
-        )
-        return decide_noninferiority(ev, rel)
+            intervals = [_per_request_interval(runs, int(r)) for r in active]
+            users = [(10**9, 10**9)] * len(active)
+            required = [(0, 0)] * len(active)
+        out = []
+        for i, r in enumerate(active):
+            lift = intervals[i] if not math.isnan(intervals[i].value or 0.0) else Interval()
+            ev = Evidence(
+                pct=int(runs.pct[r]),
+                lift=lift,
+                users=users[i],
+                required=required[i],
+                step_requests=int(runs.step[CANARY, 0, r]),
+                step_hours=float(hours[i]),
+            )
+            out.append(decide_noninferiority(ev, rel))
+        return out
 
     return decide
 
 
-def _per_request_interval(runs: Runs, r: int, rel: ReleaseSettings) -> Interval:
+def _per_request_interval(runs: Runs, r: int) -> Interval:
     """A fixed 95% Wald interval of the lift, every request an independent draw."""
     (qs, cs), (qc, cc) = runs.stage[STABLE, :, r], runs.stage[CANARY, :, r]
     if not qs or not qc:
@@ -298,8 +313,9 @@ def run_scenario(policy: Policy, rel: ReleaseSettings, runs: Runs, look_minutes:
     while runs.active.any() and t < limit:
         runs.look()
         t += look_minutes / 60
-        for r in np.flatnonzero(runs.active):
-            decision, reasons = policy(runs, int(r), t - step_start[r], memo[r])
+        active = np.flatnonzero(runs.active)
+        verdicts = policy(runs, active, t - step_start[active], memo)
+        for r, (decision, reasons) in zip(active, verdicts, strict=True):
             if decision is Decision.RAMP:
                 runs.pct[r] = min(100, runs.pct[r] + rel.ramp_step_pct)
                 runs.new_step(int(r))

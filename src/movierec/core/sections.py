@@ -116,7 +116,7 @@ class ReleaseSettings:
     min_users_per_arm: int = 50  # below this the normal approximation is not trusted
     max_step_hours: float = 24.0  # an inconclusive step aborts after this long
     shadow_sample_pct: int = 20  # 0: a retrained candidate starts as a canary, no shadow
-    shadow_min_ratio: float = 0.5  # shadow gate: candidate's hits / stable's, same requests
+    shadow_min_ratio: float = 0.1  # shadow gate: candidate's hits / stable's, same requests
     completed_viewing_minutes: float = 60.0  # a viewing this long counts as completed
 
 

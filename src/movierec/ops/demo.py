@@ -10,11 +10,13 @@ itself, with its learned ranker. Real gunicorn serves v0; simulated users send t
    lift's always-valid interval stays above -margin: PROMOTE.
 2. 20% more data arrives and the cron retrain promotes v2 (better holdout RMSE) to a shadow.
    The online evaluator decides what the evidence says. In this simulator a model retrained
-   on more data is about 20% worse online than its predecessor (it no longer lists the movies
-   users watched since, which simulated users would gladly watch again), so the honest
-   outcome is an ABORT: shown worse than the margin, or inconclusive at a step past its time.
+   on more data is worse online than its predecessor (it no longer lists the movies users
+   watched since, which simulated users would gladly watch again), so the honest outcome is
+   an ABORT: shown worse than the margin, or inconclusive at a step past its time.
 3. A deliberately bad v3 (the stable model's rating model, its list ranked by predicted rating
-   alone: offline RMSE as good, lists poor) is aborted in shadow, before any user sees it.
+   alone: offline RMSE as good, lists poor) is aborted. Its lists agree with stable's in many
+   places, so the shadow gate, which stops broken candidates only, lets it through; its first
+   canary step, on 10% of users, stops it.
 
 The demo's clock is compressed: a step may stay inconclusive for `DEMO_STEP_MINUTES` real
 minutes, not a day. Ends with a summary and a report (Markdown + PNG) under `<home>/reports/`.

@@ -38,9 +38,8 @@ from movierec.release.shadow import ShadowMetrics, shadow_metrics
 from movierec.release.stats import (
     Interval,
     lift_interval,
-    mixture_ratio,
+    planned_rho,
     ratio_estimate,
-    required_information,
     required_users,
     unit_variance,
 )
@@ -84,6 +83,7 @@ class Inputs:
     lake: LakeTables
     users: pd.DataFrame
     served: pd.DataFrame
+    predictors: dict[str, Predictor | None] = field(default_factory=dict)  # loaded once
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -95,10 +95,8 @@ def _since(frame: pd.DataFrame, start: str | None) -> pd.DataFrame:
     return frame[frame["ts"] >= pd.Timestamp(start)]
 
 
-def _predictor(settings: Settings, version: str | None) -> Predictor | None:
+def _predictor(settings: Settings, version: str) -> Predictor | None:
     """The version's rating model, for online RMSE (None when it cannot be loaded)."""
-    if version is None:
-        return None
     try:
         path = bundle_path(settings, version)
         verify_bundle(path)
@@ -109,12 +107,23 @@ def _predictor(settings: Settings, version: str | None) -> Predictor | None:
 
 
 def _observe(
-    settings: Settings, inputs: Inputs, start: str | None, arm: str, version: str | None
+    settings: Settings,
+    inputs: Inputs,
+    start: str | None,
+    arm: str,
+    version: str | None,
+    rmse: bool = True,
 ) -> ArmData:
-    """One arm's metrics over the requests served by `version` since `start`."""
+    """One arm's metrics over the requests served by `version` since `start` (online RMSE
+    with `rmse`: it loads the version's rating model, once per evaluation)."""
     period = _since(inputs.served, start)
     rows = period[(period["arm"] == arm) & (period["model_version"] == version)]
     rel = settings.release
+    predict = None
+    if rmse and version is not None and len(rows):
+        if version not in inputs.predictors:
+            inputs.predictors[version] = _predictor(settings, version)
+        predict = inputs.predictors[version]
     return observe_arm(
         rows,
         inputs.lake.watches,
@@ -123,7 +132,7 @@ def _observe(
         window=timedelta(minutes=rel.click_window_minutes),
         arm=arm,
         model_version=version,
-        predict=_predictor(settings, version) if len(rows) else None,
+        predict=predict,
         completed_minutes=rel.completed_viewing_minutes,
         alpha=rel.release_alpha,
     )
@@ -171,9 +180,7 @@ def shadow_look(settings: Settings, inputs: Inputs, shadow_log: pd.DataFrame) ->
     rows = _since(shadow_log, start)
     rows = rows[(rows["model_version"] == r.shadow) & (rows["served_version"] == r.stable)]
     tolerance = 1.0 - rel.shadow_min_ratio
-    rho = mixture_ratio(rel.release_alpha) * required_information(
-        tolerance, rel.release_alpha, rel.release_power
-    )
+    rho = planned_rho(tolerance, rel.release_alpha, rel.release_power)
     sm = shadow_metrics(
         rows,
         inputs.lake.watches,
@@ -197,7 +204,7 @@ def noninferiority_look(settings: Settings, inputs: Inputs) -> ReleaseResult:
     start = r.stage_started_at or r.updated_at
     canary = _observe(settings, inputs, start, "canary", r.canary)
     stable = _observe(settings, inputs, start, "stable", r.stable)
-    step = _observe(settings, inputs, r.updated_at, "canary", r.canary).metrics
+    step = _observe(settings, inputs, r.updated_at, "canary", r.canary, rmse=False).metrics
     lift, required = _lift_and_power(settings, canary, stable)
     ev = Evidence(
         pct=r.canary_pct,

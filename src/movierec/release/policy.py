@@ -14,7 +14,10 @@ nothing is concluded.
 
 `decide_shadow`: the shadow gate before any user sees the candidate: ABORT when the interval
 of (candidate's hits / stable's hits on the same requests) lies below `shadow_min_ratio`,
-RAMP to the first canary step when it lies above, HOLD otherwise (and ABORT past the time).
+RAMP to the first canary step once the shadow has its sample and is not shown so (HOLD while
+sampling, ABORT if the sample does not come in time). Users saw stable's list, not the
+candidate's, so this ratio leans towards stable and mostly measures how much the two lists
+agree: the gate stops broken candidates, not merely different ones.
 
 `decide_design`: the design's first rule, kept as a setting and as the baseline of the
 decision-accuracy study: canary CTR >= `ctr_min_abs` and >= `ctr_min_rel` of stable's,
@@ -119,26 +122,34 @@ def decide_noninferiority(ev: Evidence, rel: ReleaseSettings) -> tuple[Decision,
 
 
 def decide_shadow(ev: ShadowEvidence, rel: ReleaseSettings) -> tuple[Decision, list[str]]:
-    """The shadow gate: ABORT when the candidate is shown far worse on the same requests,
-    RAMP (to the first canary step) when shown not far worse, HOLD otherwise."""
+    """The shadow gate: ABORT when the candidate's lists are shown to be almost never watched
+    (the interval of its hits / stable's hits on the same requests lies below
+    `shadow_min_ratio`); otherwise RAMP to the first canary step once the shadow has seen
+    its sample (`min_samples_per_arm` mature requests, `min_users_per_arm` users). The
+    comparison leans towards stable (users saw stable's list), so the gate stops broken
+    candidates only; the canary stage judges the rest."""
     floor = rel.shadow_min_ratio
     r = ev.ratio
     shown = (
         f"candidate/stable hits on the same requests {_ratio(r.value)}, interval "
-        f"[{_ratio(r.low)}, {_ratio(r.high)}] against {floor:g} ({ev.users} users)"
+        f"[{_ratio(r.low)}, {_ratio(r.high)}] against {floor:g} ({ev.users} users, "
+        f"{ev.mature_requests} mature requests)"
     )
-    trusted = ev.users >= rel.min_users_per_arm and r.known
-    if trusted and r.high is not None and r.high < floor:
+    sampled = (
+        ev.users >= rel.min_users_per_arm
+        and ev.mature_requests >= rel.min_samples_per_arm
+        and r.known
+    )
+    if sampled and r.high is not None and r.high < floor:
         return Decision.ABORT, [f"shadow: shown far worse: {shown}"]
-    dwell = ev.mature_requests >= rel.min_samples_per_arm
-    if trusted and dwell and r.low is not None and r.low >= floor:
+    if sampled:
         return Decision.RAMP, [f"shadow passed: {shown}"]
     if ev.hours > rel.max_step_hours:
         return Decision.ABORT, [
-            f"shadow inconclusive after {_duration(ev.hours)} (limit "
+            f"shadow without its sample after {_duration(ev.hours)} (limit "
             f"{_duration(rel.max_step_hours)}): {shown}"
         ]
-    return Decision.HOLD, [f"shadow inconclusive: {shown}; {ev.mature_requests} mature requests"]
+    return Decision.HOLD, [f"shadow still sampling: {shown}"]
 
 
 def _ratio(v: float | None) -> str:

@@ -21,7 +21,9 @@ error rate. The boundary is tightest at the information the power calculation pl
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
@@ -112,8 +114,10 @@ def mixture_ratio(alpha: float) -> float:
     return 1.0 / (a + math.log(1.0 + a))
 
 
+@lru_cache(maxsize=64)
 def boundary_factor(alpha: float) -> float:
-    """The half-width in standard errors at the planned information."""
+    """The half-width in standard errors at the planned information (scale-free: computed
+    once per alpha)."""
     return float(half_width(1.0, alpha, mixture_ratio(alpha)))
 
 
@@ -147,12 +151,30 @@ def half_width(
 def confidence_sequence(estimate: float, variance: float, alpha: float, rho: float) -> Interval:
     """The always-valid interval of an estimate with (plug-in) variance `variance` (a zero
     variance, every unit alike, gives a zero-width interval)."""
-    if variance == 0:
-        return Interval(estimate, estimate, estimate)
-    if not variance > 0:
-        return Interval(estimate)
-    h = float(half_width(variance, alpha, rho))
-    return Interval(estimate, estimate - h, estimate + h)
+    return confidence_sequences([estimate], [variance], alpha, rho)[0]
+
+
+def confidence_sequences(
+    estimates: Sequence[float], variances: Sequence[float | None], alpha: float, rho: float
+) -> list[Interval]:
+    """`confidence_sequence` of many estimates at once (one boundary computation)."""
+    var = np.array([np.nan if v is None else v for v in variances], dtype=float)
+    usable = var > 0
+    half = np.zeros_like(var)
+    if usable.any():
+        half[usable] = half_width(var[usable], alpha, rho)
+    out = []
+    for est, v, h, ok in zip(estimates, var, half, usable, strict=True):
+        if ok or v == 0:
+            out.append(Interval(est, est - float(h), est + float(h)))
+        else:
+            out.append(Interval(est))
+    return out
+
+
+def planned_rho(margin: float, alpha: float, power: float) -> float:
+    """The mixing precision at the information the power calculation plans for."""
+    return mixture_ratio(alpha) * required_information(margin, alpha, power)
 
 
 def required_information(margin: float, alpha: float, power: float) -> float:
@@ -171,8 +193,7 @@ def lift_interval(
     lift = relative_lift(canary, stable)
     if lift is None:
         return Interval()
-    rho = mixture_ratio(alpha) * required_information(margin, alpha, power)
-    return confidence_sequence(lift[0], lift[1], alpha, rho)
+    return confidence_sequence(lift[0], lift[1], alpha, planned_rho(margin, alpha, power))
 
 
 def unit_variance(stable: RatioEstimate) -> float:

@@ -91,7 +91,7 @@ def test_fairness_acts_on_the_interval_not_the_point() -> None:
     assert fairness_breaches(REL, _fair(0.60, 0.80, users=10)) == []  # too few users
 
 
-def test_the_shadow_gate() -> None:
+def test_the_shadow_gate_stops_broken_candidates_only() -> None:
     def ev(low: float, high: float, **kw: object) -> ShadowEvidence:
         base: dict[str, object] = {
             "ratio": Interval((low + high) / 2, low, high),
@@ -102,12 +102,16 @@ def test_the_shadow_gate() -> None:
         base.update(kw)
         return ShadowEvidence(**base)  # type: ignore[arg-type]
 
-    assert decide_shadow(ev(0.6, 0.9), REL)[0] is Decision.RAMP
-    decision, reasons = decide_shadow(ev(0.05, 0.2), REL)
+    shadow = ReleaseSettings(shadow_min_ratio=0.1, min_users_per_arm=50, min_samples_per_arm=100)
+    assert decide_shadow(ev(0.6, 0.9), shadow)[0] is Decision.RAMP
+    # far below stable's hits but not shown below the floor: the canary stage will judge
+    assert decide_shadow(ev(0.05, 0.3), shadow)[0] is Decision.RAMP
+    decision, reasons = decide_shadow(ev(0.0, 0.06), shadow)
     assert decision is Decision.ABORT and "shown far worse" in reasons[0]
-    assert decide_shadow(ev(0.4, 0.7), REL)[0] is Decision.HOLD
-    assert decide_shadow(ev(0.4, 0.7, hours=25.0), REL)[0] is Decision.ABORT
-    assert decide_shadow(ev(0.6, 0.9, mature_requests=10), REL)[0] is Decision.HOLD
+    decision, reasons = decide_shadow(ev(0.6, 0.9, mature_requests=10), shadow)
+    assert decision is Decision.HOLD and "still sampling" in reasons[0]
+    assert decide_shadow(ev(0.0, 0.06, users=10), shadow)[0] is Decision.HOLD
+    assert decide_shadow(ev(0.6, 0.9, users=10, hours=25.0), shadow)[0] is Decision.ABORT
 
 
 def _arm(mature: int, ctr: float, **kw: float) -> ArmMetrics:
