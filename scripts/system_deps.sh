@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages the integration tests and benchmarks use: a real Prometheus (promtool too),
-# Alertmanager (amtool too), PostgreSQL (started by the tests as the postgres user), wrk,
+# Alertmanager (amtool too), PostgreSQL (started by the tests as the postgres user), Redis, wrk,
 # docker-compose and rsync. Installed only when missing and only when we can (root with apt-get);
 # tests that need a missing tool skip with a message that names this script.
 set -uo pipefail
@@ -9,6 +9,8 @@ command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+# the online store's Redis option (started by the tests on a loopback port)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # `docker-compose config` validates the compose file in the tests (no engine needed)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 # gitlab-ci-local copies the checkout for each job with rsync

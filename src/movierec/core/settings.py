@@ -19,6 +19,8 @@ from movierec.core.errors import ConfigError
 
 ENV_PREFIX = "MOVIEREC_"
 DATASETS = ("ml-100k", "ml-1m")
+ONLINE_STORES = ("sqlite", "redis", "none")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,14 @@ class DataSettings:
     replay_mean_minutes: float = 8.0
     exclude_flagged_events: bool = True
     postgres_dsn: str = ""  # also write the events to PostgreSQL ("" = Parquet only)
+    # each user's recent history, written by the DataPipeline, read by the service per request
+    online_store: str = "sqlite"  # sqlite (data/online_store.sqlite) | redis | none
+    online_store_redis_url: str = "redis://127.0.0.1:6379/0"
+    online_store_retention_days: float = 30.0  # a user's history is kept this long after a write
+    # `movierec ingest --follow`
+    ingest_flush_seconds: float = 0.5  # a partial batch waits at most this long for its commit
+    ingest_refresh_seconds: float = 60.0  # tables and refresh report rebuilt at most this often
+    ingest_compact_parts: int = 256  # committed part files merged into one per kind past this
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,7 @@ class ServingSettings:
     routing_check_seconds: float = 1.0
     rate_limit_per_minute: int = 0  # 0: no limit
     log_queue_size: int = 10_000
+    online_store_timeout_ms: float = 50.0  # a request waits at most this long for the store
 
 
 @dataclass(frozen=True)
@@ -255,6 +266,11 @@ class Settings:
         return self.logs_path / "feedback_events.json"
 
     @property
+    def online_store_file(self) -> Path:
+        """The online store's SQLite database (`online_store=sqlite`)."""
+        return self.data_path / "online_store.sqlite"
+
+    @property
     def reports_path(self) -> Path:
         return self.path("reports")
 
@@ -307,9 +323,18 @@ _AT_LEAST_ONE = (
     "recommendations_k",
     "min_samples_per_arm",
     "log_queue_size",
+    "ingest_compact_parts",
 )
 _COUNTS = ("gate_min_new_users", "gate_min_new_interactions", "keep_rejected_models")
-_POSITIVE = ("tune_seconds", "click_window_minutes", "routing_check_seconds")
+_POSITIVE = (
+    "tune_seconds",
+    "click_window_minutes",
+    "routing_check_seconds",
+    "online_store_retention_days",
+    "ingest_flush_seconds",
+    "ingest_refresh_seconds",
+    "online_store_timeout_ms",
+)
 _PERCENTS = ("initial_canary_pct", "ramp_step_pct")
 
 
@@ -342,6 +367,13 @@ def _check_choices(values: Mapping[str, Any]) -> None:
         raise ConfigError("MOVIEREC_EVENT_SOURCE is empty: give a file path or kafka:TOPIC")
     if source.startswith("kafka:") and not source[6:]:
         raise ConfigError("MOVIEREC_EVENT_SOURCE='kafka:' names no topic")
+    if values["online_store"] not in ONLINE_STORES:
+        raise ConfigError(
+            f"MOVIEREC_ONLINE_STORE={values['online_store']!r}: expected one of {ONLINE_STORES}"
+        )
+    url = values["online_store_redis_url"]
+    if values["online_store"] == "redis" and not url.startswith(REDIS_SCHEMES):
+        raise ConfigError(f"MOVIEREC_ONLINE_STORE_REDIS_URL={url!r}: expected {REDIS_SCHEMES}")
 
 
 def _coerce(name: str, raw: str, typ: Any) -> Any:
