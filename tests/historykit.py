@@ -4,9 +4,13 @@ the same rows whatever the order or repetition of the batches, read back per use
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
+
+from movierec.core.settings import Settings
 from movierec.data.events import format_rate, format_watch, parse_lines
 from movierec.data.history import HistoryStore, Seen, history_rows
 from movierec.data.sources import Batch
@@ -67,3 +71,10 @@ def check_contract(open_store: Callable[[str], HistoryStore]) -> None:
     assert first.history(10**12, 0) == []
     first.close()
     second.close()
+
+
+def store_rows(settings: Settings) -> pd.DataFrame:
+    """Every row of a home's SQLite online store, in key order (without the write time)."""
+    with sqlite3.connect(settings.online_store_file) as conn:
+        rows = pd.read_sql("SELECT * FROM history ORDER BY user_id, movie_id", conn)
+    return rows.drop(columns="written_ms")

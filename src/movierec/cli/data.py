@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 from movierec.cli.common import add_command, emit
@@ -38,7 +39,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     follow = None
     if args.follow:  # until SIGTERM or SIGINT: the batch in hand is committed, then it stops
-        follow = Follow(threading.Event(), settings.data.ingest_flush_seconds)
+        follow = Follow(threading.Event(), settings.data.ingest_flush_seconds, args.heartbeat)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: follow.stop.set())
     result = ingest(settings, args.source, follow)
@@ -69,4 +70,10 @@ def register(sub: Any) -> None:
         action="store_true",
         help="keep reading: commit new events within MOVIEREC_INGEST_FLUSH_SECONDS, rebuild the "
         "tables every MOVIEREC_INGEST_REFRESH_SECONDS; stop on SIGTERM/SIGINT (exit 0)",
+    )
+    i.add_argument(
+        "--heartbeat",
+        type=Path,
+        default=None,
+        help="with --follow: a file touched at least every flush period (for a health check)",
     )

@@ -134,8 +134,10 @@ def _consume(
                 fault_point("ingest.after-commit")
                 src.commit(end)
                 bar.update(len(batch.lines))
-            if follow is not None and _refresh_due(settings):
-                _refresh(settings, spec, key, result)
+            if follow is not None:
+                follow.beat()
+                if _refresh_due(settings):
+                    _refresh(settings, spec, key, result)
     finally:
         bar.close()
         for sink in sinks:

@@ -41,10 +41,15 @@ class Follow:
 
     stop: threading.Event
     flush_seconds: float = 0.5
+    heartbeat: Path | None = None  # touched at least every flush period (a health check)
 
     def wait(self) -> bool:
         """Pause for one flush period; True when asked to stop."""
         return self.stop.wait(self.flush_seconds)
+
+    def beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.touch()
 
 
 Positions = Callable[[], dict[str, Any]]  # the committed position of this source, read fresh
