@@ -154,19 +154,19 @@ def run_ours(
 def _child(
     train_f: Path, test_f: Path, out: Path, dataset: str, by_rating: bool, mitigations: bool
 ) -> None:
+    from movierec.model.recommender import RankByRating
     from movierec.offline.metrics import ranking_metrics
     from movierec.offline.offline_eval import offline_eval, read_ratings
 
     r = offline_eval(_settings(), train_f, test_f, out, dataset)
-    m = {k: v for k, v in r.metrics.items() if not isinstance(v, dict)}
-    m["seconds_total"] = r.metrics["fit_info"]["seconds_total"]
+    m = {k: v for k, v in r.metrics.items() if not isinstance(v, dict | list)}
+    m["seconds_total"] = r.metrics["train_seconds"]
     if by_rating:
         tr, te = read_ratings(train_f), read_ratings(test_f)
         users = [u for u in te["user_id"].unique() if u in set(tr["user_id"])][:300]
         part = te[te["user_id"].isin(users)]
-        m["by_rating_ndcg@10"] = ranking_metrics(r.model.recommend_by_rating(users, 20), part)[
-            "ndcg@10"
-        ]
+        by_rating_lists = RankByRating(r.model).recommend(users, 20)
+        m["by_rating_ndcg@10"] = ranking_metrics(by_rating_lists, part)["ndcg@10"]
         m["same_users_ndcg@10"] = ranking_metrics(r.model.recommend(users, 20), part)["ndcg@10"]
     m["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if mitigations:
@@ -179,7 +179,7 @@ MITIGATIONS = [(0.0, 0.0), (0.2, 0.0), (0.4, 0.0), (0.0, 0.3), (0.0, 0.6), (0.2,
 
 def _mitigations(model: Any, train: pd.DataFrame, test: pd.DataFrame) -> list[dict[str, Any]]:
     """The same trained model's lists under each (long-tail share, genre diversity) setting."""
-    from movierec.model.recommender import longtail_mask
+    from movierec.model.rerank import longtail_mask
     from movierec.offline.metrics import ranking_metrics
     from movierec.trust.analysis import gini
 
@@ -188,8 +188,7 @@ def _mitigations(model: Any, train: pd.DataFrame, test: pd.DataFrame) -> list[di
     tail = set(catalog[longtail_mask(model.stage.base)])
     out = []
     for share, diversity in MITIGATIONS:
-        model.params |= {"longtail_min_share": share, "genre_diversity": diversity}
-        topk = model.recommend(users, 20)
+        topk = model.with_reranking(share, diversity).recommend(users, 20)
         ranking = ranking_metrics(topk, test)
         exposure = pd.Series([m for v in topk.values() for m in v]).value_counts()
         counts = exposure.reindex(catalog, fill_value=0).to_numpy()

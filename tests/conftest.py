@@ -1,16 +1,17 @@
 """Shared fixtures: settings in a temporary home, real MovieLens fetched once per session,
-and the tiny checker-board dataset with a known answer."""
+and the tiny checker-board dataset with a known answer (and a model fitted on it)."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from movierec.core.settings import Settings
+from movierec.model.recommender import TwoStageModel
+from tests.modelkit import FAST, block_data, block_ratings_frame
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache"
@@ -66,14 +67,11 @@ def block_ratings() -> pd.DataFrame:
     """Two blocks: users 0-9 watch only movies a0-a9, users 10-19 only b0-b9; each user has
     rated 6 of their block's 10 movies (3 to 5 stars), so the known answer is: the 4 unseen
     movies of a user's own block come first."""
-    rng = np.random.default_rng(0)
-    rows = []
-    t = pd.Timestamp("2025-01-01T00:00:00Z")
-    for u in range(20):
-        own = "a" if u < 10 else "b"
-        for j in rng.choice(10, size=6, replace=False):
-            rows.append((u, f"{own}+movie+{j}+2000", int(rng.integers(3, 6)), t))
-            t += pd.Timedelta(minutes=1)
-    return pd.DataFrame(rows, columns=["user_id", "movie_id", "rating", "timestamp"]).astype(
-        {"rating": "int8"}
-    )
+    return block_ratings_frame()
+
+
+@pytest.fixture(scope="session")
+def block_model() -> TwoStageModel:
+    """The two-stage model fitted on the block dataset, once per session (read it, never
+    change it)."""
+    return TwoStageModel(FAST).fit(block_data(block_ratings_frame()))

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from movierec.ops.service import free_port
-from tests.servicekit import stop_process
+from tests.servicekit import stop_process, wait_listening
 
 
 @dataclass
@@ -27,21 +25,6 @@ class RedisServer:
 
     def stop(self) -> None:
         stop_process(self.process)
-
-
-def _wait_listening(server: RedisServer) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {server.process.returncode}")
-        with (
-            contextlib.suppress(OSError),
-            socket.create_connection(("127.0.0.1", server.port), 0.2),
-        ):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError("redis-server did not listen within 20 s")
-        time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -58,7 +41,7 @@ def redis_server() -> Iterator[RedisServer]:
     )
     server = RedisServer(f"redis://127.0.0.1:{port}/0", port, proc)
     try:
-        _wait_listening(server)
+        wait_listening(proc, port, "redis-server")
         yield server
     finally:
         server.stop()

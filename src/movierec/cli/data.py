@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from movierec.cli.common import add_command, emit
+from movierec.cli.common import add_command, emit, exit_codes
 from movierec.core.settings import DATASETS, Settings
 
 
@@ -48,7 +48,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: Any) -> None:
-    data = sub.add_parser("data", help="real MovieLens data")
+    data = sub.add_parser("data", help="real MovieLens data", epilog=exit_codes())
     dsub = data.add_subparsers(dest="data_command", required=True)
     f = add_command(dsub, "fetch", "fetch a MovieLens dataset and write canonical tables", _fetch)
     f.add_argument("--dataset", choices=DATASETS, default=None)

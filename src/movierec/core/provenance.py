@@ -12,15 +12,14 @@ columns, sources) are JSON inside a quoted CSV cell. Readers return typed rows.
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from movierec.core.files import append_whole
 from movierec.core.schema import DATA_PROVENANCE, MODEL_PROVENANCE, PREDICTION_EVENTS
 from movierec.core.settings import Settings
 
@@ -94,23 +93,8 @@ def _to_csv(rows: Sequence[Any], header: bool) -> str:
 
 def append_rows(path: Path, rows: Sequence[Any]) -> None:
     """Append rows (one dataclass type) in one locked write, with the header if new."""
-    if not rows:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            new = os.fstat(fd).st_size == 0
-            data = _to_csv(rows, header=new).encode("utf-8")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    if rows:
+        append_whole(path, lambda size: _to_csv(rows, header=size == 0).encode("utf-8"))
 
 
 def _parse(cls: type[R], raw: dict[str, str]) -> R:

@@ -41,3 +41,6 @@ COLD_START = "cold_start.json"  # {"items": [...]}: the list for users the model
 MODEL_PROVENANCE = "model_provenance.csv"
 DATA_PROVENANCE = "data_provenance.csv"
 PREDICTION_EVENTS = "prediction_events.csv"
+
+# ---- the service ------------------------------------------------------------------------------
+MAX_SERVED_USER_ID = 2**63 - 1  # /recommend/<user_id>: a non-negative integer up to this

@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from movierec.core.errors import ConfigError
-
-ENV_PREFIX = "MOVIEREC_"
-DATASETS = ("ml-100k", "ml-1m")
-ONLINE_STORES = ("sqlite", "redis", "none")
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+from movierec.core.validation import DATASETS as DATASETS  # re-exported: callers import it here
+from movierec.core.validation import ENV_PREFIX as ENV_PREFIX
+from movierec.core.validation import validate
 
 
 @dataclass(frozen=True)
@@ -32,6 +30,9 @@ class PathSettings:
     models_dir: Path = Path("models")
     logs_dir: Path = Path("logs")
     cache_dir: Path = Path(".cache")
+    # served-log records that could not be written to logs/ (full disk, slow writer) wait
+    # here to be read back: keep it on another file system than logs/ where you can
+    spill_dir: Path = Path("data/spill")
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,15 @@ class ServingSettings:
     release_salt: str = "movierec-release-1"
     routing_check_seconds: float = 1.0
     rate_limit_per_minute: int = 0  # 0: no limit
+    # "": the limit is kept per gunicorn worker; redis://HOST:PORT/DB: shared by every worker
+    # and replica that names the same Redis
+    rate_limit_storage: str = ""
+    # addresses or networks (comma-separated) whose X-Forwarded-For is believed; "" trusts none
+    trusted_proxies: str = ""
     log_queue_size: int = 10_000
     online_store_timeout_ms: float = 50.0  # a request waits at most this long for the store
+    # served-log records kept in memory while the log cannot be written (then: the spill file)
+    log_backlog_size: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -157,7 +165,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         _normalize_paths(self.paths)
-        _validate(self)
+        validate({name: value for name, _section, value in self.items()})
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -256,6 +264,11 @@ class Settings:
         return self.logs_path / "served.jsonl"
 
     @property
+    def spill_path(self) -> Path:
+        """Where served-log records wait when logs/ cannot take them."""
+        return self.path(self.paths.spill_dir)
+
+    @property
     def online_metrics_file(self) -> Path:
         """What the online evaluator measured last (read by the service's /metrics)."""
         return self.logs_path / "online_metrics.json"
@@ -301,79 +314,8 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str]) -> Settings:
 
 def _normalize_paths(paths: PathSettings) -> None:
     object.__setattr__(paths, "home", Path(paths.home).resolve())
-    for name in ("data_dir", "models_dir", "logs_dir", "cache_dir"):
+    for name in ("data_dir", "models_dir", "logs_dir", "cache_dir", "spill_dir"):
         object.__setattr__(paths, name, Path(getattr(paths, name)))
-
-
-_FRACTIONS = (
-    "holdout_fraction",
-    "ctr_min_abs",
-    "ctr_min_rel",
-    "max_error_rate",
-    "longtail_min_share",
-    "genre_diversity",
-)
-_AT_LEAST_ONE = (
-    "workers",
-    "threads",
-    "n_threads",
-    "tune_iterations",
-    "max_train_rows",
-    "ingest_batch_lines",
-    "recommendations_k",
-    "min_samples_per_arm",
-    "log_queue_size",
-    "ingest_compact_parts",
-)
-_COUNTS = ("gate_min_new_users", "gate_min_new_interactions", "keep_rejected_models")
-_POSITIVE = (
-    "tune_seconds",
-    "click_window_minutes",
-    "routing_check_seconds",
-    "online_store_retention_days",
-    "ingest_flush_seconds",
-    "ingest_refresh_seconds",
-    "online_store_timeout_ms",
-)
-_PERCENTS = ("initial_canary_pct", "ramp_step_pct")
-
-
-def _validate(s: Settings) -> None:
-    """Every value that cannot work is refused here, with the variable that holds it."""
-    values = {name: value for name, _section, value in s.items()}
-    _check_choices(values)
-    checks = (
-        (_FRACTIONS, lambda v: 0.0 <= v <= 1.0, "a fraction in [0, 1]"),
-        (_AT_LEAST_ONE, lambda v: v >= 1, "at least 1"),
-        ((*_COUNTS, "rate_limit_per_minute"), lambda v: v >= 0, "a count >= 0"),
-        (_POSITIVE, lambda v: v > 0, "a positive number"),
-        (_PERCENTS, lambda v: 0 <= v <= 100, "0..100"),
-        (("port",), lambda v: 0 < v < 65536, "1..65535"),
-    )
-    for names, ok, expected in checks:
-        for name in names:
-            if not ok(values[name]):
-                raise ConfigError(f"{ENV_PREFIX}{name.upper()}={values[name]}: expected {expected}")
-    low, high = values["satisfaction_low"], values["satisfaction_high"]
-    if not 0 < low <= 1.0 <= high:
-        raise ConfigError(f"satisfaction range must contain 1.0: [{low}, {high}]")
-
-
-def _check_choices(values: Mapping[str, Any]) -> None:
-    if values["dataset"] not in DATASETS:
-        raise ConfigError(f"MOVIEREC_DATASET={values['dataset']!r}: expected one of {DATASETS}")
-    source = values["event_source"]
-    if not source:
-        raise ConfigError("MOVIEREC_EVENT_SOURCE is empty: give a file path or kafka:TOPIC")
-    if source.startswith("kafka:") and not source[6:]:
-        raise ConfigError("MOVIEREC_EVENT_SOURCE='kafka:' names no topic")
-    if values["online_store"] not in ONLINE_STORES:
-        raise ConfigError(
-            f"MOVIEREC_ONLINE_STORE={values['online_store']!r}: expected one of {ONLINE_STORES}"
-        )
-    url = values["online_store_redis_url"]
-    if values["online_store"] == "redis" and not url.startswith(REDIS_SCHEMES):
-        raise ConfigError(f"MOVIEREC_ONLINE_STORE_REDIS_URL={url!r}: expected {REDIS_SCHEMES}")
 
 
 def _coerce(name: str, raw: str, typ: Any) -> Any:

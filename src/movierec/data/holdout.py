@@ -4,8 +4,9 @@ Protocol: when it is created, from the ratings in the lake, every user with at l
 `MIN_RATINGS` ratings gives their latest 10% (`holdout_fraction`, at least one). Its sha256 is
 recorded beside it (`offline_eval_data.sha256`) and checked before every use; a changed file
 is refused (`HoldoutChangedError`). Its (user, movie) pairs are removed from everything a
-model trains on - ratings and watched interactions alike, since watching a movie reveals it -
-so metrics of different versions, all measured on it, are comparable.
+model trains on (`data.splits.exclude_pairs`) - ratings and watched interactions alike, since
+watching a movie reveals it - so metrics of different versions, all measured on it, are
+comparable.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from movierec.core.errors import DataNotFoundError, DataValidationError, HoldoutChangedError
 from movierec.core.files import atomic_write_text, fsync_dir, sha256_file
+from movierec.core.schema import RATING_COLUMNS
 from movierec.core.settings import Settings
+from movierec.data.splits import latest_per_user
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +34,8 @@ def _hash_file(settings: Settings) -> Path:
 
 def select_holdout(ratings: pd.DataFrame, fraction: float) -> pd.DataFrame:
     """Each eligible user's latest `fraction` of ratings."""
-    r = ratings.sort_values(["user_id", "timestamp", "movie_id"], kind="stable")
-    pos = r.groupby("user_id").cumcount()
-    size = r.groupby("user_id")["movie_id"].transform("size")
-    n = np.where(size >= MIN_RATINGS, np.maximum(1, np.floor(size * fraction)), 0)
-    return r[pos >= size - n][["user_id", "movie_id", "rating", "timestamp"]].reset_index(drop=True)
+    _earlier, later = latest_per_user(ratings, fraction, MIN_RATINGS, "timestamp")
+    return later[list(RATING_COLUMNS)].reset_index(drop=True)
 
 
 def create_holdout(settings: Settings, ratings: pd.DataFrame) -> str:
@@ -92,10 +91,3 @@ def ensure_holdout(settings: Settings, ratings: pd.DataFrame) -> pd.DataFrame:
     if not settings.holdout_file.exists():
         create_holdout(settings, ratings)
     return load_holdout(settings)
-
-
-def exclude_holdout(frame: pd.DataFrame, holdout: pd.DataFrame) -> pd.DataFrame:
-    """`frame` without any (user, movie) pair of the holdout."""
-    pairs = pd.MultiIndex.from_frame(holdout[["user_id", "movie_id"]])
-    mask = pd.MultiIndex.from_frame(frame[["user_id", "movie_id"]]).isin(pairs)
-    return frame[~mask].reset_index(drop=True)

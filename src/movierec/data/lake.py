@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from movierec.core.errors import DataNotFoundError
+from movierec.core.errors import DataNotFoundError, DataValidationError
 from movierec.core.files import atomic_write_bytes, fsync_dir, read_json
 from movierec.core.settings import Settings
 
@@ -87,10 +87,10 @@ def _read_parts(settings: Settings, state: dict[str, Any], kind: str) -> pd.Data
     files = [
         parts_dir(settings) / n for n in state.get("parts", []) if n.endswith(f"-{kind}.parquet")
     ]
-    frames = [pd.read_parquet(f) for f in files]
+    frames = [read_parquet(f) for f in files]
     frames = [f for f in frames if len(f)]
     if not frames:
-        return pd.read_parquet(files[0]) if files else pd.DataFrame()
+        return read_parquet(files[0]) if files else pd.DataFrame()
     return pd.concat(frames, ignore_index=True)
 
 
@@ -163,7 +163,17 @@ def write_table(settings: Settings, name: str, frame: pd.DataFrame) -> None:
 
 def read_table(settings: Settings, name: str) -> pd.DataFrame | None:
     path = settings.lake_path / f"{name}.parquet"
-    return pd.read_parquet(path) if path.exists() else None
+    return read_parquet(path) if path.exists() else None
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """A lake file; one that is cut short or corrupt is an error naming it (never rewritten)."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataValidationError(
+            f"{path}: unreadable Parquet ({str(exc).splitlines()[0][:160]}); restore or remove it"
+        ) from None
 
 
 def write_quarantine(settings: Settings, quarantine: pd.DataFrame) -> None:

@@ -23,6 +23,7 @@ from movierec.core.settings import Settings
 log = logging.getLogger(__name__)
 
 _BLOCK = 8 << 20
+_BROKER_DOWN_SECONDS = 30.0  # a Kafka broker restarting is waited for this long
 
 
 @dataclass
@@ -172,6 +173,7 @@ class KafkaSource:
         )
         self._assigned = False
         self._partitions: set[int] = set()
+        self._down_since: float | None = None
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def describe(self) -> dict[str, Any]:
@@ -199,27 +201,51 @@ class KafkaSource:
         while follow is None or not follow.stop.is_set():
             msgs = self.consumer.consume(num_messages=min(max_lines, 10_000), timeout=timeout)
             now = time.monotonic()
+            got = False
             for m in msgs:
                 if m.error():
-                    raise DataValidationError(f"Kafka error on {self.topic}: {m.error()}")
+                    self._on_error(m.error())
+                    continue
+                self._down_since = None
                 pending.add(m, now)
-            if msgs:
+                got = True
+            if got:
                 last = now
-            if pending.due(max_lines, follow, now, idle=not msgs):
+            if pending.due(max_lines, follow, now, idle=not got):
                 yield pending.batch()
                 pending = _Pending()
-            elif follow is not None and not msgs:
+            elif not got and follow is not None:
                 yield Batch([], [], {"offsets": {}})  # a heartbeat
-            elif follow is None and not msgs:
-                waiting_for_assignment = not self._assigned and now < deadline_assign
-                if not waiting_for_assignment and now - last > self.idle:
-                    break
+            elif not got and self._done(now, last, deadline_assign):
+                break
         if pending.lines:
             yield pending.batch()
 
+    def _done(self, now: float, last: float, deadline_assign: float) -> bool:
+        """A one-shot run ends once nothing arrived for `idle` seconds, unless it is still
+        waiting for its partitions or for a broker that is down."""
+        waiting_for_assignment = not self._assigned and now < deadline_assign
+        down = self._down_since is not None and now - last < _BROKER_DOWN_SECONDS
+        return not (waiting_for_assignment or down) and now - last > self.idle
+
+    def _on_error(self, err: Any) -> None:
+        """A broker that is down or restarting is waited for (librdkafka reconnects) for at
+        most `_BROKER_DOWN_SECONDS`; any other error stops the run."""
+        from confluent_kafka import KafkaError
+
+        transient = (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT)
+        if err.fatal() or err.code() not in transient:
+            raise DataValidationError(f"Kafka error on {self.topic}: {err}")
+        now = time.monotonic()
+        self._down_since = self._down_since or now
+        if now - self._down_since > _BROKER_DOWN_SECONDS:
+            raise DataValidationError(f"Kafka broker down for {_BROKER_DOWN_SECONDS:.0f} s: {err}")
+        log.warning("Kafka broker unavailable, waiting for it: %s", err)
+
     def commit(self, position: dict[str, Any]) -> None:
-        """Tell the broker, after the pipeline's own state was committed (only the partitions
-        this consumer still owns; the state stays the reference either way)."""
+        """Tell the broker, after the pipeline's own state was committed: only the partitions
+        this consumer still owns. The state is what a resumed run or a follower taking over a
+        partition starts from, so a broker that cannot take the commit loses nothing."""
         from confluent_kafka import KafkaException, TopicPartition
 
         tps = [
@@ -230,8 +256,8 @@ class KafkaSource:
         if tps:
             try:
                 self.consumer.commit(offsets=tps, asynchronous=False)
-            except KafkaException as exc:  # a rebalance moved the partition meanwhile
-                log.warning("Kafka offset commit on %s not accepted: %s", self.topic, exc)
+            except KafkaException as exc:  # a broker down, or a rebalance meanwhile
+                log.warning("Kafka offsets not committed (the pipeline's state has them): %s", exc)
 
     def close(self) -> None:
         self.consumer.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 
@@ -160,8 +159,3 @@ def implicit_als(
     )
     model.fit(X.tocsr().astype(np.float32), show_progress=False)
     return np.asarray(model.user_factors), np.asarray(model.item_factors)
-
-
-def popularity(ratings_or_interactions: pd.DataFrame) -> pd.Series:
-    """Interaction counts per movie, most popular first."""
-    return ratings_or_interactions["movie_id"].value_counts()

@@ -2,8 +2,10 @@
 
 Trials are scored by RMSE on a validation split carved from the TRAINING data only (never the
 holdout): 10% of the training ratings, whose (user, movie) pairs are also removed from the
-implicit interactions the CF models see. The budget is `tune_iterations` trials and
-`tune_seconds` seconds, whichever ends first; the same seed gives the same trials. MF settings
+implicit interactions the CF models see. Candidates are drawn by scikit-learn's
+`ParameterSampler` from `scipy.stats` distributions, so the same seed gives the same sequence
+of trials. The budget is `iterations` trials and `seconds` seconds, whichever ends first: the
+time limit only cuts that sequence short (the trials that ran are a prefix of it). MF settings
 come from a short list, so their out-of-fold features are computed once per setting and
 shared by the trials that use it.
 """
@@ -12,108 +14,156 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import xgboost as xgb
+from scipy.stats import loguniform, randint, uniform
+from sklearn.model_selection import ParameterSampler
 
-from movierec.core.settings import Settings
-from movierec.model.cf import BiasedMF, Index
+from movierec.data.splits import exclude_pairs
+from movierec.model.cf import Index
+from movierec.model.data import TrainingData
 from movierec.model.features import pair_features
-from movierec.model.recommender import (
-    DEFAULT_PARAMS,
-    TrainingData,
-    _fit_stage,
-    _rating_extra,
-    _xgb_params,
-    rating_training_matrix,
-)
+from movierec.model.params import ModelParams
+from movierec.model.rating import EARLY_STOPPING_ROUNDS, rating_training_matrix, xgb_params
+from movierec.model.stage import CFStage, fit_mf, fit_stage, rating_cf_features
 
 log = logging.getLogger(__name__)
 
-MF_CHOICES = [(16, 5.0), (32, 8.0), (32, 15.0), (64, 12.0)]
-SPACE: dict[str, list[Any]] = {
-    "xgb_max_depth": [4, 5, 6, 8],
-    "xgb_eta": [0.03, 0.05, 0.08, 0.12],
-    "xgb_subsample": [0.7, 0.85, 1.0],
-    "xgb_colsample": [0.6, 0.8, 1.0],
-    "xgb_min_child_weight": [1.0, 5.0, 20.0],
-    "xgb_lambda": [1.0, 5.0, 20.0],
-}
+VALID_SHARE = 0.1
+MF_CHOICES = [(16, 5.0), (32, 8.0), (32, 15.0), (64, 12.0)]  # (factors, regularisation)
+TUNED = (
+    "mf_factors",
+    "mf_reg",
+    "xgb_max_depth",
+    "xgb_eta",
+    "xgb_subsample",
+    "xgb_colsample",
+    "xgb_min_child_weight",
+    "xgb_lambda",
+)
 
 
-def randomized_search(data: Any, settings: Settings) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The best parameters found and every trial (params, rmse, rounds, seconds)."""
-    import xgboost as xgb
+@dataclass(frozen=True)
+class TuningBudget:
+    """How much search: at most `iterations` trials and `seconds` (None: no time limit)."""
 
+    iterations: int = 12
+    seconds: float | None = 60.0
+    seed: int = 42
+    threads: int = 2
+
+
+def search_space() -> dict[str, Any]:
+    return {
+        "mf": MF_CHOICES,
+        "xgb_max_depth": randint(4, 9),
+        "xgb_eta": loguniform(0.03, 0.15),
+        "xgb_subsample": uniform(0.7, 0.3),
+        "xgb_colsample": uniform(0.6, 0.4),
+        "xgb_min_child_weight": loguniform(1.0, 20.0),
+        "xgb_lambda": loguniform(1.0, 20.0),
+    }
+
+
+def sample_params(base: ModelParams, budget: TuningBudget) -> list[ModelParams]:
+    """The sequence of candidate parameters the search tries, in order."""
+    sampler = ParameterSampler(search_space(), budget.iterations, random_state=budget.seed)
+    out = []
+    for drawn in sampler:
+        factors, reg = drawn.pop("mf")
+        values = {k: float(f"{v:.4g}") for k, v in drawn.items()}
+        values["xgb_max_depth"] = int(values["xgb_max_depth"])
+        out.append(base.replace(mf_factors=factors, mf_reg=reg, **values))
+    return out
+
+
+@dataclass
+class _Split:
+    train: TrainingData
+    stage: CFStage
+    vu: np.ndarray
+    vi: np.ndarray
+    vy: np.ndarray
+
+
+def randomized_search(
+    data: TrainingData, base: ModelParams, budget: TuningBudget
+) -> tuple[ModelParams, list[dict[str, Any]]]:
+    """The best parameters found (`base` with the tuned ones replaced) and every trial
+    (params, rmse, rounds, seconds)."""
     start = time.perf_counter()
-    seed, threads = settings.training.seed, settings.training.n_threads
-    rng = np.random.default_rng(seed)
-    ratings = data.ratings
-    valid_mask = rng.random(len(ratings)) < 0.1
-    valid = ratings[valid_mask]
-    pairs = pd.MultiIndex.from_frame(valid[["user_id", "movie_id"]])
-    inter = data.interactions
-    keep = ~pd.MultiIndex.from_frame(inter[["user_id", "movie_id"]]).isin(pairs)
-    train = TrainingData(ratings[~valid_mask], inter[keep], data.users, data.movies)
+    split = _validation_split(data, base, budget.threads)
+    cache: dict[tuple[int, float], tuple[xgb.DMatrix, xgb.DMatrix]] = {}
+    trials: list[dict[str, Any]] = []
+    best, best_rmse = base, float("inf")
+    for t, params in enumerate(sample_params(base, budget)):
+        if trials and budget.seconds is not None and time.perf_counter() - start > budget.seconds:
+            log.info("tuning budget of %.0f s used after %d trials", budget.seconds, t)
+            break
+        trial = _trial(split, params, cache, budget.threads)
+        trials.append(trial)
+        log.info("trial %d: rmse %.4f %s", t, trial["rmse"], trial["params"])
+        if trial["rmse"] < best_rmse:
+            best, best_rmse = params, trial["rmse"]
+    return best, trials
+
+
+def _validation_split(data: TrainingData, params: ModelParams, threads: int) -> _Split:
+    """10% of the ratings for validation; their pairs leave every training table."""
+    valid_mask = np.random.default_rng(params.seed).random(len(data.ratings)) < VALID_SHARE
+    valid = data.ratings[valid_mask]
+    train = TrainingData(
+        data.ratings[~valid_mask],
+        exclude_pairs(data.interactions, valid),
+        data.users,
+        data.movies,
+    )
     index = Index.build(
         train.interactions["user_id"].to_numpy(), data.movies["movie_id"].to_numpy()
     )
-    stage = _fit_stage(train, index, DEFAULT_PARAMS, seed, threads)
+    stage = fit_stage(train, index, params, threads)
     vu = index.uidx(valid["user_id"].to_numpy())
     vi = index.midx(valid["movie_id"].to_numpy())
-    vy = valid["rating"].to_numpy(dtype=float)
-    cache: dict[tuple[int, float], tuple[Any, Any, list[str]]] = {}
-    trials: list[dict[str, Any]] = []
-    best: tuple[float, dict[str, Any]] = (float("inf"), {})
-    for t in range(settings.training.tune_iterations):
-        if trials and time.perf_counter() - start > settings.training.tune_seconds:
-            log.info(
-                "tuning budget of %.0f s used after %d trials", settings.training.tune_seconds, t
-            )
-            break
-        factors, reg = MF_CHOICES[int(rng.integers(len(MF_CHOICES)))]
-        params = dict(DEFAULT_PARAMS, mf_factors=factors, mf_reg=reg)
-        params.update({k: v[int(rng.integers(len(v)))] for k, v in SPACE.items()})
-        t0 = time.perf_counter()
-        key = (factors, reg)
-        if key not in cache:
-            X, y, names = rating_training_matrix(train, stage, params, seed)
-            mf = BiasedMF(factors, reg, iters=params["mf_iters"], seed=seed)
-            tu = index.uidx(train.ratings["user_id"].to_numpy())
-            ti = index.midx(train.ratings["movie_id"].to_numpy())
-            ok = (tu >= 0) & (ti >= 0)
-            mf.fit(
-                tu[ok],
-                ti[ok],
-                train.ratings["rating"].to_numpy(float)[ok],
-                len(index.users),
-                len(index.movies),
-            )
-            Xv, _ = pair_features(stage.base, vu, vi, _rating_extra(stage, vu, vi, mf))
-            cache[key] = (
-                xgb.DMatrix(X, y, feature_names=names),
-                xgb.DMatrix(Xv, vy, feature_names=names),
-                names,
-            )
-        dtrain, dvalid, _ = cache[key]
-        booster = xgb.train(
-            _xgb_params(params, seed, threads),
-            dtrain,
-            int(params["xgb_rounds"]),
-            evals=[(dvalid, "valid")],
-            early_stopping_rounds=30,
-            verbose_eval=False,
-        )
-        rmse = float(booster.best_score)
-        trial: dict[str, Any] = {
-            "params": {k: params[k] for k in ("mf_factors", "mf_reg", *SPACE)},
-            "rmse": rmse,
-            "rounds": booster.best_iteration + 1,
-            "seconds": round(time.perf_counter() - t0, 2),
-        }
-        trials.append(trial)
-        log.info("trial %d: rmse %.4f %s", t, rmse, trial["params"])
-        if rmse < best[0]:
-            best = (rmse, dict(trial["params"]))
-    return best[1], trials
+    return _Split(train, stage, vu, vi, valid["rating"].to_numpy(dtype=float))
+
+
+def _trial(
+    split: _Split,
+    params: ModelParams,
+    cache: dict[tuple[int, float], tuple[xgb.DMatrix, xgb.DMatrix]],
+    threads: int,
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    key = (params.mf_factors, params.mf_reg)
+    if key not in cache:
+        cache[key] = _matrices(split, params)
+    dtrain, dvalid = cache[key]
+    booster = xgb.train(
+        xgb_params(params, threads),
+        dtrain,
+        params.xgb_rounds,
+        evals=[(dvalid, "valid")],
+        early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+        verbose_eval=False,
+    )
+    return {
+        "params": {k: getattr(params, k) for k in TUNED},
+        "rmse": float(booster.best_score),
+        "rounds": booster.best_iteration + 1,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _matrices(split: _Split, params: ModelParams) -> tuple[xgb.DMatrix, xgb.DMatrix]:
+    """Out-of-fold training features and validation features for one MF setting."""
+    X, y, names = rating_training_matrix(split.train, split.stage, params)
+    mf = fit_mf(split.train, split.stage.index, params)
+    extra = rating_cf_features(split.stage, split.vu, split.vi, mf)
+    Xv, _ = pair_features(split.stage.base, split.vu, split.vi, extra)
+    return (
+        xgb.DMatrix(X, y, feature_names=names),
+        xgb.DMatrix(Xv, split.vy, feature_names=names),
+    )

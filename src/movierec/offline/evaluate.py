@@ -1,5 +1,5 @@
-"""Offline evaluation: rating and ranking metrics, overall and per group. Works with any model
-that has `predict_ratings(users, movies)` and `recommend(users, k)`; never imports Flask.
+"""Offline evaluation: rating and ranking metrics, overall and per group, of any `Recommender`
+(`predict_ratings(users, movies)` and `recommend(users, k)`); never imports Flask.
 
 Ranking protocol: for each test user, the relevant movies are their test movies rated >= 4;
 the list is the model's top-k among movies the user did not rate in training; NDCG@10 uses
@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 
 from movierec.core.schema import age_group_label
+from movierec.model.recommender import Recommender
 from movierec.offline.metrics import coverage, ranking_metrics, rating_metrics
 
 
 def evaluate_model(
-    model: Any,
+    model: Recommender,
     train_users: set[int] | np.ndarray,
     test: pd.DataFrame,
     users: pd.DataFrame,

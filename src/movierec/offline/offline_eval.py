@@ -11,7 +11,6 @@ user has in the train file) and `metrics.json`.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,10 @@ import pandas as pd
 from movierec.core.errors import DataValidationError
 from movierec.core.settings import Settings
 from movierec.data.movielens import load_tables
-from movierec.model.recommender import TrainingData, fit
+from movierec.model.data import TrainingData
+from movierec.model.recommender import TwoStageModel
 from movierec.offline.evaluate import evaluate_model
+from movierec.offline.fitting import fit_model
 
 COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 
@@ -31,12 +32,12 @@ COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 class OfflineResult:
     out: Path
     metrics: dict[str, Any]
-    model: Any = None
+    model: TwoStageModel
 
     def summary(self) -> dict[str, Any]:
         return {
             "out": str(self.out),
-            **{k: v for k, v in self.metrics.items() if not isinstance(v, dict)},
+            **{k: v for k, v in self.metrics.items() if not isinstance(v, dict | list)},
         }
 
 
@@ -82,9 +83,8 @@ def offline_eval(
             f"{train_file}: movie ids not in the dataset: "
             f"{train.loc[unknown, 'movie_id'].head(3).tolist()}"
         )
-    t0 = time.perf_counter()
-    model = fit(TrainingData.from_ratings(train, tables.users, tables.movies), settings)
-    seconds = time.perf_counter() - t0
+    fitted = fit_model(TrainingData.from_ratings(train, tables.users, tables.movies), settings)
+    model = fitted.model
     out.mkdir(parents=True, exist_ok=True)
     pred = model.predict_ratings(test["user_id"].to_numpy(), test["movie_id"].to_numpy())
     test.assign(prediction=pred)[["user_id", "movie_id", "prediction"]].to_csv(
@@ -99,7 +99,8 @@ def offline_eval(
     metrics = evaluate_model(
         model, set(train["user_id"].unique().tolist()), test, tables.users, len(tables.movies)
     )
-    metrics["train_seconds"] = round(seconds, 2)
+    metrics["train_seconds"] = fitted.seconds
     metrics["fit_info"] = model.fit_info
+    metrics["tuning_trials"] = fitted.trials
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return OfflineResult(out, metrics, model)

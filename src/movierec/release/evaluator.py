@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,7 @@ from movierec.registry.routing import (
     read_routing,
     write_routing,
 )
+from movierec.release.datagaps import gap_reason, served_log_gaps
 from movierec.release.online import ArmMetrics, compute_arm_metrics
 from movierec.release.policy import Decision, decide
 from movierec.release.served import load_served, served_log_files
@@ -56,6 +57,7 @@ class ReleaseResult:
     key: str
     applied: bool
     repeated: bool = False
+    data_gaps: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         out = asdict(self)
@@ -104,7 +106,11 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
         period_start=routing.updated_at,
         key=_watermark(served, lake),
         applied=False,
+        data_gaps=served_log_gaps(settings, routing.updated_at),
     )
+    gap = gap_reason(result.data_gaps)
+    if gap:
+        result.reasons.append(gap)
     atomic_write_json(settings.online_metrics_file, metrics_record(result))
     # Once per watermark: apply and record
     history = read_json(settings.feedback_events_file, default=[])

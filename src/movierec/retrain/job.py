@@ -44,7 +44,7 @@ from movierec.data.ingest import ingest
 from movierec.offline.metrics import headline
 from movierec.registry.bundles import delete_bundle, list_versions
 from movierec.registry.routing import read_routing, routed_versions
-from movierec.retrain.gate import DataCounts, Gate, check_gate, write_state
+from movierec.retrain.gate import DataCounts, Gate, check_gate, read_state, write_state
 from movierec.retrain.promotion import decide_promotion, route_candidate, stable_metrics
 from movierec.retrain.training import TrainResult, train_candidate
 
@@ -96,6 +96,7 @@ def retrain(settings: Settings, *, force: bool = False) -> RetrainResult:
 
 
 def _retrain_locked(settings: Settings, *, force: bool) -> RetrainResult:
+    read_state(settings)  # a corrupt state file stops the run before anything is written
     _recover(settings)
     # Refresh: ingest what arrived since the last run
     with _step(settings, "refresh", {}) as info:

@@ -24,12 +24,15 @@ from movierec.core.files import sha256_file
 from movierec.core.provenance import ModelRecord, append_model
 from movierec.core.schema import COLD_START, RECOMMENDATIONS
 from movierec.core.settings import Settings
-from movierec.data.holdout import ensure_holdout, exclude_holdout, holdout_sha256, load_holdout
+from movierec.data.holdout import ensure_holdout, holdout_sha256, load_holdout
 from movierec.data.lake import load_lake, training_interactions
 from movierec.data.movielens import load_tables
 from movierec.data.snapshot import snapshot_training_data
-from movierec.model.recommender import TrainedModel, TrainingData, fit
+from movierec.data.splits import exclude_pairs
+from movierec.model.data import TrainingData
+from movierec.model.recommender import RankByRating, Recommender, TwoStageModel, load_recommender
 from movierec.offline.evaluate import evaluate_model
+from movierec.offline.fitting import fit_model
 from movierec.offline.metrics import headline, ranking_metrics
 from movierec.registry.bundles import (
     bundle_path,
@@ -80,10 +83,11 @@ def train_candidate(
     lake = load_lake(settings)
     tables = load_tables(settings, settings.data.dataset)
     holdout = ensure_holdout(settings, lake.ratings)
-    inter = exclude_holdout(training_interactions(settings, lake), holdout)
+    inter = exclude_pairs(training_interactions(settings, lake), holdout)
     snapshot = snapshot_training_data(settings, inter)
     data = TrainingData.from_interactions(inter, tables.users, tables.movies)
-    model = fit(data, settings, tune=tune)
+    fitted = fit_model(data, settings, tune=tune)
+    model = fitted.model
     train_users = set(inter["user_id"].unique().tolist())
     metrics = evaluate_model(model, train_users, holdout, tables.users, len(tables.movies))
     counts = {
@@ -94,12 +98,15 @@ def train_candidate(
     version, record = _register(
         settings,
         model,
-        lambda m, users: m.recommend(users, settings.training.recommendations_k),
         users=np.union1d(tables.users["user_id"].to_numpy(), list(train_users)),
         metrics=metrics,
         data_id=snapshot.data_id,
         holdout_sha=holdout_sha256(settings),
-        extra={"data_counts": counts, "training_rows": snapshot.rows},
+        extra={
+            "data_counts": counts,
+            "training_rows": snapshot.rows,
+            "tuning": {"trials": fitted.trials, "seconds_with_fit": fitted.seconds},
+        },
     )
     if record_provenance:
         append_model(settings, record)
@@ -113,8 +120,7 @@ def train_candidate(
 
 def _register(
     settings: Settings,
-    model: Any,
-    rank: Any,
+    model: Recommender,
     *,
     users: np.ndarray,
     metrics: dict[str, Any],
@@ -124,7 +130,7 @@ def _register(
 ) -> tuple[str, Any]:
     """Precompute the serving lists and save the bundle; returns its provenance row."""
 
-    lists = rank(model, users)
+    lists = model.recommend(users, settings.training.recommendations_k)
     recs = pd.DataFrame(
         {
             "user_id": np.array(list(lists), dtype=np.int64),
@@ -135,6 +141,7 @@ def _register(
     while (settings.models_path / version).exists():  # two in the same second
         time.sleep(1)
         version = new_version()
+    described = model.describe()
     settings.models_path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".work-", dir=settings.models_path) as tmp:
         folder = Path(tmp)
@@ -148,10 +155,8 @@ def _register(
         meta = {
             "training_data_id": data_id,
             "holdout_sha256": holdout_sha,
-            "params": model.params,
+            **described,
             "metrics": metrics,
-            "fit_info": model.fit_info,
-            "feature_names": model.feature_names,
             "serving": {"k": settings.training.recommendations_k, "users": len(recs)},
             **extra,
         }
@@ -167,7 +172,7 @@ def _register(
         training_data_id=data_id,
         holdout_sha256=holdout_sha,
         metrics=headline(metrics),
-        params=model.params,
+        params=described["params"],
         framework_versions=library_versions(),
         artifact_path=str(path.relative_to(settings.home)),
         artifact_sha256=sha256_file(path / "metadata.json"),
@@ -175,12 +180,16 @@ def _register(
     return version, record
 
 
-def load_trained_model(settings: Settings, version: str) -> Any:
-    """The full model of a bundle (after its hash check)."""
-
+def _verified(settings: Settings, version: str) -> Path:
     path = bundle_path(settings, version)
     verify_bundle(path)
-    return TrainedModel.load(path)
+    return path
+
+
+def load_trained_model(settings: Settings, version: str) -> Recommender:
+    """The full model of a bundle (after its hash check)."""
+
+    return load_recommender(_verified(settings, version))
 
 
 def evaluate_version(settings: Settings, version: str) -> dict[str, Any]:
@@ -189,7 +198,7 @@ def evaluate_version(settings: Settings, version: str) -> dict[str, Any]:
     holdout = load_holdout(settings)
     model = load_trained_model(settings, version)
     tables = load_tables(settings, settings.data.dataset)
-    train_users = set(model.stage.index.users.tolist())
+    train_users = set(model.known_users.tolist())
     return evaluate_model(model, train_users, holdout, tables.users, len(tables.movies))
 
 
@@ -197,21 +206,19 @@ def register_rank_by_rating_variant(settings: Settings, base_version: str) -> st
     """A bundle with `base_version`'s model (so the same holdout RMSE) whose lists rank unseen
     movies by predicted rating alone: good offline RMSE, poor lists - what a canary catches."""
 
-    model = load_trained_model(settings, base_version)
+    variant = RankByRating(TwoStageModel.load(_verified(settings, base_version)))
     base_meta = load_metadata(settings, base_version)
     tables = load_tables(settings, settings.data.dataset)
-    users = np.union1d(tables.users["user_id"].to_numpy(), model.stage.index.users)
+    users = np.union1d(tables.users["user_id"].to_numpy(), variant.known_users)
     holdout = load_holdout(settings)
-    by_rating = model.recommend_by_rating(
+    by_rating = variant.recommend(
         np.unique(holdout["user_id"]), settings.training.recommendations_k
     )
     metrics = dict(base_meta["metrics"])
     metrics.update(ranking_metrics(by_rating, holdout))
-    model.params = dict(model.params, ranking="predicted rating only (deliberately poor)")
     version, record = _register(
         settings,
-        model,
-        lambda m, u: m.recommend_by_rating(u, settings.training.recommendations_k),
+        variant,
         users=users,
         metrics=metrics,
         data_id=base_meta["training_data_id"],

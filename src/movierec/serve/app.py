@@ -4,6 +4,10 @@
 newline), best first, from the user's arm (sticky stable/canary routing); unknown users get
 the cold-start list. A user id that is not a non-negative integer (ASCII digits, below 2**63)
 gets a 400 with a one-line reason. Every response is logged (served log + prediction events).
+
+The rate limit counts per client address (`serve.identity`: X-Forwarded-For only from trusted
+proxies), per worker or shared through Redis (`serve.ratelimit`). The OpenAPI 3 document of
+these routes is served at `/openapi.json` (`serve.openapi`).
 """
 
 from __future__ import annotations
@@ -17,17 +21,19 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from movierec.core.schema import MAX_SERVED_USER_ID
 from movierec.core.settings import Settings
 from movierec.registry.routing import arm_for
 from movierec.serve import metrics
 from movierec.serve.datagauges import DataQualityGauges
+from movierec.serve.identity import ClientIdentity
 from movierec.serve.models import ModelSet
-from movierec.serve.ratelimit import RateLimiter
+from movierec.serve.openapi import openapi_document
+from movierec.serve.ratelimit import make_limiter
 from movierec.serve.servedlog import ServedLog
 
 log = logging.getLogger(__name__)
 
-MAX_USER_ID = 2**63 - 1
 _ID_RE = re.compile(r"[0-9]{1,19}")
 
 bp = Blueprint("movierec", __name__)
@@ -37,13 +43,17 @@ def _text(body: str, status: int) -> Response:
     return Response(body, status=status, mimetype="text/plain")
 
 
+def _shown(text: str, limit: int) -> str:
+    """A client's text fit for a one-line reason: cut short, control characters escaped."""
+    return text[:limit].encode("unicode_escape").decode("ascii")
+
+
 def _parse_user_id(raw: str) -> int | str:
     """The id, or the reason it is not one."""
     if not _ID_RE.fullmatch(raw):
-        shown = raw[:40].encode("unicode_escape").decode("ascii")
-        return f"user id '{shown}' is not a non-negative integer"
+        return f"user id '{_shown(raw, 40)}' is not a non-negative integer"
     value = int(raw)
-    if value > MAX_USER_ID:
+    if value > MAX_SERVED_USER_ID:
         return f"user id {raw[:25]}... is too large"
     return value
 
@@ -53,8 +63,8 @@ def recommend(raw: str) -> Response:
     start = time.perf_counter()
     state: AppState = current_app.extensions["movierec"]
     rid = str(uuid.uuid4())
-    client = request.headers.get("X-Forwarded-For", request.remote_addr or "").split(",")[0]
-    if not state.limiter.allow(client.strip()):
+    client = state.identity.client(request.remote_addr, request.headers.get("X-Forwarded-For"))
+    if not state.limiter.allow(client):
         metrics.RATE_LIMITED.inc()
         return _finish(state, rid, start, -1, "none", "none", "", 429, "too many requests")
     parsed = _parse_user_id(raw)
@@ -128,8 +138,23 @@ def readyz() -> tuple[Response, int]:
         "canary_pct": snap.canary_pct,
         "routing_updated_at": snap.routing.updated_at if snap.routing else None,
         "refused": snap.refused,
+        "degraded": _degraded(state),
     }
     return jsonify(body), 200 if snap.stable is not None else 503
+
+
+def _degraded(state: AppState) -> list[str]:
+    """What this worker serves around: a log it cannot write, a bundle gone from disk."""
+    out = [f"served log cannot be written, records wait in the spill file: {p}"
+           for p in state.served.degraded()]  # fmt: skip
+    out += [f"bundle of {v} is gone ({folder}): serving from memory, a restart cannot load it"
+            for v, folder in sorted(state.models.missing.items())]  # fmt: skip
+    return out
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document())
 
 
 @bp.get("/metrics")
@@ -146,7 +171,10 @@ class AppState:
         self.settings = settings
         self.models = ModelSet(settings)
         self.served = ServedLog(settings)
-        self.limiter = RateLimiter(settings.serving.rate_limit_per_minute)
+        self.identity = ClientIdentity(settings.serving.trusted_proxies)
+        self.limiter = make_limiter(
+            settings.serving.rate_limit_per_minute, settings.serving.rate_limit_storage
+        )
         self.online = metrics.OnlineGauges(settings.online_metrics_file)
         self.data_quality = DataQualityGauges(settings.lake_path / "_state.json")
 
@@ -162,11 +190,16 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(404)
     def not_found(_exc: Exception) -> Response:
-        return _text(f"no such route: {request.path[:80]}", 404)
+        return _text(f"no such route: {_shown(request.path, 80)}", 404)
 
     @app.errorhandler(405)
-    def not_allowed(_exc: Exception) -> Response:
-        return _text(f"method {request.method} not allowed on {request.path[:80]}", 405)
+    def not_allowed(exc: Exception) -> Response:
+        method, path = _shown(request.method, 20), _shown(request.path, 80)
+        resp = _text(f"method {method} not allowed on {path}", 405)
+        allowed = getattr(exc, "valid_methods", None)
+        if allowed:
+            resp.headers["Allow"] = ", ".join(allowed)
+        return resp
 
     @app.errorhandler(500)
     def internal(_exc: Exception) -> Response:

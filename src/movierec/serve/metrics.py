@@ -66,6 +66,29 @@ LOG_DROPPED = Counter(
     "Served-log records dropped because the log writer fell behind",
 )
 RATE_LIMITED = Counter("movierec_rate_limited_total", "Requests refused with 429")
+RATE_LIMIT_ERRORS = Counter(
+    "movierec_rate_limit_errors_total",
+    "Requests let through because the shared rate-limit storage (Redis) failed",
+)
+ROUTING_REFUSED = Counter(
+    "movierec_routing_refused_total",
+    "Changes of routing.json refused as unreadable or invalid (the previous routing serves on)",
+)
+SERVED_LOG_SPILLED = Counter(
+    "movierec_served_log_spilled_total",
+    "Served-log records written to the spill file because the log could not take them",
+)
+SERVED_LOG_DEGRADED = Gauge(
+    "movierec_served_log_degraded",
+    "1 while a worker cannot write the served log (records wait in memory or the spill file)",
+    multiprocess_mode="livemax",
+)
+BUNDLE_MISSING = Gauge(
+    "movierec_model_bundle_missing",
+    "1 for a served model whose bundle is gone from disk (served from memory, cannot reload)",
+    ["model_version"],
+    multiprocess_mode="livemax",
+)
 
 # What the online evaluator measured (per arm, over the period since routing last changed).
 # Every worker may republish the file; "mostrecent" keeps the value written last.

@@ -13,7 +13,12 @@ never stat, parse or lock anything.
 
 A version that fails to load is refused: the previous stable keeps serving (a failed canary
 means everyone is served by stable), `/readyz` lists the refusal with its reason, and
-`movierec_model_load_failures_total` counts it.
+`movierec_model_load_failures_total` counts it. A `routing.json` that cannot be read (cut
+short, not JSON, invalid) is refused the same way: the previous routing keeps serving,
+`movierec_routing_refused_total` counts it, and the refusal is lifted by the next good file.
+A served model whose bundle disappears from disk keeps serving from memory; the watcher
+notices, `/readyz` reports it as degraded and `movierec_model_bundle_missing` is 1 (a
+restarted worker could not load it: `deploy_app.py --docker` refuses to restart then).
 """
 
 from __future__ import annotations
@@ -28,11 +33,17 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from movierec.core.errors import ModelLoadError, MovierecError
-from movierec.core.schema import COLD_START, RECOMMENDATIONS
+from movierec.core.schema import COLD_START, METADATA, RECOMMENDATIONS
 from movierec.core.settings import Settings
 from movierec.registry.bundles import bundle_path, verify_bundle
 from movierec.registry.routing import Routing, read_routing, routing_signature
-from movierec.serve.metrics import CANARY_PCT, LOAD_FAILURES, MODEL_INFO
+from movierec.serve.metrics import (
+    BUNDLE_MISSING,
+    CANARY_PCT,
+    LOAD_FAILURES,
+    MODEL_INFO,
+    ROUTING_REFUSED,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +108,7 @@ class ModelSet:
         self._signature: tuple[int, int, int] | None = None
         self._cache: dict[str, ServingModel] = {}
         self._refused: dict[str, str] = {}
+        self.missing: dict[str, str] = {}  # served version -> its bundle folder, gone from disk
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,6 +126,7 @@ class ModelSet:
         while not self._stop.wait(self.settings.serving.routing_check_seconds):
             try:
                 self.refresh()
+                self.check_bundles()
             except Exception:  # the watcher must survive anything; the old snapshot serves
                 log.exception("routing refresh failed; still serving the previous models")
 
@@ -128,6 +141,7 @@ class ModelSet:
                 routing = read_routing(self.settings)
             except MovierecError as exc:
                 log.error("unreadable routing.json, keeping the current models: %s", exc)
+                ROUTING_REFUSED.inc()
                 self._refused["routing.json"] = str(exc)
                 self.snapshot = Snapshot(
                     self.snapshot.routing,
@@ -136,9 +150,30 @@ class ModelSet:
                     dict(self._refused),
                 )
                 return False
+            self._refused.pop("routing.json", None)
             self.snapshot = self._build(routing)
             self._publish()
             return True
+
+    def check_bundles(self) -> dict[str, str]:
+        """Served versions whose bundle is gone from disk (they serve on from memory)."""
+        snap = self.snapshot
+        missing: dict[str, str] = {}
+        for model in (snap.stable, snap.canary):
+            if model is not None:
+                folder = bundle_path(self.settings, model.version)
+                if not (folder / METADATA).exists():
+                    missing[model.version] = str(folder)
+        if missing != self.missing:
+            for version in set(self.missing) - set(missing):
+                BUNDLE_MISSING.labels(model_version=version).set(0)
+            for version, gone in missing.items():
+                log.error(
+                    "bundle of served model %s is gone (%s): serving from memory", version, gone
+                )
+                BUNDLE_MISSING.labels(model_version=version).set(1)
+            self.missing = missing
+        return missing
 
     def _load(self, version: str) -> ServingModel | None:
         if version in self._cache:

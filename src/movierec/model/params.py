@@ -1,0 +1,74 @@
+"""`ModelParams`: every hyperparameter of the two-stage model, typed and frozen, with its
+defaults. Given to the model's constructor; the training job builds it from the settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from movierec.core.errors import ConfigError
+
+RANKER_SPLITS = ("random", "time")
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Hyperparameters of the CF models, the rating model, the ranker and the re-ranking."""
+
+    # explicit matrix factorisation (rating features)
+    mf_factors: int = 32
+    mf_reg: float = 8.0
+    mf_iters: int = 8
+    # implicit ALS and EASE (implicit feedback)
+    als_factors: int = 32
+    ease_lambda: float = 500.0
+    # the stacked XGBoost rating model
+    xgb_max_depth: int = 6
+    xgb_eta: float = 0.05
+    xgb_subsample: float = 0.85
+    xgb_colsample: float = 0.8
+    xgb_min_child_weight: float = 5.0
+    xgb_lambda: float = 5.0
+    xgb_rounds: int = 1500
+    oof_folds: int = 3
+    # the LambdaMART ranker and its candidates
+    rank_rounds: int = 150
+    rank_max_depth: int = 6
+    rank_eta: float = 0.1
+    candidates: int = 100
+    ranker_split: str = "random"  # how its training split picks each user's "later" part
+    # re-ranking against popularity bias
+    longtail_min_share: float = 0.0
+    genre_diversity: float = 0.0
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.ranker_split not in RANKER_SPLITS:
+            raise ConfigError(
+                f"ranker_split={self.ranker_split!r}: expected one of {RANKER_SPLITS}"
+            )
+        for name in ("longtail_min_share", "genre_diversity", "xgb_subsample", "xgb_colsample"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name}={value}: expected a fraction in [0, 1]")
+        for name in ("mf_factors", "als_factors", "xgb_rounds", "rank_rounds", "candidates"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: expected at least 1")
+        if self.oof_folds < 2:
+            raise ConfigError(f"oof_folds={self.oof_folds}: expected at least 2")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelParams:
+        """Params from a saved dictionary; an unknown name is an error that names it."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown model parameters {unknown}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> ModelParams:
+        return replace(self, **changes)

@@ -1,0 +1,49 @@
+"""The CF models: the index, the explicit MF and EASE, against answers computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from movierec.model.cf import EASE, BiasedMF, Index, interaction_matrix
+
+
+def test_the_index_gives_minus_one_for_unknown_ids() -> None:
+    index = Index.build(np.array([7, 3, 7, 5]), np.array(["b", "a", "c"], dtype=object))
+    assert index.users.tolist() == [3, 5, 7]
+    assert index.uidx(np.array([5, 4, 7, 100])).tolist() == [1, -1, 2, -1]
+    assert index.midx(np.array(["c", "z", "a"])).tolist() == [2, -1, 0]
+    empty = Index.build(np.array([], dtype=int), np.array([], dtype=object))
+    assert empty.uidx(np.array([1])).tolist() == [-1]
+
+
+def test_mf_without_factors_learns_the_regularised_biases() -> None:
+    """With no factors and no bias regularisation, alternating least squares converges to
+    the additive fit r = mu + b_u + b_i, which a 2x2 table with one cell missing fits
+    exactly: user 1 rates one point higher, movie 1 two points higher."""
+    u = np.array([0, 0, 1])
+    i = np.array([0, 1, 0])
+    r = np.array([2.0, 4.0, 3.0])
+    mf = BiasedMF(factors=0, reg=1.0, bias_reg=0.0, iters=50).fit(u, i, r, 2, 2)
+    np.testing.assert_allclose(mf.predict(u, i), r, atol=1e-6)
+    np.testing.assert_allclose(mf.predict(np.array([1]), np.array([1])), [5.0], atol=1e-6)
+    # an unknown user gets the global mean plus the movie's bias, never another user's
+    unknown = mf.predict(np.array([-1]), np.array([1]))
+    np.testing.assert_allclose(unknown, [mf.mu + mf.bi[1]])
+
+
+def test_ease_is_the_closed_form_and_never_scores_an_item_by_itself() -> None:
+    X = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]], dtype=np.float32))
+    lam = 2.0
+    model = EASE(lam).fit(X)
+    G = X.T.toarray() @ X.toarray() + lam * np.eye(3)
+    P = np.linalg.inv(G)
+    expected = np.eye(3) - P / np.diag(P)
+    np.testing.assert_allclose(model.B, expected, atol=1e-6)
+    assert np.all(np.diag(model.B) == 0)
+    np.testing.assert_allclose(model.scores(X[:1]), X[:1].toarray() @ expected, atol=1e-6)
+
+
+def test_the_interaction_matrix_sums_repeated_pairs() -> None:
+    m = interaction_matrix(np.array([0, 0, 1]), np.array([1, 1, 0]), 2, 2, np.array([1, 2, 5]))
+    assert m.toarray().tolist() == [[0.0, 3.0], [5.0, 0.0]]

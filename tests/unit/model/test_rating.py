@@ -1,0 +1,42 @@
+"""The stacked rating model: out-of-fold features never contain the row's own rating."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from movierec.model.cf import Index
+from movierec.model.params import ModelParams
+from movierec.model.rating import fit_rating_model, rating_training_matrix
+from movierec.model.stage import fit_stage
+from tests.modelkit import FAST, block_data
+
+
+def test_out_of_fold_statistics_leave_the_rows_own_rating_out(
+    block_ratings: pd.DataFrame,
+) -> None:
+    """Each user has 6 ratings; a row's u_count counts only the user's ratings in the other
+    folds, so it is below 6 for every row - in-sample it would be 6 everywhere."""
+    data = block_data(block_ratings)
+    index = Index.build(block_ratings["user_id"].to_numpy(), data.movies["movie_id"].to_numpy())
+    params = ModelParams(oof_folds=3)
+    stage = fit_stage(data, index, params, threads=1)
+    X, y, names = rating_training_matrix(data, stage, params)
+    assert X.shape == (len(block_ratings), len(names))
+    np.testing.assert_array_equal(y, block_ratings["rating"].to_numpy(dtype=float))
+    u_count = X[:, names.index("u_count")]
+    assert (u_count < 6).all() and (u_count >= 0).all()
+    assert np.isin(u_count, [0, 1, 2, 3, 4, 5]).all()
+    assert stage.base.user_stats[:, 0].tolist() == [6.0] * 20  # in-sample
+
+
+def test_the_rating_model_predicts_every_pair_and_records_its_rounds(
+    block_ratings: pd.DataFrame,
+) -> None:
+    data = block_data(block_ratings)
+    index = Index.build(block_ratings["user_id"].to_numpy(), data.movies["movie_id"].to_numpy())
+    stage = fit_stage(data, index, FAST, threads=1)
+    model = fit_rating_model(data, stage, FAST, threads=1)
+    assert model.info["rounds"] >= 1
+    pred = model.predict(stage, np.array([0, -1, 3]), np.array([0, 5, -1]))
+    assert pred.shape == (3,) and np.isfinite(pred).all()
