@@ -173,6 +173,7 @@ class KafkaSource:
         )
         self._assigned = False
         self._partitions: set[int] = set()
+        self._assigned_at = 0.0
         self._down_since: float | None = None
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
 
@@ -186,6 +187,7 @@ class KafkaSource:
                 p.offset = saved[p.partition]
         consumer.assign(partitions)
         self._assigned = True
+        self._assigned_at = time.monotonic()
         self._partitions = {p.partition for p in partitions}
         log.info("assigned %s partitions %s", self.topic, sorted(self._partitions))
 
@@ -226,7 +228,9 @@ class KafkaSource:
         waiting for its partitions or for a broker that is down."""
         waiting_for_assignment = not self._assigned and now < deadline_assign
         down = self._down_since is not None and now - last < _BROKER_DOWN_SECONDS
-        return not (waiting_for_assignment or down) and now - last > self.idle
+        # idle counts from the assignment too: one that came late gets its first fetch
+        quiet = now - max(last, self._assigned_at)
+        return not (waiting_for_assignment or down) and quiet > self.idle
 
     def _on_error(self, err: Any) -> None:
         """A broker that is down or restarting is waited for (librdkafka reconnects) for at

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from movierec.data.sources import Batch, FileSource, Follow, unread
+from movierec.data.sources import Batch, FileSource, Follow, KafkaSource, unread
 
 
 def _kafka_batch() -> Batch:
@@ -64,3 +64,16 @@ def test_a_followed_file_yields_appended_lines_and_heartbeats_until_stopped(
     assert got == ["three", "four"]
     follow.stop.set()
     assert list(batches) == []
+
+
+def test_a_one_shot_kafka_run_waits_its_idle_time_after_a_late_assignment() -> None:
+    # under load the group can take longer than the idle time to assign the partitions: the
+    # run used to end at once, having fetched nothing (seen as a flaky broker-restart test)
+    source = object.__new__(KafkaSource)
+    source.idle, source._down_since = 3.0, None
+    source._assigned, source._assigned_at = True, 100.0
+    start = 95.0  # when the run began reading
+    assert not source._done(now=101.0, last=start, deadline_assign=125.0)
+    assert source._done(now=103.5, last=start, deadline_assign=125.0)
+    source._assigned = False  # not assigned yet: waits until the assignment deadline
+    assert not source._done(now=110.0, last=start, deadline_assign=125.0)
