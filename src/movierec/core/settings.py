@@ -106,6 +106,10 @@ class ServingSettings:
     trusted_proxies: str = ""
     log_queue_size: int = 10_000
     online_store_timeout_ms: float = 50.0  # a request waits at most this long for the store
+    # arms that fold a user's new events in (comma-separated; "": every arm answers from the
+    # precomputed lists), and the lists each worker keeps per (user, history)
+    fold_in_arms: str = "stable,canary"
+    fold_in_cache_users: int = 10_000
     # served-log records kept in memory while the log cannot be written (then: the spill file)
     log_backlog_size: int = 100_000
 

@@ -15,6 +15,7 @@ ENV_PREFIX = "MOVIEREC_"
 DATASETS = ("ml-100k", "ml-1m")
 ONLINE_STORES = ("sqlite", "redis", "none")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+ARMS = ("stable", "canary")
 
 _FRACTIONS = (
     "holdout_fraction",
@@ -37,7 +38,12 @@ _AT_LEAST_ONE = (
     "ingest_compact_parts",
     "log_backlog_size",
 )
-_COUNTS = ("gate_min_new_users", "gate_min_new_interactions", "keep_rejected_models")
+_COUNTS = (
+    "gate_min_new_users",
+    "gate_min_new_interactions",
+    "keep_rejected_models",
+    "fold_in_cache_users",
+)
 _POSITIVE = (
     "tune_seconds",
     "click_window_minutes",
@@ -84,6 +90,9 @@ def _check_choices(values: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"MOVIEREC_ONLINE_STORE={values['online_store']!r}: expected one of {ONLINE_STORES}"
         )
+    arms = {a.strip() for a in values["fold_in_arms"].split(",") if a.strip()}
+    if not arms <= set(ARMS):
+        raise ConfigError(f"MOVIEREC_FOLD_IN_ARMS={values['fold_in_arms']!r}: arms are {ARMS}")
     url = values["online_store_redis_url"]
     if values["online_store"] == "redis" and not url.startswith(REDIS_SCHEMES):
         raise ConfigError(f"MOVIEREC_ONLINE_STORE_REDIS_URL={url!r}: expected {REDIS_SCHEMES}")
