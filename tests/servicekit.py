@@ -7,6 +7,7 @@ import json
 import random
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,13 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import requests
 
 from movierec.core.schema import COLD_START, RECOMMENDATIONS
 from movierec.core.settings import Settings
+from movierec.model.recommender import Recommender
 from movierec.ops.service import free_port, poll_ready, start_service, stop_service
 from movierec.registry.bundles import save_bundle
+from movierec.retrain.training import write_bundle_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,6 +45,21 @@ def make_bundle(settings: Settings, version: str, tag: str, users: int = 200) ->
     recs.to_parquet(tmp, index=False)
     cold = json.dumps({"items": [f"{tag}+popular+{j}" for j in range(20)]}).encode()
     return save_bundle(settings, version, {RECOMMENDATIONS: tmp, COLD_START: cold}, {"metrics": {}})
+
+
+def make_model_bundle(
+    settings: Settings,
+    version: str,
+    model: Recommender,
+    users: np.ndarray,
+    cutoff: str = "2025-01-01T12:00:00+00:00",
+) -> Path:
+    """A bundle of a fitted model as the trainer registers it (lists, neighbours, model
+    files), trained on events up to `cutoff`: the service folds in what came after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        names, _ = write_bundle_files(Path(tmp), model, users, 20)
+        files: dict[str, bytes | Path] = {n: Path(tmp) / n for n in names}
+        return save_bundle(settings, version, files, {"metrics": {}, "training_cutoff": cutoff})
 
 
 @contextlib.contextmanager

@@ -132,7 +132,7 @@ def _register(
 ) -> tuple[str, Any]:
     """Precompute the serving lists and save the bundle; returns its provenance row."""
 
-    recs, serving = _precompute(model, users, settings.training.recommendations_k)
+    k = settings.training.recommendations_k
     version = new_version()
     while (settings.models_path / version).exists():  # two in the same second
         time.sleep(1)
@@ -141,19 +141,14 @@ def _register(
     settings.models_path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".work-", dir=settings.models_path) as tmp:
         folder = Path(tmp)
-        names = model.save(folder) + [n for part in serving for n in part.save(folder)]
-        recs.to_parquet(folder / RECOMMENDATIONS, index=False)
-        cold = model.cold_start(None, settings.training.recommendations_k)
-        (folder / COLD_START).write_text(json.dumps({"items": cold}))
-        files: dict[str, bytes | Path] = {
-            n: folder / n for n in [*names, RECOMMENDATIONS, COLD_START]
-        }
+        names, n_users = write_bundle_files(folder, model, users, k)
+        files: dict[str, bytes | Path] = {n: folder / n for n in names}
         meta = {
             "training_data_id": data_id,
             "holdout_sha256": holdout_sha,
             **described,
             "metrics": metrics,
-            "serving": {"k": settings.training.recommendations_k, "users": len(recs)},
+            "serving": {"k": k, "users": n_users},
             **extra,
         }
         path = save_bundle(settings, version, files, meta)
@@ -176,11 +171,13 @@ def _register(
     return version, record
 
 
-def _precompute(
-    model: Recommender, users: np.ndarray, k: int
-) -> tuple[pd.DataFrame, list[PrecomputedLists | Neighbours]]:
-    """Every user's top-k, as a table and as the arrays the service memory-maps, and the item
-    neighbours it folds users in with (from the two-stage model's EASE)."""
+def write_bundle_files(
+    folder: Path, model: Recommender, users: np.ndarray, k: int
+) -> tuple[list[str], int]:
+    """The model's files and what the service reads into `folder`: every user's top-k (as a
+    table, and as arrays it memory-maps), the cold-start list, and the item neighbours it
+    folds users in with (from the two-stage model's EASE). Returns the file names and the
+    number of users with a list."""
     lists = model.recommend(users, k)
     recs = pd.DataFrame(
         {
@@ -188,11 +185,14 @@ def _precompute(
             "items": [",".join(v) for v in lists.values()],
         }
     )
+    recs.to_parquet(folder / RECOMMENDATIONS, index=False)
+    (folder / COLD_START).write_text(json.dumps({"items": model.cold_start(None, k)}))
+    names = [*model.save(folder), RECOMMENDATIONS, COLD_START]
+    names += PrecomputedLists.build(lists).save(folder)
     two_stage = model.model if isinstance(model, RankByRating) else model
-    arrays: list[PrecomputedLists | Neighbours] = [PrecomputedLists.build(lists)]
     if isinstance(two_stage, TwoStageModel):
-        arrays.append(Neighbours.from_dense(two_stage.stage.ease.B))
-    return recs, arrays
+        names += Neighbours.from_dense(two_stage.stage.ease.B).save(folder)
+    return names, len(recs)
 
 
 def training_cutoff(interactions: pd.DataFrame) -> str | None:

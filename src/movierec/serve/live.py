@@ -4,9 +4,9 @@ from their whole history, without what they watched; a user without gets the pre
 The online store (`data.online_store`, SQLite or Redis) is read once per request. When it
 cannot answer - missing, locked, unreachable (Redis down), or anything else - the request is
 answered from the precomputed list, never a 5xx: `movierec_live_fallbacks_total{reason}`
-counts it, a warning is logged (at most one per reason every `WARN_EVERY_SECONDS`), and the
-store is left alone for `RETRY_SECONDS` so that a store that times out does not slow every
-request. Which arms fold users in is a setting (`fold_in_arms`): the same model can be served
+counts it, a warning is logged (at most one per reason every `WARN_EVERY_SECONDS`), and a
+store that is locked or unreachable is left alone for `RETRY_SECONDS`, so that its time-out
+does not slow every request (a missing SQLite file costs one stat: it is looked for each time). Which arms fold users in is a setting (`fold_in_arms`): the same model can be served
 precomputed as stable and folded in as canary, to measure what fold-in is worth online.
 """
 
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 WARN_EVERY_SECONDS = 60.0
 RETRY_SECONDS = 1.0
+BACK_OFF = ("locked", "unreachable", "error")  # costly to try (a time-out): not per request
 REASONS = ("missing", "locked", "unreachable", "error", "fold_in_error")
 PATHS = ("precomputed", "fold_in", "filtered", "fallback")
 
@@ -62,7 +63,7 @@ class LiveHistory:
         """Count one fallback, warn now and then, and skip the store for a moment."""
         LIVE_FALLBACKS.labels(reason=reason).inc()
         now = time.monotonic()
-        if reason != "fold_in_error":
+        if reason in BACK_OFF:
             self._skip_reason, self._skip_until = reason, now + RETRY_SECONDS
         with self._lock:
             if now - self._warned.get(reason, -WARN_EVERY_SECONDS) < WARN_EVERY_SECONDS:
