@@ -6,7 +6,8 @@ cannot answer - missing, locked, unreachable (Redis down), or anything else - th
 answered from the precomputed list, never a 5xx: `movierec_live_fallbacks_total{reason}`
 counts it, a warning is logged (at most one per reason every `WARN_EVERY_SECONDS`), and a
 store that is locked or unreachable is left alone for `RETRY_SECONDS`, so that its time-out
-does not slow every request (a missing SQLite file costs one stat: it is looked for each time). Which arms fold users in is a setting (`fold_in_arms`): the same model can be served
+does not slow every request (a missing SQLite file costs one stat: it is looked for each
+time). Which arms fold users in is a setting (`fold_in_arms`): the same model can be served
 precomputed as stable and folded in as canary, to measure what fold-in is worth online.
 """
 
