@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the integration tests and benchmarks use: a real Prometheus (promtool too),
 # Alertmanager (amtool too), PostgreSQL (started by the tests as the postgres user), Redis (the
-# shared rate limit), nginx (its config is checked with `nginx -t`), wrk, docker-compose and
+# shared rate limit, the online store), nginx (its config is checked with `nginx -t`), wrk, docker-compose and
 # rsync. Installed only when missing and only when we can (root with apt-get);
 # tests that need a missing tool skip with a message that names this script.
 set -uo pipefail

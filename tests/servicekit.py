@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,13 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import requests
 
 from movierec.core.schema import COLD_START, RECOMMENDATIONS
 from movierec.core.settings import Settings
+from movierec.model.recommender import Recommender
 from movierec.ops.service import free_port, poll_ready, start_service, stop_service
 from movierec.registry.bundles import save_bundle
+from movierec.retrain.training import write_bundle_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,6 +45,21 @@ def make_bundle(settings: Settings, version: str, tag: str, users: int = 200) ->
     recs.to_parquet(tmp, index=False)
     cold = json.dumps({"items": [f"{tag}+popular+{j}" for j in range(20)]}).encode()
     return save_bundle(settings, version, {RECOMMENDATIONS: tmp, COLD_START: cold}, {"metrics": {}})
+
+
+def make_model_bundle(
+    settings: Settings,
+    version: str,
+    model: Recommender,
+    users: np.ndarray,
+    cutoff: str = "2025-01-01T12:00:00+00:00",
+) -> Path:
+    """A bundle of a fitted model as the trainer registers it (lists, neighbours, model
+    files), trained on events up to `cutoff`: the service folds in what came after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        names, _ = write_bundle_files(Path(tmp), model, users, 20)
+        files: dict[str, bytes | Path] = {n: Path(tmp) / n for n in names}
+        return save_bundle(settings, version, files, {"metrics": {}, "training_cutoff": cutoff})
 
 
 @contextlib.contextmanager
@@ -66,6 +86,30 @@ def gunicorn_process(
         yield f"http://127.0.0.1:{port}", proc
     finally:
         stop_service(proc)
+
+
+def wait_listening(proc: subprocess.Popen[bytes], port: int, what: str) -> None:
+    """Until a server the test started accepts connections on loopback `port` (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not listen within 30 s")
+        time.sleep(0.05)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM a server the test started (by its PID), SIGKILL if it does not exit in time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def worker_pids(master: int) -> list[int]:

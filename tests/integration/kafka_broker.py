@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.servicekit import stop_process, wait_listening
+
 
 def tansu_binary() -> Path | None:
     try:
@@ -35,28 +37,6 @@ def _free_port() -> int:
 def moto_server_binary() -> Path | None:
     path = Path(sys.executable).with_name("moto_server")
     return path if path.exists() else (Path(p) if (p := shutil.which("moto_server")) else None)
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not listen within 30 s")
-        time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass
@@ -84,7 +64,7 @@ class Broker:
              "--storage-engine", self.storage],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | self.env,
         )  # fmt: skip
-        _wait_listening(self.process, self.port, "tansu")
+        wait_listening(self.process, self.port, "tansu")
 
     def restart(self, down_seconds: float = 1.0) -> None:
         """SIGKILL the broker, leave it down a moment, start it again on the same port."""
@@ -94,7 +74,7 @@ class Broker:
         self.start()
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
 
 
 @contextlib.contextmanager
@@ -109,7 +89,7 @@ def _moto_s3() -> Iterator[dict[str, str]]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        _wait_listening(proc, port, "moto_server")
+        wait_listening(proc, port, "moto_server")
         env = {
             "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_DEFAULT_REGION": "eu-west-2", "AWS_ENDPOINT": f"http://127.0.0.1:{port}",
@@ -125,7 +105,7 @@ def _moto_s3() -> Iterator[dict[str, str]]:
         )  # fmt: skip
         yield env
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @contextlib.contextmanager

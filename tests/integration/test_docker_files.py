@@ -86,6 +86,13 @@ def test_compose_has_the_replicas_balancer_and_retrainer() -> None:
     assert "readyz" in " ".join(services["app1"]["healthcheck"]["test"])
     assert "cronjob.sh" in (DOCKER / "retrainer.sh").read_text()
     assert services["retrainer"]["entrypoint"] == ["/app/docker/retrainer.sh"]
+    # the DataPipeline follows the source in the lean image, with its own health check
+    ingest = services["ingest"]
+    assert ingest["entrypoint"][:3] == ["movierec", "ingest", "--follow"]
+    assert ingest["image"] == services["app1"]["image"] and ingest["build"]["args"]["EXTRAS"] == ""
+    assert "/tmp/movierec-ingest.heartbeat" in " ".join(ingest["healthcheck"]["test"])
+    assert "ipv4_address" not in str(ingest.get("networks"))  # it can be scaled
+    assert services["redis"]["profiles"] == ["redis"]
     # monitoring sits in its own profile, with the rules and the provisioned Grafana
     assert services["prometheus"]["profiles"] == ["monitoring"]
     prom_volumes = " ".join(services["prometheus"]["volumes"])
@@ -152,7 +159,7 @@ def test_compose_config_is_valid() -> None:
     if cmd is None:
         pytest.skip("neither 'docker compose' nor docker-compose is installed")
     out = subprocess.run(
-        [*cmd, "-f", str(COMPOSE), "--profile", "monitoring", "config", "-q"],
+        [*cmd, "-f", str(COMPOSE), "--profile", "monitoring", "--profile", "redis", "config", "-q"],
         capture_output=True,
         text=True,
         timeout=60,

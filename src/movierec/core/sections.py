@@ -38,6 +38,14 @@ class DataSettings:
     replay_mean_minutes: float = 8.0
     exclude_flagged_events: bool = True
     postgres_dsn: str = ""  # also write the events to PostgreSQL ("" = Parquet only)
+    # each user's recent history, written by the DataPipeline, read by the service per request
+    online_store: str = "sqlite"  # sqlite (data/online_store.sqlite) | redis | none
+    online_store_redis_url: str = "redis://127.0.0.1:6379/0"
+    online_store_retention_days: float = 30.0  # a user's history is kept this long after a write
+    # `movierec ingest --follow`
+    ingest_flush_seconds: float = 0.5  # a partial batch waits at most this long for its commit
+    ingest_refresh_seconds: float = 60.0  # tables and refresh report rebuilt at most this often
+    ingest_compact_parts: int = 256  # committed part files merged into one per kind past this
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,11 @@ class ServingSettings:
     # addresses or networks (comma-separated) whose X-Forwarded-For is believed; "" trusts none
     trusted_proxies: str = ""
     log_queue_size: int = 10_000
+    online_store_timeout_ms: float = 50.0  # a request waits at most this long for the store
+    # arms that fold a user's new events in (comma-separated; "": every arm answers from the
+    # precomputed lists), and the lists each worker keeps per (user, history)
+    fold_in_arms: str = "stable,canary"
+    fold_in_cache_users: int = 10_000
     # served-log records kept in memory while the log cannot be written (then: the spill file)
     log_backlog_size: int = 100_000
 

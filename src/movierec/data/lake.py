@@ -24,10 +24,11 @@ from typing import Any
 import pandas as pd
 
 from movierec.core.errors import DataNotFoundError, DataValidationError
-from movierec.core.files import atomic_write_bytes, read_json
+from movierec.core.files import atomic_write_bytes, fsync_dir, read_json
 from movierec.core.settings import Settings
 
 TABLES = ("interactions", "ratings", "users", "watches", "recommendations", "flagged")
+PART_KINDS = ("watches", "rates", "recommendations", "quarantine")
 
 
 @dataclass
@@ -51,6 +52,35 @@ def parts_dir(settings: Settings) -> Path:
 
 def read_state(settings: Settings) -> dict[str, Any]:
     return read_json(state_file(settings), default={}) or {}
+
+
+def write_part(settings: Settings, name: str, frame: pd.DataFrame) -> None:
+    """A part file, durable under its final name (the caller fsyncs the folder)."""
+    folder = parts_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.tmp"
+    frame.to_parquet(tmp, index=False)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / name)
+
+
+def compact_parts(settings: Settings, state: dict[str, Any]) -> list[str]:
+    """Merge the committed parts into one per kind, the same rows in the same order (so every
+    table materializes the same), and list them in `state` instead; returns the names they
+    replace, to delete once the caller has committed the state. A crash before that commit
+    leaves the new files unlisted, a crash after it the old ones: leftovers either way."""
+    seq = int(state.get("seq", 0))
+    names = []
+    for kind in PART_KINDS:
+        name = f"{seq:08d}-{kind}.parquet"
+        write_part(settings, name, _read_parts(settings, state, kind))
+        names.append(name)
+    fsync_dir(parts_dir(settings))
+    old = list(state.get("parts", []))
+    state["parts"] = names
+    state["seq"] = seq + 1
+    return old
 
 
 def _read_parts(settings: Settings, state: dict[str, Any], kind: str) -> pd.DataFrame:

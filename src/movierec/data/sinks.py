@@ -8,6 +8,7 @@ from typing import Protocol
 
 from movierec.core.settings import Settings
 from movierec.data.events import ParsedBatch
+from movierec.data.online_store import open_online_store
 from movierec.data.postgres import PostgresStore
 from movierec.data.sources import Batch
 
@@ -21,8 +22,11 @@ class EventSink(Protocol):
 
 
 def open_sinks(settings: Settings) -> list[EventSink]:
-    """The sinks the settings ask for (none by default)."""
+    """The sinks the settings ask for (by default the online store in SQLite)."""
     sinks: list[EventSink] = []
+    online = open_online_store(settings)
+    if online is not None:
+        sinks.append(online)
     if settings.data.postgres_dsn:
         sinks.append(PostgresStore(settings.data.postgres_dsn))
     return sinks

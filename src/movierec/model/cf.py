@@ -4,8 +4,8 @@
   squares with L2 regularisation (closed-form per user / per item).
 - `EASE`: Steck's embarrassingly shallow autoencoder on the implicit interaction matrix
   (closed form B = I - P diagMat(1/diag(P)), P = (X'X + lambda I)^-1); a strong top-N model.
-- `implicit_als`: implicit-feedback user and item embeddings (the `implicit` library's ALS)
-  from watch minutes as confidence.
+(The implicit-feedback ALS embeddings are fitted with the `implicit` library in
+`model.fitting`, which serving never imports.)
 
 Ids are dense indexes built by `Index`; unknown users or items get zeros / the global mean.
 """
@@ -137,25 +137,3 @@ class EASE:
         Xb = X_rows.copy()
         Xb.data[:] = 1.0
         return np.asarray(Xb @ self.B)
-
-
-def implicit_als(
-    X: sp.csr_matrix,
-    factors: int = 32,
-    reg: float = 0.05,
-    iters: int = 12,
-    seed: int = 0,
-    threads: int = 2,
-) -> tuple[np.ndarray, np.ndarray]:
-    """User and item embeddings from implicit feedback (confidence in X's values)."""
-    from implicit.cpu.als import AlternatingLeastSquares
-
-    model = AlternatingLeastSquares(
-        factors=factors,
-        regularization=reg,
-        iterations=iters,
-        random_state=seed,
-        num_threads=threads,
-    )
-    model.fit(X.tocsr().astype(np.float32), show_progress=False)
-    return np.asarray(model.user_factors), np.asarray(model.item_factors)

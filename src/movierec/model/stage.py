@@ -16,9 +16,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.model.arrays import load_arrays, save_arrays
-from movierec.model.cf import EASE, BiasedMF, Index, implicit_als, interaction_matrix
+from movierec.model.cf import EASE, BiasedMF, Index
 from movierec.model.data import TrainingData
-from movierec.model.features import BASE_ARRAYS, FeatureBase, build_base, occupations
+from movierec.model.features import BASE_ARRAYS, FeatureBase
 from movierec.model.params import ModelParams
 
 _CF_ARRAYS = (
@@ -86,33 +86,14 @@ class CFStage:
         )
         ease = EASE(params.ease_lambda)
         ease.B = cf["ease_B"]
-        ones = np.ones(cf["seen_indices"].size, dtype=np.float32)
+        # a read-only view of ones, not an array as long as the interactions: serving memory-maps
+        ones = np.broadcast_to(np.float32(1.0), cf["seen_indices"].shape)
         seen = sp.csr_matrix(
             (ones, cf["seen_indices"], cf["seen_indptr"]),
             shape=(len(index.users), len(index.movies)),
         )
         base = FeatureBase.from_saved(index, features, scalars["features"])
         return cls(index, base, mf, cf["als_u"], cf["als_i"], ease, seen)
-
-
-def fit_stage(data: TrainingData, index: Index, params: ModelParams, threads: int) -> CFStage:
-    """Fit the CF models and build the feature base of `data` over `index`."""
-    base = build_base(
-        index, data.ratings, data.interactions, data.users, data.movies, occupations(data.users)
-    )
-    mf = fit_mf(data, index, params)
-    iu = index.uidx(data.interactions["user_id"].to_numpy())
-    ii = index.midx(data.interactions["movie_id"].to_numpy())
-    k = (iu >= 0) & (ii >= 0)
-    # confidence grows with minutes watched; never with the rating (the rating model's
-    # target must not leak into an embedding it reads)
-    conf = 1.0 + np.log1p(data.interactions["minutes"].to_numpy(dtype=float)[k])
-    X = interaction_matrix(iu[k], ii[k], len(index.users), len(index.movies), conf)
-    als_u, als_i = implicit_als(X, params.als_factors, seed=params.seed, threads=threads)
-    ease = EASE(params.ease_lambda).fit(X)
-    seen = X.copy()
-    seen.data[:] = 1.0
-    return CFStage(index, base, mf, als_u, als_i, ease, seen)
 
 
 def fit_mf(

@@ -26,9 +26,10 @@ from movierec.data.splits import exclude_pairs
 from movierec.model.cf import Index
 from movierec.model.data import TrainingData
 from movierec.model.features import pair_features
+from movierec.model.fitting import fit_stage
 from movierec.model.params import ModelParams
 from movierec.model.rating import EARLY_STOPPING_ROUNDS, rating_training_matrix, xgb_params
-from movierec.model.stage import CFStage, fit_mf, fit_stage, rating_cf_features
+from movierec.model.stage import CFStage, fit_mf, rating_cf_features
 
 log = logging.getLogger(__name__)
 

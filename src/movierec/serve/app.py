@@ -30,6 +30,7 @@ from movierec.registry.routing import arm_for
 from movierec.serve import metrics
 from movierec.serve.datagauges import DataQualityGauges
 from movierec.serve.identity import ClientIdentity
+from movierec.serve.live import LiveRecommender
 from movierec.serve.models import ModelSet, ServingModel
 from movierec.serve.openapi import openapi_document
 from movierec.serve.ratelimit import make_limiter
@@ -84,7 +85,7 @@ def recommend(raw: str) -> Response:
         if arm == "canary":
             model = snap.canary
     try:
-        items = model.recommend(parsed)
+        items = state.live.recommend(model, arm, parsed)
     except Exception:  # counted, logged and answered like every other response
         log.exception("model %s failed to recommend for user %d", model.version, parsed)
         return _finish(state, rid, start, parsed, arm, model.version, "", 500, "internal error")
@@ -197,6 +198,7 @@ class AppState:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.models = ModelSet(settings)
+        self.live = LiveRecommender(settings)
         self.served = ServedLog(settings)
         self.shadow = ShadowRunner(settings)
         self.identity = ClientIdentity(settings.serving.trusted_proxies)

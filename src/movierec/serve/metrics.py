@@ -72,6 +72,19 @@ RATE_LIMIT_ERRORS = Counter(
     "movierec_rate_limit_errors_total",
     "Requests let through because the shared rate-limit storage (Redis) failed",
 )
+LIVE_ANSWERS = Counter(
+    "movierec_live_answers_total",
+    "Answers of /recommend by how the list was made: precomputed (no new events), fold_in "
+    "(recomputed from the user's whole history), filtered (a lists-only bundle without the "
+    "movies watched since), fallback (the online store could not answer)",
+    ["arm", "path"],
+)
+LIVE_FALLBACKS = Counter(
+    "movierec_live_fallbacks_total",
+    "Requests answered from the precomputed list because the online store could not answer "
+    "(missing, locked, unreachable, error) or fold-in failed (fold_in_error)",
+    ["reason"],
+)
 ROUTING_REFUSED = Counter(
     "movierec_routing_refused_total",
     "Changes of routing.json refused as unreadable or invalid (the previous routing serves on)",
@@ -213,6 +226,8 @@ EXPORTED = (
     "movierec_model_bundle_missing",
     "movierec_shadow_lists_total",
     "movierec_shadow_dropped_total",
+    "movierec_live_answers_total",
+    "movierec_live_fallbacks_total",
     "movierec_online_ctr",
     "movierec_online_satisfaction_ratio",
     "movierec_online_error_rate",

@@ -27,6 +27,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ from movierec.core.schema import COLD_START, METADATA, RECOMMENDATIONS
 from movierec.core.settings import Settings
 from movierec.registry.bundles import bundle_path, verify_bundle
 from movierec.registry.routing import Routing, read_routing, routing_signature
+from movierec.registry.serving import PrecomputedLists
+from movierec.serve.foldin import FoldIn
 from movierec.serve.metrics import (
     BUNDLE_MISSING,
     CANARY_PCT,
@@ -52,18 +55,20 @@ log = logging.getLogger(__name__)
 class ServingModel:
     version: str
     metadata: dict[str, Any]
-    lists: dict[int, str] = field(repr=False)
+    lists: PrecomputedLists = field(repr=False)
     cold: str
+    cutoff_ms: int = 0  # the training data's last event: later ones are folded in
+    fold: FoldIn | None = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, bundle_dir: Path) -> ServingModel:
-        """Verify the bundle's hashes, then read its precomputed lists."""
+    def load(cls, bundle_dir: Path, fold_in_cache: int = 10_000) -> ServingModel:
+        """Verify the bundle's hashes, then map its lists (and its model, for fold-in)."""
         meta = verify_bundle(bundle_dir)
         try:
-            table = pq.read_table(bundle_dir / RECOMMENDATIONS, columns=["user_id", "items"])
-            users = table.column("user_id").to_pylist()
-            items = table.column("items").to_pylist()
+            lists = _lists(bundle_dir)
             cold_items = json.loads((bundle_dir / COLD_START).read_text())["items"]
+            cutoff = meta.get("training_cutoff")
+            cutoff_ms = int(datetime.fromisoformat(cutoff).timestamp() * 1000) if cutoff else 0
         except (OSError, KeyError, ValueError) as exc:
             raise ModelLoadError(f"{bundle_dir}: unreadable serving artifacts ({exc})") from None
         if not cold_items:
@@ -71,20 +76,46 @@ class ServingModel:
         return cls(
             version=str(meta["version"]),
             metadata=meta,
-            lists=dict(zip(users, items, strict=True)),
+            lists=lists,
             cold=",".join(cold_items),
+            cutoff_ms=cutoff_ms,
+            fold=FoldIn.load(bundle_dir, fold_in_cache),
         )
 
     def recommend(self, user_id: int) -> str:
         """Comma-joined movie ids, best first; the cold-start list for an unknown user."""
-        return self.lists.get(user_id, self.cold)
+        items = self.lists.get(user_id)
+        return self.cold if items is None else ",".join(items)
+
+    def recommend_live(self, user_id: int, recent: list[str], k: int) -> tuple[str, str]:
+        """The list of a user with `recent` movies since the cutoff, and how it was made:
+        folded in from the model, or (a bundle of lists only) the precomputed list without
+        them."""
+        if self.fold is not None:
+            return ",".join(self.fold.recommend(user_id, recent, k)), "fold_in"
+        watched = set(recent)
+        items = self.lists.get(user_id) or self.cold.split(",")
+        return ",".join(m for m in items if m not in watched), "filtered"
 
     def is_cold(self, user_id: int) -> bool:
-        return user_id not in self.lists
+        return self.lists.row(user_id) < 0
 
     @property
     def known_users(self) -> int:
         return len(self.lists)
+
+
+def _lists(bundle_dir: Path) -> PrecomputedLists:
+    """Memory-mapped when the bundle has the arrays; built from the table otherwise (bundles
+    made before them)."""
+    if PrecomputedLists.saved_in(bundle_dir):
+        return PrecomputedLists.load(bundle_dir, mmap=True)
+    table = pq.read_table(bundle_dir / RECOMMENDATIONS, columns=["user_id", "items"])
+    users = table.column("user_id").to_pylist()
+    items = table.column("items").to_pylist()
+    return PrecomputedLists.build(
+        {int(u): (v.split(",") if v else []) for u, v in zip(users, items, strict=True)}
+    )
 
 
 @dataclass(frozen=True)
@@ -175,7 +206,9 @@ class ModelSet:
         if version in self._refused:
             return None
         try:
-            model = ServingModel.load(bundle_path(self.settings, version))
+            model = ServingModel.load(
+                bundle_path(self.settings, version), self.settings.serving.fold_in_cache_users
+            )
         except ModelLoadError as exc:
             self._refused[version] = str(exc)
             LOAD_FAILURES.labels(model_version=version).inc()

@@ -7,14 +7,8 @@ import numpy as np
 import pandas as pd
 
 from movierec.model.cf import Index
-from movierec.model.ranking import (
-    MIN_RANKER_POSITIVES,
-    Candidates,
-    _labels,
-    candidates,
-    fit_ranker,
-    rank_users,
-)
+from movierec.model.fitting import MIN_RANKER_POSITIVES, _labels, fit_ranker
+from movierec.model.ranking import Candidates, candidates, rank_users
 from movierec.model.recommender import TwoStageModel
 from tests.modelkit import FAST, block_data
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 
 from movierec.model.cf import Index
+from movierec.model.fitting import fit_stage
 from movierec.model.params import ModelParams
 from movierec.model.rating import fit_rating_model, rating_training_matrix
-from movierec.model.stage import fit_stage
 from tests.modelkit import FAST, block_data
 
 
