@@ -8,12 +8,12 @@ BIN := $(VENV)/bin
 MOVIEREC := $(BIN)/movierec
 export PDM_CHECK_UPDATE := false
 
-.PHONY: run test test-fast lint format setup data demo bench clean help
+.PHONY: run test test-fast lint format setup data demo bench clean help lock pipeline
 
 help:
 	@echo "make run    - set up, fetch ml-100k, replay + ingest events, train a model, serve on :8080"
 	@echo "make test   - set up and run the whole test suite"
-	@echo "make lint   - ruff + mypy + hadolint"
+	@echo "make lint   - ruff + mypy + import-linter + size limits + hadolint"
 	@echo "make demo   - the whole life cycle on ml-100k: train, serve, simulate, retrain, canary ramp and abort"
 
 $(PDM):
@@ -25,7 +25,7 @@ $(VENV)/.synced: pdm.lock pyproject.toml | $(PDM)
 	$(PDM) config --local python.use_venv true
 	$(PDM) config --local venv.with_pip true
 	$(PDM) use --first -f $(PYTHON) >/dev/null
-	$(PDM) sync --clean -G test -G lint
+	$(PDM) sync --clean -G train -G report -G tracking -G test -G lint
 	touch $@
 
 setup: $(VENV)/.synced
@@ -47,6 +47,8 @@ lint: setup
 	$(BIN)/ruff check src tests evaluation scripts deploy_app.py evaluate_feedback_online.py
 	$(BIN)/ruff format --check src tests evaluation scripts deploy_app.py evaluate_feedback_online.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_layout.py src/movierec
 	$(BIN)/hadolint docker/Dockerfile
 
 format: setup
@@ -54,11 +56,31 @@ format: setup
 	$(BIN)/ruff check --fix src tests evaluation scripts deploy_app.py evaluate_feedback_online.py
 
 bench: setup
-	$(PDM) sync -G test -G lint -G bench
+	$(PDM) sync -G train -G report -G tracking -G test -G lint -G bench
 	$(BIN)/python evaluation/bench_parse.py
 
 demo: setup
 	MOVIEREC_HOME=$${MOVIEREC_HOME:-.cache/demo} MOVIEREC_CACHE_DIR=$(CURDIR)/.cache $(MOVIEREC) demo
+
+# The GitLab pipeline for real: gitlab-ci-local runs .gitlab-ci.yml's jobs with its shell
+# executor, each in its own copy of the checkout (4.72 is the newest that runs on Debian's
+# Node.js 20; later releases need Node.js 22). The build job needs Docker-in-Docker and a
+# registry: docker/smoke.sh builds and runs the same image instead.
+GCL_VERSION := 4.72.0
+GCL := .cache/gitlab-ci-local/node_modules/.bin/gitlab-ci-local
+PIPELINE_JOBS ?= lint test train evaluate
+
+$(GCL):
+	npm install --silent --no-audit --no-fund --prefix .cache/gitlab-ci-local gitlab-ci-local@$(GCL_VERSION)
+
+pipeline: $(GCL)
+	bash scripts/system_deps.sh
+	$(GCL) --force-shell-executor --shell-isolation $(PIPELINE_JOBS)
+
+# Re-lock after changing pyproject.toml; the lock keeps no URLs (not even in summaries).
+lock: | $(PDM)
+	$(PDM) lock -G :all
+	sed -i -E 's#\s*\(https?://[^)]*\)##' pdm.lock
 
 clean:
 	rm -rf $(VENV) .cache .pdm-python .pytest_cache .mypy_cache .ruff_cache

@@ -16,9 +16,9 @@ import argparse
 import json
 import sys
 
+from movierec.core.logs import configure_logging
 from movierec.core.settings import Settings
 from movierec.ops.deploy import deploy
-from movierec.core.logs import configure_logging
 
 
 def main() -> int:

@@ -62,7 +62,7 @@ cleanup() {
     "${COMPOSE[@]}" down --remove-orphans --volumes --timeout 20 >/dev/null 2>&1
   fi
   if [ "${MOVIEREC_SMOKE_PRUNE:-0}" = 1 ] && docker info >/dev/null 2>&1; then
-    docker image rm -f movierec:smoke movierec-base:bookworm >/dev/null 2>&1
+    docker image rm -f movierec:smoke movierec-trainer:smoke movierec-base:bookworm >/dev/null 2>&1
   fi
   if [ -n "$DOCKERD_PID" ]; then
     say "teardown: stopping the dockerd started here (pid $DOCKERD_PID)"
@@ -207,14 +207,19 @@ choose_bases() {
   say "base: service on $BASE_IMAGE, load balancer on $NGINX_IMAGE"
 }
 
+image_mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1 / 1e6}'; }
+
 # ---- 3. wheelhouse ----------------------------------------------------------------------------
 make_wheelhouse() {
-  local wh="$REPO/.cache/wheelhouse" key pdm_bin
+  local wh="$REPO/.cache/wheelhouse" key pdm_bin pyver
   [ -x .venv/bin/python ] && [ -x .cache/pdm/bin/pdm ] || make setup >/dev/null
   pdm_bin="$REPO/.cache/pdm/bin/pdm"
   PDM_VERSION="$("$pdm_bin" --version | awk '{print $NF}')"
   export PDM_VERSION
-  key="$(cat pdm.lock pyproject.toml | sha256sum | cut -c1-16)-pdm$PDM_VERSION"
+  # markers are evaluated for the image's Python (Debian 12 has 3.11.2: redis then needs
+  # async-timeout, which the host's newer 3.11 does not)
+  pyver="$(docker run --rm "$BASE_IMAGE" python3 -c 'import platform; print(platform.python_version())')"
+  key="$(cat pdm.lock pyproject.toml | sha256sum | cut -c1-16)-pdm$PDM_VERSION-py$pyver"
   if [ "$(cat "$wh/.key" 2>/dev/null)" = "$key" ]; then
     say "wheelhouse: .cache/wheelhouse matches pdm.lock ($(find "$wh" -name '*.whl' | wc -l) wheels)"
     return
@@ -222,10 +227,31 @@ make_wheelhouse() {
   say "wheelhouse: pdm export + pip download into .cache/wheelhouse"
   rm -rf "$wh"
   mkdir -p "$wh"
-  PDM_CHECK_UPDATE=false "$pdm_bin" export --prod -o "$WORK/requirements.txt" >/dev/null
-  .venv/bin/python -m pip download -q --only-binary=:all: -d "$wh" -r "$WORK/requirements.txt" \
+  # the service's and the retrainer's dependencies (the retrainer adds the train and tracking
+  # extras): one wheelhouse builds both images
+  PDM_CHECK_UPDATE=false "$pdm_bin" export --prod -G train -G tracking -o "$WORK/requirements.txt" >/dev/null
+  # pip evaluates markers for its own Python, not --python-version: decide them for the
+  # image's Python here and drop them
+  .venv/bin/python - "$WORK/requirements.txt" "$pyver" <<'PY'
+import re, sys
+from packaging.markers import Marker, default_environment
+path, pyver = sys.argv[1], sys.argv[2]
+env = default_environment() | {"python_full_version": pyver, "python_version": pyver.rsplit(".", 1)[0]}
+out, keep = [], True
+for line in open(path).read().splitlines():
+    m = re.match(r"^([A-Za-z0-9_.\-\[\]]+==[^;\s]+)(?:;\s*(.*?))?(\s*\\)?$", line)
+    if m:
+        keep = m.group(2) is None or Marker(m.group(2)).evaluate(env)
+        line = m.group(1) + (m.group(3) or "")
+    if keep:
+        out.append(line)
+open(path, "w").write("\n".join(out) + "\n")
+PY
+  .venv/bin/python -m pip download -q --only-binary=:all: --python-version "$pyver" \
+    -d "$wh" -r "$WORK/requirements.txt" \
     2>>"$WORK/pip.log" || { tail -n 20 "$WORK/pip.log" >&2; die "pip download failed"; }
-  .venv/bin/python -m pip download -q --only-binary=:all: -d "$wh" "pdm==$PDM_VERSION" pdm-backend \
+  .venv/bin/python -m pip download -q --only-binary=:all: --python-version "$pyver" \
+    -d "$wh" "pdm==$PDM_VERSION" pdm-backend \
     2>>"$WORK/pip.log" || { tail -n 20 "$WORK/pip.log" >&2; die "pip download failed"; }
   echo "$key" >"$wh/.key"
   say "wheelhouse: $(find "$wh" -name '*.whl' | wc -l) wheels"
@@ -260,7 +286,7 @@ free_port() {
 container_ids() { "${COMPOSE[@]}" ps -q app1 app2 | sort | tr '\n' ' '; }
 
 stack_up() {
-  export MOVIEREC_IMAGE=movierec:smoke MOVIEREC_LB_BIND=127.0.0.1
+  export MOVIEREC_IMAGE=movierec:smoke MOVIEREC_TRAINER_IMAGE=movierec-trainer:smoke MOVIEREC_LB_BIND=127.0.0.1
   MOVIEREC_LB_PORT="${MOVIEREC_SMOKE_PORT:-$(free_port)}"
   export MOVIEREC_LB_PORT
   GIT_COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
@@ -272,7 +298,7 @@ stack_up() {
   local t=$SECONDS
   nice -n 10 "${COMPOSE[@]}" build >"$WORK/build.log" 2>&1 \
     || { tail -n 40 "$WORK/build.log" >&2; die "compose build failed"; }
-  say "build: done in $((SECONDS - t)) s ($(docker image inspect -f '{{.Size}}' movierec:smoke | awk '{printf "%.0f MB", $1 / 1e6}'))"
+  say "build: done in $((SECONDS - t)) s (service image $(image_mb movierec:smoke), retrainer image with the train and tracking extras $(image_mb movierec-trainer:smoke))"
   STACK_UP=1
   "${COMPOSE[@]}" up -d >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; die "compose up failed"; }
   LB="http://127.0.0.1:$MOVIEREC_LB_PORT"

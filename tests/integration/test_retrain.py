@@ -23,7 +23,9 @@ from movierec.retrain.job import ExitCode, retrain
 from movierec.retrain.training import train_candidate
 from tests.servicekit import gunicorn, wait_until
 
-FAST = {"tune_iterations": 1, "tune_seconds": 5.0, "n_threads": 2}
+# without a shadow stage, a promoted candidate is routed straight to a canary (what these
+# tests check; the shadow stage is tested in tests/unit/retrain and tests/unit/release)
+FAST = {"tune_iterations": 1, "tune_seconds": 5.0, "n_threads": 2, "shadow_sample_pct": 0}
 
 
 def _home(settings: Settings, end: float) -> Settings:

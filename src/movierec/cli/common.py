@@ -12,7 +12,14 @@ from movierec.core.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
-COMMON_EXIT_CODES = "0 success, 1 a known error (its one-line message is printed), 2 bad usage"
+EXIT_OK = 0
+EXIT_ERROR = 1  # a known error (its one-line message is printed), or an unexpected one
+EXIT_USAGE = 2
+EXIT_ABORT = 3  # `release evaluate`: the decision was ABORT
+COMMON_EXIT_CODES = (
+    f"{EXIT_OK} success, {EXIT_ERROR} an error (a known one prints a one-line message), "
+    f"{EXIT_USAGE} bad usage"
+)
 
 
 def exit_codes(extra: str = "") -> str:

@@ -6,9 +6,12 @@ all costs about 6 s (pandas, scipy, xgboost, implicit), and `movierec --help` mu
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+from pathlib import Path
 from typing import Any
 
-from movierec.cli.common import add_command, emit
+from movierec.cli.common import add_command, emit, exit_codes
 from movierec.core.settings import DATASETS, Settings
 
 
@@ -32,14 +35,20 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from movierec.data.ingest import ingest  # lazy: see the module docstring
+    from movierec.data.sources import Follow
 
-    result = ingest(settings, args.source)
+    follow = None
+    if args.follow:  # until SIGTERM or SIGINT: the batch in hand is committed, then it stops
+        follow = Follow(threading.Event(), settings.data.ingest_flush_seconds, args.heartbeat)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: follow.stop.set())
+    result = ingest(settings, args.source, follow)
     emit(args, result.summary(), f"ingested {result.lines:,} lines from {result.source}")
     return 0
 
 
 def register(sub: Any) -> None:
-    data = sub.add_parser("data", help="real MovieLens data")
+    data = sub.add_parser("data", help="real MovieLens data", epilog=exit_codes())
     dsub = data.add_subparsers(dest="data_command", required=True)
     f = add_command(dsub, "fetch", "fetch a MovieLens dataset and write canonical tables", _fetch)
     f.add_argument("--dataset", choices=DATASETS, default=None)
@@ -55,4 +64,16 @@ def register(sub: Any) -> None:
     i = add_command(sub, "ingest", "DataPipeline: new events -> validated Parquet tables", _ingest)
     i.add_argument(
         "--source", default=None, help="a file path or kafka:TOPIC (default: event source)"
+    )
+    i.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep reading: commit new events within MOVIEREC_INGEST_FLUSH_SECONDS, rebuild the "
+        "tables every MOVIEREC_INGEST_REFRESH_SECONDS; stop on SIGTERM/SIGINT (exit 0)",
+    )
+    i.add_argument(
+        "--heartbeat",
+        type=Path,
+        default=None,
+        help="with --follow: a file touched at least every flush period (for a health check)",
     )

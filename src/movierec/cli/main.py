@@ -12,13 +12,16 @@ import sys
 from collections.abc import Sequence
 
 from movierec import __version__
-from movierec.cli import data, model, ops, release, retrain, serve, trust
+from movierec.cli import config, data, model, ops, release, retrain, serve, trust
 from movierec.cli.common import Handler, exit_codes
 from movierec.core.errors import MovierecError
 from movierec.core.logs import configure_logging
 from movierec.core.settings import Settings
 
-_GROUPS = (data, model, serve, retrain, release, ops, trust)
+# the optional extra (pyproject.toml) that brings each training/report/tracking library
+_EXTRA_OF = {"implicit": "train", "sklearn": "train", "matplotlib": "report", "mlflow": "tracking"}
+
+_GROUPS = (data, model, serve, retrain, release, ops, trust, config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, settings)
     except MovierecError as exc:
         print(f"movierec: error: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:  # a lean install (the service image) lacks an extra
+        extra = _EXTRA_OF.get((exc.name or "").split(".")[0], "train,report,tracking")
+        print(
+            f"movierec: error: {exc.name} is not installed; this command needs the optional "
+            f"dependencies: pip install 'movierec[{extra}]'",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("movierec: interrupted", file=sys.stderr)

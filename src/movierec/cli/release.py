@@ -1,14 +1,21 @@
-"""`movierec release evaluate|status|set-canary`: the canary release (lazy job imports: see
-`movierec.cli.data`)."""
+"""`movierec release evaluate|status|set-canary|promote|abort`: the candidate's release (lazy
+job imports: see `movierec.cli.data`)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from movierec.cli.common import add_command, emit, print_json
+from movierec.cli.common import EXIT_ABORT, EXIT_USAGE, add_command, emit, print_json
 from movierec.core.files import read_json
 from movierec.core.settings import Settings
+
+EVALUATE_CODES = (
+    f"{EXIT_ABORT} the decision was ABORT (the candidate was, or with --dry-run would be, "
+    "sent back; cron can alert on it); 0 means evaluated: RAMP, HOLD, PROMOTE or nothing to "
+    "release"
+)
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
@@ -19,8 +26,9 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json(summary)
     else:
-        emit(args, {k: summary[k] for k in ("decision", "reasons", "pct_before", "pct_after")})
-    return 0
+        keys = ("decision", "stage", "reasons", "lift", "pct_before", "pct_after")
+        emit(args, {k: summary[k] for k in keys})
+    return EXIT_ABORT if str(result.decision) == "ABORT" else 0
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
@@ -44,15 +52,38 @@ def _set_canary(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _promote(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.release.overrides import force_promote  # lazy: start-up time
+
+    if not args.force:
+        print(
+            "movierec: error: promote overrides the evaluator's evidence: add --force "
+            "(and --reason TEXT)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    record = force_promote(settings, args.reason)
+    emit(args, record.__dict__, f"{record.candidate} promoted by {record.user}")
+    return 0
+
+
+def _abort(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.release.overrides import abort  # lazy: start-up time
+
+    record = abort(settings, args.reason)
+    emit(args, record.__dict__, f"{record.candidate} aborted by {record.user}")
+    return 0
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("release", help="canary release: evaluate, status, set-canary")
+    p = sub.add_parser("release", help="release: evaluate, status, set-canary, promote, abort")
     rsub = p.add_subparsers(dest="release_command", required=True)
     e = add_command(
         rsub,
         "evaluate",
-        "online evaluation: RAMP / HOLD / ABORT / PROMOTE the canary",
+        "online evaluation: RAMP / HOLD / ABORT / PROMOTE the shadow or canary candidate",
         _evaluate,
-        codes="the decision itself does not change the exit code",
+        codes=EVALUATE_CODES,
     )
     e.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
     e.add_argument("--no-refresh", action="store_true", help="do not ingest new events first")
@@ -61,3 +92,19 @@ def register(sub: Any) -> None:
     c.add_argument("version")
     c.add_argument("--pct", type=int, default=10)
     c.add_argument("--reason", default="set by hand")
+    f = add_command(
+        rsub,
+        "promote",
+        "override: make the candidate stable now (logged with your OS user and the reason)",
+        _promote,
+        codes="2 also without --force",
+    )
+    f.add_argument("--force", action="store_true", help="required: this overrides the evidence")
+    f.add_argument("--reason", required=True, help="why (recorded)")
+    a = add_command(
+        rsub,
+        "abort",
+        "override: send everyone back to stable now (logged with your OS user and the reason)",
+        _abort,
+    )
+    a.add_argument("--reason", required=True, help="why (recorded)")

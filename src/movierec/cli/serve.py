@@ -35,6 +35,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any) -> None:
     p = add_command(sub, "serve", "run the service under gunicorn (HUP reloads gracefully)", _serve)
+    p.description = (
+        f"{p.description} Rate limit: MOVIEREC_RATE_LIMIT_PER_MINUTE requests per client (0: "
+        "none). Without MOVIEREC_RATE_LIMIT_STORAGE the limit is kept PER GUNICORN WORKER (and "
+        "per replica): a client can get workers x replicas times the limit. With "
+        "MOVIEREC_RATE_LIMIT_STORAGE=redis://HOST:PORT/DB every worker and replica shares one "
+        "count (Redis unreachable: requests pass, counted in "
+        "movierec_rate_limit_errors_total). The client is the connection's address; "
+        "X-Forwarded-For is believed only from MOVIEREC_TRUSTED_PROXIES (addresses or "
+        "networks, comma-separated), and then only the entry those proxies appended. "
+        "Served-log records that logs/ cannot take wait in MOVIEREC_SPILL_DIR (data/spill) "
+        "and are read back; /readyz lists what is degraded; /openapi.json describes the API."
+    )
     p.add_argument("--port", type=int, default=None, help="default MOVIEREC_PORT (8080)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--daemon", action="store_true")

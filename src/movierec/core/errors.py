@@ -37,3 +37,12 @@ class LockBusy(MovierecError):
 
 class TraceError(MovierecError):
     """A link of the provenance chain (prediction -> model -> commit -> data) is missing."""
+
+
+class OnlineStoreUnavailable(MovierecError):
+    """The online store cannot answer right now: `reason` is missing, locked, unreachable or
+    error. The service falls back to the precomputed list."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"online store {reason}: {detail}")
+        self.reason = reason

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,26 +79,48 @@ def read_json(path: Path | str, default: Any = None) -> Any:
         return default
 
 
+def append_daily_jsonl(base: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Append records as JSON lines to `<stem>-YYYY-MM-DD<suffix>` beside `base`, by the
+    date of each record's ISO "ts", one locked write per file."""
+    by_day: dict[str, list[str]] = {}
+    for rec in records:
+        by_day.setdefault(rec["ts"][:10], []).append(json.dumps(rec, separators=(",", ":")))
+    for day, lines in by_day.items():
+        append_lines(base.with_name(f"{base.stem}-{day}{base.suffix}"), lines)
+
+
 def append_lines(path: Path | str, lines: Iterable[str]) -> None:
     """Append whole lines under an exclusive lock, in one write, then fsync.
 
     Writers in several processes never interleave: each call's lines land together.
     """
     payload = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-    if not payload:
-        return
+    if payload:
+        data = payload.encode("utf-8")
+        append_whole(path, lambda _size: data)
+
+
+def append_whole(path: Path | str, render: Callable[[int], bytes]) -> None:
+    """Append `render(size of the file)` under an exclusive lock, in one write, fsync'ed.
+
+    All or nothing: when the write or the fsync fails (a full disk), the file is cut back to
+    its size before, so it never keeps half a line and a retry writes nothing twice.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
         try:
-            data = payload.encode("utf-8")
-            view = memoryview(data)
+            view = memoryview(render(size))
             while view:
-                n = os.write(fd, view)
-                view = view[n:]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

@@ -1,4 +1,5 @@
-"""The three provenance registers (CSV under `models/`): models, data, prediction events.
+"""The provenance registers (CSV under `models/`): models, data, prediction events, and the
+release decisions a person forced (overrides: who and why).
 
 Appends from several processes never interleave or lose a line: each call builds its rows in
 memory and writes them with one flock'ed `write` (`fsutil.append_lines`); the header is written
@@ -12,16 +13,20 @@ columns, sources) are JSON inside a quoted CSV cell. Readers return typed rows.
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from movierec.core.schema import DATA_PROVENANCE, MODEL_PROVENANCE, PREDICTION_EVENTS
+from movierec.core.files import append_whole
+from movierec.core.schema import (
+    DATA_PROVENANCE,
+    MODEL_PROVENANCE,
+    PREDICTION_EVENTS,
+    RELEASE_OVERRIDES,
+)
 from movierec.core.settings import Settings
 
 
@@ -66,7 +71,22 @@ class PredictionRecord:
     latency_ms: float
 
 
-R = TypeVar("R", ModelRecord, DataRecord, PredictionRecord)
+@dataclass(frozen=True)
+class OverrideRecord:
+    """A release decision made by a person instead of the evaluator."""
+
+    timestamp: str
+    action: str  # "force-promote" or "abort"
+    candidate: str
+    stage: str  # the candidate's stage when overridden: "shadow" or "canary"
+    canary_pct: int
+    stable_before: str
+    stable_after: str
+    user: str  # the OS user who ran the command
+    reason: str
+
+
+R = TypeVar("R", ModelRecord, DataRecord, PredictionRecord, OverrideRecord)
 
 
 def _columns(cls: type) -> list[str]:
@@ -94,23 +114,8 @@ def _to_csv(rows: Sequence[Any], header: bool) -> str:
 
 def append_rows(path: Path, rows: Sequence[Any]) -> None:
     """Append rows (one dataclass type) in one locked write, with the header if new."""
-    if not rows:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            new = os.fstat(fd).st_size == 0
-            data = _to_csv(rows, header=new).encode("utf-8")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    if rows:
+        append_whole(path, lambda size: _to_csv(rows, header=size == 0).encode("utf-8"))
 
 
 def _parse(cls: type[R], raw: dict[str, str]) -> R:
@@ -154,6 +159,14 @@ def append_predictions(
     settings: Settings, records: Sequence[PredictionRecord], path: Path | None = None
 ) -> None:
     append_rows(path or settings.models_path / PREDICTION_EVENTS, records)
+
+
+def append_override(settings: Settings, record: OverrideRecord) -> None:
+    append_rows(settings.models_path / RELEASE_OVERRIDES, [record])
+
+
+def read_overrides(settings: Settings) -> list[OverrideRecord]:
+    return list(_iter_file(OverrideRecord, settings.models_path / RELEASE_OVERRIDES))
 
 
 def read_models(settings: Settings) -> list[ModelRecord]:

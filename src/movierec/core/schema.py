@@ -36,8 +36,17 @@ def age_group_label(age: npt.ArrayLike) -> np.ndarray:
 METADATA = "metadata.json"
 RECOMMENDATIONS = "recommendations.parquet"  # user_id, items: the precomputed top-K lists
 COLD_START = "cold_start.json"  # {"items": [...]}: the list for users the model does not know
+# the model's own files (`model.recommender`), besides its arrays (`model.arrays`)
+MODEL_JSON = "model.json"  # params, feature names, cold start, the CF stage's scalars
+RATING_MODEL = "rating_model"  # + .<case>.json: the stacked XGBoost rating booster per case
+RANKER = "ranker.json"  # the LambdaMART booster (absent when the lists keep EASE's order)
+VARIANT_JSON = "variant.json"  # present for the rank-by-rating variant
 
 # ---- files written at run time --------------------------------------------------------------
 MODEL_PROVENANCE = "model_provenance.csv"
 DATA_PROVENANCE = "data_provenance.csv"
 PREDICTION_EVENTS = "prediction_events.csv"
+RELEASE_OVERRIDES = "release_overrides.csv"  # release decisions a person forced, who and why
+
+# ---- the service ------------------------------------------------------------------------------
+MAX_SERVED_USER_ID = 2**63 - 1  # /recommend/<user_id>: a non-negative integer up to this

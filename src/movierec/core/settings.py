@@ -16,101 +16,18 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from movierec.core.errors import ConfigError
-
-ENV_PREFIX = "MOVIEREC_"
-DATASETS = ("ml-100k", "ml-1m")
-
-
-@dataclass(frozen=True)
-class PathSettings:
-    """Where everything lives; relative paths are under `home`."""
-
-    home: Path = field(default_factory=Path.cwd)
-    data_dir: Path = Path("data")
-    models_dir: Path = Path("models")
-    logs_dir: Path = Path("logs")
-    cache_dir: Path = Path(".cache")
-
-
-@dataclass(frozen=True)
-class DataSettings:
-    """Datasets, the event source and the DataPipeline."""
-
-    dataset: str = "ml-100k"
-    grouplens_url: str = "https://files.grouplens.org/datasets/movielens"  # "" disables
-    event_source: str = "data/events.log"  # a file path, or kafka:TOPIC
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_group: str = "movierec-ingest"
-    kafka_session_timeout_ms: int = 6000
-    ingest_batch_lines: int = 200_000
-    replay_mean_minutes: float = 8.0
-    exclude_flagged_events: bool = True
-
-
-@dataclass(frozen=True)
-class TrainingSettings:
-    """Training a model: seed, tuning budget, holdout, list length and re-ranking."""
-
-    seed: int = 42
-    tune_iterations: int = 12
-    tune_seconds: float = 60.0
-    max_train_rows: int = 2_000_000
-    n_threads: int = 2
-    holdout_fraction: float = 0.1
-    recommendations_k: int = 20
-    longtail_min_share: float = 0.0
-    genre_diversity: float = 0.0
-
-
-@dataclass(frozen=True)
-class RetrainSettings:
-    """The cron retrainer's gate and promotion rule."""
-
-    gate_min_new_users: int = 50
-    gate_min_new_interactions: int = 100
-    promote_rmse_margin: float = 1e-6
-    promote_ndcg_tolerance: float = 0.01
-    keep_rejected_models: int = 5
-
-
-@dataclass(frozen=True)
-class ServingSettings:
-    """The inference service."""
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 2
-    threads: int = 4
-    release_salt: str = "movierec-release-1"
-    routing_check_seconds: float = 1.0
-    rate_limit_per_minute: int = 0  # 0: no limit
-    log_queue_size: int = 10_000
-
-
-@dataclass(frozen=True)
-class ReleaseSettings:
-    """Online evaluation and the canary's ramp."""
-
-    click_window_minutes: float = 30.0
-    ctr_min_abs: float = 0.10
-    ctr_min_rel: float = 0.70
-    satisfaction_low: float = 0.85
-    satisfaction_high: float = 1.15
-    min_samples_per_arm: int = 200
-    max_error_rate: float = 0.01
-    max_p99_latency_ms: float = 600.0
-    ramp_step_pct: int = 10
-    initial_canary_pct: int = 10
-
-
-SECTIONS: dict[str, type] = {
-    "paths": PathSettings,
-    "data": DataSettings,
-    "training": TrainingSettings,
-    "retraining": RetrainSettings,
-    "serving": ServingSettings,
-    "release": ReleaseSettings,
-}
+from movierec.core.sections import (
+    SECTIONS,
+    DataSettings,
+    PathSettings,
+    ReleaseSettings,
+    RetrainSettings,
+    ServingSettings,
+    TrainingSettings,
+)
+from movierec.core.validation import DATASETS as DATASETS  # re-exported: callers import it here
+from movierec.core.validation import ENV_PREFIX as ENV_PREFIX
+from movierec.core.validation import validate
 
 
 def _section_of() -> dict[str, str]:
@@ -142,7 +59,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         _normalize_paths(self.paths)
-        _validate(self)
+        validate({name: value for name, _section, value in self.items()})
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -241,6 +158,16 @@ class Settings:
         return self.logs_path / "served.jsonl"
 
     @property
+    def spill_path(self) -> Path:
+        """Where served-log records wait when logs/ cannot take them."""
+        return self.path(self.paths.spill_dir)
+
+    @property
+    def shadow_log_file(self) -> Path:
+        """The shadow candidate's lists (daily files `shadow-YYYY-MM-DD.jsonl` beside it)."""
+        return self.logs_path / "shadow.jsonl"
+
+    @property
     def online_metrics_file(self) -> Path:
         """What the online evaluator measured last (read by the service's /metrics)."""
         return self.logs_path / "online_metrics.json"
@@ -249,6 +176,11 @@ class Settings:
     def feedback_events_file(self) -> Path:
         """Every release decision with its metrics."""
         return self.logs_path / "feedback_events.json"
+
+    @property
+    def online_store_file(self) -> Path:
+        """The online store's SQLite database (`online_store=sqlite`)."""
+        return self.data_path / "online_store.sqlite"
 
     @property
     def reports_path(self) -> Path:
@@ -281,63 +213,8 @@ def _build(values: Mapping[str, Any], origin: Mapping[str, str]) -> Settings:
 
 def _normalize_paths(paths: PathSettings) -> None:
     object.__setattr__(paths, "home", Path(paths.home).resolve())
-    for name in ("data_dir", "models_dir", "logs_dir", "cache_dir"):
+    for name in ("data_dir", "models_dir", "logs_dir", "cache_dir", "spill_dir"):
         object.__setattr__(paths, name, Path(getattr(paths, name)))
-
-
-_FRACTIONS = (
-    "holdout_fraction",
-    "ctr_min_abs",
-    "ctr_min_rel",
-    "max_error_rate",
-    "longtail_min_share",
-    "genre_diversity",
-)
-_AT_LEAST_ONE = (
-    "workers",
-    "threads",
-    "n_threads",
-    "tune_iterations",
-    "max_train_rows",
-    "ingest_batch_lines",
-    "recommendations_k",
-    "min_samples_per_arm",
-    "log_queue_size",
-)
-_COUNTS = ("gate_min_new_users", "gate_min_new_interactions", "keep_rejected_models")
-_POSITIVE = ("tune_seconds", "click_window_minutes", "routing_check_seconds")
-_PERCENTS = ("initial_canary_pct", "ramp_step_pct")
-
-
-def _validate(s: Settings) -> None:
-    """Every value that cannot work is refused here, with the variable that holds it."""
-    values = {name: value for name, _section, value in s.items()}
-    _check_choices(values)
-    checks = (
-        (_FRACTIONS, lambda v: 0.0 <= v <= 1.0, "a fraction in [0, 1]"),
-        (_AT_LEAST_ONE, lambda v: v >= 1, "at least 1"),
-        ((*_COUNTS, "rate_limit_per_minute"), lambda v: v >= 0, "a count >= 0"),
-        (_POSITIVE, lambda v: v > 0, "a positive number"),
-        (_PERCENTS, lambda v: 0 <= v <= 100, "0..100"),
-        (("port",), lambda v: 0 < v < 65536, "1..65535"),
-    )
-    for names, ok, expected in checks:
-        for name in names:
-            if not ok(values[name]):
-                raise ConfigError(f"{ENV_PREFIX}{name.upper()}={values[name]}: expected {expected}")
-    low, high = values["satisfaction_low"], values["satisfaction_high"]
-    if not 0 < low <= 1.0 <= high:
-        raise ConfigError(f"satisfaction range must contain 1.0: [{low}, {high}]")
-
-
-def _check_choices(values: Mapping[str, Any]) -> None:
-    if values["dataset"] not in DATASETS:
-        raise ConfigError(f"MOVIEREC_DATASET={values['dataset']!r}: expected one of {DATASETS}")
-    source = values["event_source"]
-    if not source:
-        raise ConfigError("MOVIEREC_EVENT_SOURCE is empty: give a file path or kafka:TOPIC")
-    if source.startswith("kafka:") and not source[6:]:
-        raise ConfigError("MOVIEREC_EVENT_SOURCE='kafka:' names no topic")
 
 
 def _coerce(name: str, raw: str, typ: Any) -> Any:

@@ -1,13 +1,22 @@
 """The DataPipeline (`movierec ingest`): event lines in, validated and de-duplicated Parquet out.
 
-Per batch of lines read from the source: parse (`events.parse_lines`), write the accepted
-events and the rejected lines as part files under `data/lake/parts/`, then commit the batch by
-replacing `data/lake/_state.json` atomically (the source position after the batch and the
-list of committed parts). Only then is a Kafka offset committed to the broker. A run killed
-at any moment therefore resumes exactly: parts not listed in the state are leftovers of a
-dead run and are deleted; lines after the saved position are read again.
+Per batch of lines read from the source: parse (`events.parse_lines`), then, holding the
+lake's lock, write the accepted events and the rejected lines as part files under
+`data/lake/parts/`, give the batch to the event sinks (the online store, PostgreSQL), and
+commit it by replacing `data/lake/_state.json` atomically (the source position after the batch
+and the list of committed parts). Only then is a Kafka offset committed to the broker. A run
+killed at any moment therefore resumes exactly: parts not listed in the state are leftovers of
+a dead run and are deleted; lines after the saved position are read again.
 
-After the batches the lake's tables are rebuilt from every committed part (`data.lake`), and
+The lock is held per batch, not per run, so several pipelines can share one lake: followers
+of one Kafka consumer group each reading their partitions, or a follower and the retrainer's
+one-shot run. The state is the reference position: a batch keeps only the lines past it
+(`sources.unread`), so a line two of them read is committed once.
+
+`ingest` reads what is new and stops. `ingest(..., follow=Follow(stop))` (`ingest --follow`)
+keeps reading, committing within about `ingest_flush_seconds` of an event's arrival. After the
+batches (and, when following, every `ingest_refresh_seconds`) the lake's tables are rebuilt
+from every committed part (`data.lake`, which first merges the parts when there are many) and
 a refresh report is written (`data.refresh`). Rejected lines go to `data/quarantine.jsonl`
 with source, position and reason.
 """
@@ -15,25 +24,29 @@ with source, position and reason.
 from __future__ import annotations
 
 import logging
-import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
+from movierec.core.errors import OnlineStoreUnavailable
 from movierec.core.faults import fault_point
 from movierec.core.files import atomic_write_json, exclusive_lock, fsync_dir
+from movierec.core.progress import Progress
 from movierec.core.settings import Settings
-from movierec.data.events import parse_lines
+from movierec.data.events import ParsedBatch, parse_lines
 from movierec.data.lake import (
+    compact_parts,
     lake_totals,
     materialize,
     parts_dir,
     read_state,
     read_table,
     state_file,
+    write_part,
 )
 from movierec.data.refresh import (
     drift_section,
@@ -42,11 +55,12 @@ from movierec.data.refresh import (
     refresh_report,
     write_report,
 )
-from movierec.data.sources import Batch, open_source
+from movierec.data.sinks import EventSink, open_sinks
+from movierec.data.sources import Batch, Follow, open_source, unread
 
 log = logging.getLogger(__name__)
 
-KINDS = ("watches", "rates", "recommendations", "quarantine")
+SINK_RETRY_SECONDS = 2.0  # a follower whose sink is down tries the batch again this often
 
 
 @dataclass
@@ -65,77 +79,188 @@ class IngestResult:
         return self.__dict__.copy()
 
 
-def ingest(settings: Settings, source: str | None = None) -> IngestResult:
-    """Read what is new in the source, commit it batch by batch, rebuild the tables."""
+def ingest(
+    settings: Settings, source: str | None = None, follow: Follow | None = None
+) -> IngestResult:
+    """Read what is new in the source, commit it batch by batch, rebuild the tables. With
+    `follow`, keep reading until `follow.stop` is set, rebuilding the tables periodically."""
+    start = time.perf_counter()
     spec = source or settings.data.event_source
-    with exclusive_lock(settings.lake_path / ".ingest.lock", wait=True):
-        return _ingest_locked(settings, spec)
+    key = _source_key(spec, settings)
+    result = IngestResult(source=spec)
+    with _lake_lock(settings):
+        _remove_uncommitted_parts(settings, read_state(settings))
+    # Batches: parts, sinks, then the position, one batch at a time under the lake's lock
+    while True:
+        try:
+            _consume(settings, spec, key, result, follow)
+            break
+        except OnlineStoreUnavailable as exc:
+            if follow is None:
+                raise
+            log.warning(
+                "%s; trying again in %.0f s from the committed position", exc, SINK_RETRY_SECONDS
+            )
+            if follow.stop.wait(SINK_RETRY_SECONDS):
+                break
+    # Tables: rebuilt from every committed part, with the refresh report
+    _refresh(settings, spec, key, result)
+    result.seconds = time.perf_counter() - start
+    log.info("ingested %d lines (%d quarantined) from %s", result.lines, result.quarantined, spec)
+    return result
 
 
 def _source_key(spec: str, settings: Settings) -> str:
     return spec if spec.startswith("kafka:") else str(settings.path(spec).resolve())
 
 
-def _ingest_locked(settings: Settings, spec: str) -> IngestResult:
-    start = time.perf_counter()
-    state = read_state(settings)
-    key = _source_key(spec, settings)
-    before = dict(state.get("positions", {}).get(key, {}))
-    result = IngestResult(source=spec)
-    reasons: dict[str, int] = {}
-    # Batches: parts written, then the position committed
-    _consume(settings, spec, key, state, result, reasons)
-    # Tables: rebuilt from every committed part
-    old_ratings = read_table(settings, "ratings")
-    tables = materialize(settings, state)
-    previous = dict(state.get("totals", {}))
-    result.totals = lake_totals(tables)
-    result.deltas = {k: v - int(previous.get(k, 0)) for k, v in result.totals.items()}
-    # Report: totals, quarantine, drift and poisoning of the new ratings
-    after = state.get("positions", {}).get(key, {})
-    report = refresh_report(result.summary(), reasons, before, after)
-    new_ratings = new_rows(old_ratings, tables.ratings)
-    report["drift"] = drift_section(settings, old_ratings, new_ratings)
-    report["poisoning"] = poisoning_section(settings, old_ratings, new_ratings, tables)
-    result.seconds = time.perf_counter() - start
-    result.report_path = str(write_report(settings, report, result.seconds))
-    # State: totals and the report's path
-    state["totals"] = result.totals
-    state["last_report"] = result.report_path
-    atomic_write_json(state_file(settings), state)
-    log.info("ingested %d lines (%d quarantined) from %s", result.lines, result.quarantined, spec)
-    return result
+def _lake_lock(settings: Settings) -> Any:
+    return exclusive_lock(settings.lake_path / ".ingest.lock", wait=True)
 
 
 def _consume(
-    settings: Settings,
-    spec: str,
-    key: str,
-    state: dict[str, Any],
-    result: IngestResult,
-    reasons: dict[str, int],
+    settings: Settings, spec: str, key: str, result: IngestResult, follow: Follow | None
 ) -> None:
-    """Read the source from its saved position; commit each batch once its parts are durable."""
-    positions: dict[str, Any] = state.setdefault("positions", {})
-    _remove_uncommitted_parts(settings, state)
-    src = open_source(settings, spec, positions.get(key, {}))
+    """Read the source from the committed position; commit each batch once it is durable."""
+    src = open_source(
+        settings, spec, lambda: read_state(settings).get("positions", {}).get(key, {})
+    )
+    sinks = open_sinks(settings)
+    bar = Progress(f"ingest {spec}", unit="lines")
     try:
-        for batch in src.batches(settings.data.ingest_batch_lines):
-            seq = int(state.get("seq", 0))
-            names = _write_parts(settings, seq, batch, spec, reasons, result)
-            fault_point("ingest.after-parts")
-            state["seq"] = seq + 1
-            state.setdefault("parts", []).extend(names)
-            positions[key] = batch.end
-            atomic_write_json(state_file(settings), state)
-            fault_point("ingest.after-commit")
-            src.commit(batch.end)
-            result.batches += 1
+        for batch in src.batches(settings.data.ingest_batch_lines, follow):
+            if batch.lines:
+                end = _commit(settings, spec, key, batch, sinks, result)
+                fault_point("ingest.after-commit")
+                src.commit(end)
+                bar.update(len(batch.lines))
+            if follow is not None:
+                follow.beat()
+                if _refresh_due(settings):
+                    _refresh(settings, spec, key, result)
     finally:
+        bar.close()
+        for sink in sinks:
+            sink.close()
         src.close()
 
 
+def _commit(
+    settings: Settings,
+    spec: str,
+    key: str,
+    batch: Batch,
+    sinks: Sequence[EventSink],
+    result: IngestResult,
+) -> dict[str, Any]:
+    """Parts, sinks and state of one batch, under the lake's lock; returns the position."""
+    parsed = parse_lines(batch.lines)  # outside the lock: followers parse in parallel
+    with _lake_lock(settings):
+        state = read_state(settings)
+        positions: dict[str, Any] = state.setdefault("positions", {})
+        fresh = unread(batch, positions.get(key, {}))
+        if len(fresh.lines) < len(batch.lines):
+            log.info(
+                "%d lines were committed by another reader: skipped",
+                len(batch.lines) - len(fresh.lines),
+            )
+            parsed = parse_lines(fresh.lines)
+        if fresh.lines:
+            seq = int(state.get("seq", 0))
+            names = _write_parts(settings, seq, fresh, parsed, spec)
+            fault_point("ingest.after-parts")
+            for sink in sinks:  # before our own commit: a sink sees a batch at least once
+                sink.write_batch(key, fresh, parsed)
+                fault_point(f"ingest.after-{sink.name}")
+            state["seq"] = seq + 1
+            state.setdefault("parts", []).extend(names)
+            _count(state, fresh, parsed)
+        positions[key] = fresh.end
+        atomic_write_json(state_file(settings), state)
+    if fresh.lines:
+        result.lines += len(fresh.lines)
+        result.accepted += parsed.accepted
+        result.quarantined += len(parsed.rejects)
+        result.batches += 1
+    return fresh.end
+
+
+def _count(state: dict[str, Any], batch: Batch, parsed: ParsedBatch) -> None:
+    """What every pipeline committed since the last refresh report (the report's counts)."""
+    pending = state.setdefault("pending", {"lines": 0, "accepted": 0, "quarantined": 0})
+    pending["lines"] += len(batch.lines)
+    pending["accepted"] += parsed.accepted
+    pending["quarantined"] += len(parsed.rejects)
+    reasons = pending.setdefault("reasons", {})
+    for r in parsed.rejects:
+        reason = r.reason.split(" '")[0].split(" (")[0]
+        reasons[reason] = reasons.get(reason, 0) + 1
+
+
+def _refresh_due(settings: Settings) -> bool:
+    """Something was committed since the last refresh, which is old enough."""
+    state = read_state(settings)
+    last = state.get("refreshed", {})
+    if int(state.get("seq", 0)) <= int(last.get("seq", -1)):
+        return False
+    return time.time() - float(last.get("at", 0.0)) >= settings.data.ingest_refresh_seconds
+
+
+def _refresh(settings: Settings, spec: str, key: str, result: IngestResult) -> None:
+    """Rebuild the tables from every committed part and write the refresh report."""
+    start = time.perf_counter()
+    with _lake_lock(settings):
+        state = read_state(settings)
+        # Parts: merged into one per kind once there are many
+        replaced = _compact(settings, state)
+        # Tables: rebuilt from every committed part
+        old_ratings = read_table(settings, "ratings")
+        tables = materialize(settings, state)
+        previous = dict(state.get("totals", {}))
+        result.totals = lake_totals(tables)
+        result.deltas = {k: v - int(previous.get(k, 0)) for k, v in result.totals.items()}
+        # Report: what was committed since the last one, drift and poisoning of the new ratings
+        pending = state.pop("pending", {})
+        run = {"source": spec, "lines": 0, "accepted": 0, "quarantined": 0, **pending}
+        run.update(totals=result.totals, deltas=result.deltas)
+        before = state.get("refreshed", {}).get("positions", {}).get(key, {})
+        after = state.get("positions", {}).get(key, {})
+        report = refresh_report(run, run.pop("reasons", {}), before, after)
+        new_ratings = new_rows(old_ratings, tables.ratings)
+        report["drift"] = drift_section(settings, old_ratings, new_ratings)
+        report["poisoning"] = poisoning_section(settings, old_ratings, new_ratings, tables)
+        result.report_path = str(write_report(settings, report, time.perf_counter() - start))
+        # State: totals, the report's path, what this refresh covered
+        state["totals"] = result.totals
+        state["last_report"] = result.report_path
+        state["refreshed"] = {
+            "seq": int(state.get("seq", 0)),
+            "at": time.time(),
+            "positions": dict(state.get("positions", {})),
+        }
+        atomic_write_json(state_file(settings), state)
+        _delete_parts(settings, replaced)
+
+
+def _compact(settings: Settings, state: dict[str, Any]) -> list[str]:
+    if len(state.get("parts", [])) <= settings.data.ingest_compact_parts:
+        return []
+    replaced = compact_parts(settings, state)
+    log.info("merged %d committed parts into %d", len(replaced), len(state["parts"]))
+    return replaced
+
+
+def _delete_parts(settings: Settings, names: Sequence[str]) -> None:
+    folder = parts_dir(settings)
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
+    if names:
+        fsync_dir(folder)
+
+
 def _remove_uncommitted_parts(settings: Settings, state: dict[str, Any]) -> None:
+    """Parts no state lists: left by a run that died (the caller holds the lake's lock, and
+    parts are only written under it, so none is being written now)."""
     committed = set(state.get("parts", []))
     folder = parts_dir(settings)
     if folder.exists():
@@ -146,16 +271,8 @@ def _remove_uncommitted_parts(settings: Settings, state: dict[str, Any]) -> None
 
 
 def _write_parts(
-    settings: Settings,
-    seq: int,
-    batch: Batch,
-    spec: str,
-    reasons: dict[str, int],
-    result: IngestResult,
+    settings: Settings, seq: int, batch: Batch, parsed: ParsedBatch, spec: str
 ) -> list[str]:
-    parsed = parse_lines(batch.lines)
-    folder = parts_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).isoformat()
     quarantine = pd.DataFrame(
         {
@@ -178,17 +295,7 @@ def _write_parts(
         if kind != "quarantine":
             frame = frame.drop(columns="line_no")
         name = f"{seq:08d}-{kind}.parquet"
-        tmp = folder / f".{name}.tmp"
-        frame.to_parquet(tmp, index=False)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / name)
+        write_part(settings, name, frame)
         names.append(name)
-    fsync_dir(folder)
-    for r in parsed.rejects:
-        reason = r.reason.split(" '")[0].split(" (")[0]
-        reasons[reason] = reasons.get(reason, 0) + 1
-    result.lines += len(batch.lines)
-    result.accepted += parsed.accepted
-    result.quarantined += len(parsed.rejects)
+    fsync_dir(parts_dir(settings))
     return names

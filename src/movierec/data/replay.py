@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from movierec.core.errors import DataValidationError
+from movierec.core.progress import Progress, track
 from movierec.core.settings import Settings
 from movierec.data.movielens import fetch, load_tables
 
@@ -119,9 +120,13 @@ def replay(
     else:
         path = settings.path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
+        with (
+            open(path, "a", encoding="utf-8") as f,
+            Progress(f"replay to {out}", total=len(lines), unit="lines") as bar,
+        ):
             for i in range(0, len(lines), _CHUNK):
                 f.write("\n".join(lines[i : i + _CHUNK]) + "\n")
+                bar.update(len(lines[i : i + _CHUNK]))
     n_ratings = int((events["kind"] == "r").sum())
     log.info("replayed %d ratings as %d lines to %s", n_ratings, len(lines), out)
     return ReplayResult(
@@ -157,7 +162,7 @@ def _to_kafka(settings: Settings, topic: str, lines: list[str], users: np.ndarra
         if err is not None:
             errors.append(str(err))
 
-    for line, user in zip(lines, users, strict=True):
+    for line, user in track(zip(lines, users, strict=True), f"replay to kafka:{topic}", len(lines)):
         while True:
             try:
                 producer.produce(

@@ -4,11 +4,8 @@
   squares with L2 regularisation (closed-form per user / per item).
 - `EASE`: Steck's embarrassingly shallow autoencoder on the implicit interaction matrix
   (closed form B = I - P diagMat(1/diag(P)), P = (X'X + lambda I)^-1); a strong top-N model.
-- `RP3beta`: item-item random-walk weights (user -> item -> user -> item), each item's
-  in-degree damped by its popularity to the power beta; a top-N model that favours less
-  popular movies more than EASE does.
-- `implicit_als`: implicit-feedback user and item embeddings (the `implicit` library's ALS)
-  from watch minutes as confidence.
+(The implicit-feedback ALS embeddings are fitted with the `implicit` library in
+`model.fitting`, which serving never imports.)
 
 Ids are dense indexes built by `Index`. Pairs of ids become `Pairs`: valid rows plus explicit
 masks of what is not in the index, so that no -1 ever indexes an array.
@@ -210,53 +207,3 @@ class EASE:
         Xb = X_rows.copy()
         Xb.data[:] = 1.0
         return np.asarray(Xb @ self.B)
-
-
-class RP3beta:
-    """Item-item weights W = (P_iu P_ui)^alpha / popularity^beta (Paudel et al.), P the
-    row-normalised transition matrices of the binary user x item matrix."""
-
-    def __init__(self, alpha: float = 1.0, beta: float = 0.5):
-        self.alpha, self.beta = alpha, beta
-
-    def fit(self, X: sp.csr_matrix) -> RP3beta:
-        Xb = X.copy()
-        Xb.data[:] = 1.0
-        user_degree = np.asarray(Xb.sum(axis=1)).ravel()
-        item_degree = np.asarray(Xb.sum(axis=0)).ravel()
-        p_ui = sp.diags(1.0 / np.maximum(user_degree, 1.0)) @ Xb
-        p_iu = sp.diags(1.0 / np.maximum(item_degree, 1.0)) @ Xb.T
-        W = np.asarray((p_iu @ p_ui).toarray(), dtype=np.float64)
-        if self.alpha != 1.0:
-            W **= self.alpha
-        W /= np.maximum(item_degree, 1.0)[None, :] ** self.beta
-        np.fill_diagonal(W, 0.0)
-        self.W = W.astype(np.float32)
-        return self
-
-    def scores(self, X_rows: sp.csr_matrix) -> np.ndarray:
-        Xb = X_rows.copy()
-        Xb.data[:] = 1.0
-        return np.asarray(Xb @ self.W)
-
-
-def implicit_als(
-    X: sp.csr_matrix,
-    factors: int = 32,
-    reg: float = 0.05,
-    iters: int = 12,
-    seed: int = 0,
-    threads: int = 2,
-) -> tuple[np.ndarray, np.ndarray]:
-    """User and item embeddings from implicit feedback (confidence in X's values)."""
-    from implicit.cpu.als import AlternatingLeastSquares
-
-    model = AlternatingLeastSquares(
-        factors=factors,
-        regularization=reg,
-        iterations=iters,
-        random_state=seed,
-        num_threads=threads,
-    )
-    model.fit(X.tocsr().astype(np.float32), show_progress=False)
-    return np.asarray(model.user_factors), np.asarray(model.item_factors)

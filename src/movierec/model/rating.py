@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import os
 import numpy as np
 import pandas as pd
 import xgboost as xgb
@@ -94,8 +93,6 @@ def _matrix(X: np.ndarray, y: np.ndarray | None, names: list[str]) -> xgb.DMatri
     """Boosting starts from the MF's prediction (the priors where a side is new): trees only
     learn corrections to it, and without evidence the prediction stays at the prior."""
     prior = X[:, names.index("mf_pred")]
-    if os.environ.get("PRIOR_BIAS"):
-        prior = prior - np.nan_to_num(X[:, names.index("mf_dot")])
     return xgb.DMatrix(X, y, feature_names=names, base_margin=prior)
 
 
@@ -251,7 +248,5 @@ def _fit_booster(
     best = booster.best_iteration + 1
     info = {"rows": int(y.size), "rounds": best, "inner_valid_rmse": float(booster.best_score)}
     if refit:
-        booster = xgb.train(xp, _matrix(X, y, names), best)
-    else:
-        booster = booster[:best]
-    return booster, info
+        return xgb.train(xp, _matrix(X, y, names), best), info
+    return booster[:best], info

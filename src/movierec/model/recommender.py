@@ -24,18 +24,16 @@ from typing import Any, Self
 import numpy as np
 
 from movierec.core.errors import ModelLoadError
+from movierec.core.schema import MODEL_JSON, RANKER, RATING_MODEL, VARIANT_JSON
 from movierec.model.cold_start import ColdStart
 from movierec.model.data import TrainingData
+from movierec.model.fitting import fit_ranker, fit_stage
 from movierec.model.params import ModelParams
-from movierec.model.ranking import Ranker, fit_ranker, rank_users
+from movierec.model.ranking import Ranker, rank_users
 from movierec.model.rating import RatingModel, fit_rating_model
-from movierec.model.stage import CFStage, build_index, fit_stage
+from movierec.model.stage import CFStage, build_index
 
-MODEL_JSON = "model.json"
-RATING_MODEL = "rating_model"  # + .<case>.json, a booster per case
-RANKER = "ranker.json"
-VARIANT_JSON = "variant.json"
-FORMAT = 3  # of the saved files: 2 = arrays as separate .npy files, 3 = with RP3beta
+FORMAT = 3  # of the saved files: 2 = arrays as separate .npy files, 3 = a rating booster per case
 USER_CHUNK = 512  # users ranked at once
 
 Ids = Sequence[int] | np.ndarray

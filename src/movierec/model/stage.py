@@ -1,6 +1,6 @@
 """`CFStage`: the fitted collaborative-filtering state of one slice of the data - the dense
-index, the feature base, the explicit MF, the implicit ALS embeddings, EASE, RP3beta and the
-seen matrix - and the CF features it gives (user, movie) pairs.
+index, the feature base, the explicit MF, the implicit ALS embeddings, EASE and the seen
+matrix - and the CF features it gives (user, movie) pairs.
 
 The index holds every user and movie the data names: the users table's users (so that a user
 without history still has demographics), the catalog's movies (so that a new movie still has
@@ -22,17 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.model.arrays import load_arrays, save_arrays
-from movierec.model.cf import (
-    EASE,
-    BiasedMF,
-    Index,
-    Pairs,
-    RP3beta,
-    implicit_als,
-    interaction_matrix,
-)
+from movierec.model.cf import EASE, BiasedMF, Index, Pairs
 from movierec.model.data import TrainingData
-from movierec.model.features import BASE_ARRAYS, FeatureBase, build_base, occupations
+from movierec.model.features import BASE_ARRAYS, FeatureBase
 from movierec.model.params import ModelParams
 
 _CF_ARRAYS = (
@@ -45,13 +37,9 @@ _CF_ARRAYS = (
     "als_u",
     "als_i",
     "ease_B",
-    "rp3_W",
     "seen_indptr",
     "seen_indices",
-    "latest_indptr",
-    "latest_indices",
 )
-LATEST_ITEMS = 5  # a user's latest interactions, for the ranker's recency features
 
 
 @dataclass
@@ -64,9 +52,7 @@ class CFStage:
     als_u: np.ndarray
     als_i: np.ndarray
     ease: EASE
-    rp3: RP3beta
     seen: sp.csr_matrix  # users x movies, 1 where the user interacted
-    latest: sp.csr_matrix  # users x movies, 1 for each user's LATEST_ITEMS latest movies
 
     def pairs(self, user_ids: np.ndarray, movie_ids: np.ndarray) -> Pairs:
         return Pairs.of(self.index, np.asarray(user_ids), np.asarray(movie_ids))
@@ -88,11 +74,8 @@ class CFStage:
             "als_u": self.als_u,
             "als_i": self.als_i,
             "ease_B": self.ease.B,
-            "rp3_W": self.rp3.W,
             "seen_indptr": self.seen.indptr,
             "seen_indices": self.seen.indices,
-            "latest_indptr": self.latest.indptr,
-            "latest_indices": self.latest.indices,
         }
         names = save_arrays(directory, "cf", cf)
         names += save_arrays(directory, "features", self.base.arrays())
@@ -116,18 +99,14 @@ class CFStage:
         )
         ease = EASE(params.ease_lambda)
         ease.B = cf["ease_B"]
-        rp3 = RP3beta(beta=params.rp3_beta)
-        rp3.W = cf["rp3_W"]
-        shape = (len(index.users), len(index.movies))
-        seen = _binary(cf["seen_indices"], cf["seen_indptr"], shape)
-        latest = _binary(cf["latest_indices"], cf["latest_indptr"], shape)
+        # a read-only view of ones, not an array as long as the interactions: serving memory-maps
+        ones = np.broadcast_to(np.float32(1.0), cf["seen_indices"].shape)
+        seen = sp.csr_matrix(
+            (ones, cf["seen_indices"], cf["seen_indptr"]),
+            shape=(len(index.users), len(index.movies)),
+        )
         base = FeatureBase.from_saved(index, features, scalars["features"])
-        return cls(index, base, mf, cf["als_u"], cf["als_i"], ease, rp3, seen, latest)
-
-
-def _binary(indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    ones = np.ones(indices.size, dtype=np.float32)
-    return sp.csr_matrix((ones, indices, indptr), shape=shape)
+        return cls(index, base, mf, cf["als_u"], cf["als_i"], ease, seen)
 
 
 def build_index(data: TrainingData) -> Index:
@@ -139,40 +118,6 @@ def build_index(data: TrainingData) -> Index:
         data.interactions["movie_id"].astype(str).to_numpy(),
     )
     return Index.build(users, movies)
-
-
-def fit_stage(data: TrainingData, index: Index, params: ModelParams, threads: int) -> CFStage:
-    """Fit the CF models and build the feature base of `data` over `index`."""
-    base = build_base(
-        index, data.ratings, data.interactions, data.users, data.movies, occupations(data.users)
-    )
-    mf = fit_mf(data, index, params)
-    iu = index.uidx(data.interactions["user_id"].to_numpy())
-    ii = index.midx(data.interactions["movie_id"].to_numpy())
-    k = (iu >= 0) & (ii >= 0)
-    # confidence grows with minutes watched; never with the rating (the rating model's
-    # target must not leak into an embedding it reads)
-    conf = 1.0 + np.log1p(data.interactions["minutes"].to_numpy(dtype=float)[k])
-    X = interaction_matrix(iu[k], ii[k], len(index.users), len(index.movies), conf)
-    als_u, als_i = implicit_als(X, params.als_factors, seed=params.seed, threads=threads)
-    ease = EASE(params.ease_lambda).fit(X)
-    rp3 = RP3beta(beta=params.rp3_beta).fit(X)
-    seen = X.copy()
-    seen.data[:] = 1.0
-    latest = _latest(data, index)
-    return CFStage(index, base, mf, als_u, als_i, ease, rp3, seen, latest)
-
-
-def _latest(data: TrainingData, index: Index) -> sp.csr_matrix:
-    """Each user's LATEST_ITEMS most recent movies."""
-    inter = data.interactions.sort_values(["user_id", "last_ts"], ascending=[True, False])
-    inter = inter.groupby("user_id", sort=False).head(LATEST_ITEMS)
-    u = index.uidx(inter["user_id"].to_numpy())
-    i = index.midx(inter["movie_id"].to_numpy())
-    ok = (u >= 0) & (i >= 0)
-    latest = interaction_matrix(u[ok], i[ok], len(index.users), len(index.movies))
-    latest.data[:] = 1.0
-    return latest
 
 
 def fit_mf(

@@ -26,6 +26,7 @@ from movierec.data.splits import exclude_pairs
 from movierec.model.cf import Pairs
 from movierec.model.data import TrainingData
 from movierec.model.features import RECENCY, pair_features
+from movierec.model.fitting import fit_stage
 from movierec.model.params import ModelParams
 from movierec.model.rating import (
     EARLY_STOPPING_ROUNDS,
@@ -33,7 +34,7 @@ from movierec.model.rating import (
     rating_training_matrix,
     xgb_params,
 )
-from movierec.model.stage import CFStage, build_index, fit_mf, fit_stage, rating_cf_features
+from movierec.model.stage import CFStage, build_index, fit_mf, rating_cf_features
 
 log = logging.getLogger(__name__)
 

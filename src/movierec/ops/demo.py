@@ -1,11 +1,25 @@
 """`make demo`: the whole life cycle on ml-100k in a few minutes, with a readable timeline.
 
-Replay 60% of the real data, ingest, train v1 and serve it with real gunicorn; simulated users
-send traffic; 20% more data arrives and the cron retrain promotes v2 to a 10% canary; the
-online evaluator ramps it to 100% and promotes it; then a deliberately bad v3 - v2's own
-rating model, whose offline RMSE is as good as v2's, but whose list ranks unseen movies by
-predicted rating alone, the very case a canary exists to catch - is released as a canary and
-aborted. Ends with a summary and a report (Markdown + PNG plots) under `<home>/reports/`.
+Replay 60% of the real data, ingest, train v1. The first release, v0, serves v1's rating model
+with lists ranked by predicted rating alone - the naive first version a team ships before it
+learns that ranking matters - so the demo has a candidate that is truly better online: v1
+itself, with its learned ranker. Real gunicorn serves v0; simulated users send traffic. Then:
+
+1. v1, the good candidate, runs in shadow (it computes lists for a sample of requests, never
+   served), passes the shadow gate, and ramps as a canary from 10% to 100% while its CTR
+   lift's always-valid interval stays above -margin: PROMOTE.
+2. 20% more data arrives and the cron retrain promotes v2 (better holdout RMSE) to a shadow.
+   The online evaluator decides what the evidence says. In this simulator a model retrained
+   on more data is worse online than its predecessor (it no longer lists the movies users
+   watched since, which simulated users would gladly watch again), so the honest outcome is
+   an ABORT: shown worse than the margin, or inconclusive at a step past its time.
+3. A deliberately bad v3 (the stable model's rating model, its list ranked by predicted rating
+   alone: offline RMSE as good, lists poor) is aborted. Its lists agree with stable's in many
+   places, so the shadow gate, which stops broken candidates only, lets it through; its first
+   canary step, on 10% of users, stops it.
+
+The demo's clock is compressed: a step may stay inconclusive for `DEMO_STEP_MINUTES` real
+minutes, not a day. Ends with a summary and a report (Markdown + PNG) under `<home>/reports/`.
 """
 
 from __future__ import annotations
@@ -16,23 +30,26 @@ import math
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from movierec.core.settings import Settings
 from movierec.data.ingest import ingest
 from movierec.data.movielens import fetch, load_tables
 from movierec.data.replay import replay
+from movierec.ops.demo_report import write_report
 from movierec.ops.service import running_service, wait_for_version
 from movierec.ops.simulate import World, simulate
-from movierec.registry.routing import read_routing, set_canary, set_stable
-from movierec.release.evaluator import Decision, evaluate_release
+from movierec.registry.routing import read_routing, set_shadow, set_stable
+from movierec.release.evaluator import ReleaseResult, evaluate_release
+from movierec.release.policy import Decision
 from movierec.retrain.gate import lake_counts, write_state
 from movierec.retrain.job import retrain
 from movierec.retrain.training import register_rank_by_rating_variant, train_candidate
 
 log = logging.getLogger(__name__)
+
+DEMO_STEP_MINUTES = 2.0  # the compressed clock: an inconclusive step aborts after this long
+DEMO_SHADOW_PCT = 50  # of requests computed by the shadow candidate in the demo
 
 
 @dataclass
@@ -46,40 +63,57 @@ class Timeline:
         print(f"[{t:7.1f}s] {text}", flush=True)
 
 
+@dataclass
+class Demo:
+    settings: Settings
+    url: str
+    world: World
+    tl: Timeline
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    failures: int = 0
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's compressed clock and its shadow sample."""
+    return settings.replace(
+        max_step_hours=min(settings.release.max_step_hours, DEMO_STEP_MINUTES / 60),
+        shadow_sample_pct=DEMO_SHADOW_PCT,
+    )
+
+
 def run_demo(settings: Settings, *, fresh: bool = True) -> dict[str, Any]:
     """The whole life cycle on ml-100k; returns the summary it prints."""
+    settings = demo_settings(settings)
     tl = Timeline()
     # Data: real ml-100k, 60% of it replayed and ingested
     _prepare(settings, tl, fresh)
-    # v1: trained, routed as stable
-    v1 = _first_model(settings, tl)
+    # Models: v1 trained; the first release v0 ranks v1's lists by predicted rating alone
+    v1, v0 = _first_models(settings, tl)
     tables = load_tables(settings, "ml-100k")
     world = World(tables.ratings, tables.users, seed=settings.training.seed)
-    decisions: list[dict[str, Any]] = []
-    failures = 0
     with running_service(settings) as url:
+        demo = Demo(settings, url, world, tl)
         tl.say(f"service up on {url} (gunicorn, {settings.serving.workers} workers)")
         # Traffic: simulated users watch and rate
-        sim = simulate(settings, base_url=url, requests_total=600, rate=150, world=world)
-        failures += sim.failed
-        tl.say(
-            f"simulated {sim.requests} requests: {sim.clicks_on_list} clicks, {sim.failed} failed"
-        )
-        # v2: more data, the cron retrain, a canary ramped by the online evaluator
-        failures += _retrain_and_release(settings, url, world, tl, decisions)
-        # v3: a deliberately bad canary, which the evaluator must abort
-        failures += _bad_canary(settings, url, world, tl, decisions)
+        _traffic(demo, 600)
+        # v1, the good candidate: shadow, canary ramp, promotion
+        _release_candidate(demo, v1, "v1 (v0's model with its learned ranker)")
+        # v2: more data, the cron retrain, the online evaluator's verdict
+        _retrain_and_release(demo)
+        # v3: a deliberately bad candidate, stopped in shadow
+        _bad_candidate(demo)
     tl.say("service stopped")
     # Summary and report
     routing = read_routing(settings)
     summary = {
-        "versions": {"v1": v1, "stable_now": routing.stable if routing else None},
+        "versions": {"v0": v0, "v1": v1, "stable_now": routing.stable if routing else None},
         "decisions": [
-            {k: d[k] for k in ("decision", "pct_before", "pct_after", "canary")} for d in decisions
+            {k: d[k] for k in ("decision", "stage", "pct_before", "pct_after", "canary")}
+            for d in demo.decisions
         ],
-        "failed_requests": failures,
+        "failed_requests": demo.failures,
     }
-    tl.say(f"report: {write_report(settings, tl, decisions)}")
+    tl.say(f"report: {write_report(settings, tl.rows, demo.decisions)}")
     print(json.dumps(summary, indent=2))
     return summary
 
@@ -103,142 +137,77 @@ def _replay_part(settings: Settings, start: float, end: float) -> Any:
     return replay(settings, "ml-100k", events, start=start, end=end, seed=settings.training.seed)
 
 
-def _first_model(settings: Settings, tl: Timeline) -> str:
+def _first_models(settings: Settings, tl: Timeline) -> tuple[str, str]:
     v1 = train_candidate(settings, tune=True)
-    set_stable(settings, v1.version, "demo: first model")
     write_state(settings, v1.version, "initial", lake_counts(settings))
     m1 = v1.metrics
     tl.say(f"trained v1 {v1.version}: RMSE {m1['rmse']:.4f}, NDCG@10 {m1['ndcg@10']:.4f}")
-    return v1.version
+    v0 = register_rank_by_rating_variant(settings, v1.version)
+    set_stable(settings, v0, "demo: the first release ranks by predicted rating alone")
+    tl.say(f"first release v0 = {v0}: v1's rating model, lists ranked by predicted rating")
+    return v1.version, v0
 
 
-def _retrain_and_release(
-    settings: Settings, url: str, world: World, tl: Timeline, decisions: list[dict[str, Any]]
-) -> int:
-    _replay_part(settings, 0.6, 0.8)
-    tl.say("20% more real data arrived (replay 60% -> 80%)")
-    rt = retrain(settings)
-    tl.say(f"cron retrain: {rt.decision} ({rt.reason}); candidate {rt.candidate}")
+def _traffic(demo: Demo, requests: int) -> None:
+    sim = simulate(demo.settings, base_url=demo.url, requests_total=requests, rate=150,
+                   world=demo.world)  # fmt: skip
+    demo.failures += sim.failed
+    demo.tl.say(
+        f"simulated {sim.requests} requests: {sim.clicks_on_list} clicks, {sim.failed} failed"
+    )
+
+
+def _release_candidate(demo: Demo, version: str, label: str) -> None:
+    set_shadow(demo.settings, version, demo.settings.release.shadow_sample_pct, f"demo: {label}")
+    wait_for_version(demo.url, version)
+    demo.tl.say(f"{label} = {version} runs in shadow")
+    _release_rounds(demo)
+
+
+def _retrain_and_release(demo: Demo) -> None:
+    _replay_part(demo.settings, 0.6, 0.8)
+    demo.tl.say("20% more real data arrived (replay 60% -> 80%)")
+    rt = retrain(demo.settings)
+    demo.tl.say(f"cron retrain: {rt.decision} ({rt.reason}); candidate {rt.candidate}")
     if not (rt.candidate and rt.decision == "promoted"):
-        return 0
-    wait_for_version(url, rt.candidate)
-    tl.say(f"the running service serves v2 {rt.candidate} to 10% (no restart)")
-    return _release_rounds(settings, url, world, tl, decisions)
+        return
+    wait_for_version(demo.url, rt.candidate)
+    demo.tl.say(f"v2 {rt.candidate} runs in shadow in the running service (no restart)")
+    _release_rounds(demo)
 
 
-def _bad_canary(
-    settings: Settings, url: str, world: World, tl: Timeline, decisions: list[dict[str, Any]]
-) -> int:
-    v3 = make_bad_candidate(settings)
-    set_canary(settings, v3, settings.release.initial_canary_pct, "demo: deliberately bad v3")
-    wait_for_version(url, v3)
-    tl.say(f"registered a bad v3 = {v3} (ranks by predicted rating alone) as a canary")
-    return _release_rounds(settings, url, world, tl, decisions)
-
-
-def _short(obj: Any) -> str:
-    s = obj.summary() if hasattr(obj, "summary") else obj
-    return json.dumps(s, default=str)[:200]
-
-
-def _release_rounds(
-    settings: Settings,
-    url: str,
-    world: Any,
-    tl: Timeline,
-    decisions: list[dict[str, Any]],
-    max_rounds: int = 14,
-) -> int:
-    """Traffic, then an evaluation, until the canary is promoted or aborted."""
-
-    failures = 0
-    for _ in range(max_rounds):
-        routing = read_routing(settings)
-        assert routing is not None
-        pct = max(1, min(routing.canary_pct, 100 - routing.canary_pct) or routing.canary_pct)
-        needed = math.ceil(settings.release.min_samples_per_arm * 100 / pct * 1.3)
-        sim = simulate(settings, base_url=url, requests_total=needed, rate=250, world=world)
-        failures += sim.failed
-        result = evaluate_release(settings)
-        decisions.append(result.summary())
-        c, s = result.arms["canary"], result.arms["stable"]
-        tl.say(
-            f"{sim.requests} requests -> {result.decision}: canary CTR {_pct(c.ctr)} "
-            f"vs stable {_pct(s.ctr)}, canary {result.pct_before}% -> {result.pct_after}%"
-            + (f" ({'; '.join(result.reasons)})" if result.decision is not Decision.RAMP else "")
-        )
-        if result.decision in (Decision.PROMOTE, Decision.ABORT):
-            break
-    return failures
-
-
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}%"
-
-
-def make_bad_candidate(settings: Settings) -> str:
-    """A bundle with the stable model's files (same offline RMSE) whose lists rank unseen
-    movies by predicted rating alone."""
-
-    routing = read_routing(settings)
+def _bad_candidate(demo: Demo) -> None:
+    routing = read_routing(demo.settings)
     assert routing is not None
-    return register_rank_by_rating_variant(settings, routing.stable)
+    v3 = register_rank_by_rating_variant(demo.settings, routing.stable)
+    _release_candidate(demo, v3, "a bad v3 (stable's model, lists ranked by predicted rating)")
 
 
-def write_report(settings: Settings, tl: Timeline, decisions: list[dict[str, Any]]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder = settings.path("reports")
-    folder.mkdir(parents=True, exist_ok=True)
-    xs = list(range(1, len(decisions) + 1))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for arm in ("stable", "canary"):
-        axes[0].plot(xs, [_nan(d["arms"][arm]["ctr"]) for d in decisions], marker="o", label=arm)
-    axes[0].set_title("CTR per arm at each decision")
-    axes[0].set_xlabel("decision")
-    axes[0].legend()
-    axes[1].step(xs, [d["pct_after"] for d in decisions], where="post", marker="o")
-    axes[1].set_title("canary percentage after each decision")
-    axes[1].set_xlabel("decision")
-    axes[1].set_ylim(-5, 105)
-    fig.tight_layout()
-    plot = folder / "demo_release.png"
-    fig.savefig(plot, dpi=90)
-    plt.close(fig)
-    lines = [
-        "# movierec demo",
-        "",
-        f"Run at {datetime.now(UTC).isoformat()}.",
-        "",
-        "## Timeline",
-        "",
-        *[f"- `{t:6.1f}s` {text}" for t, text in tl.rows],
-        "",
-        "## Decisions",
-        "",
-        "| # | decision | canary | before | after | canary CTR | stable CTR | p-value |",
-        "|---|---|---|---|---|---|---|---|",
-        *[
-            f"| {i} | {d['decision']} | {d['canary']} | {d['pct_before']}% | {d['pct_after']}% "
-            f"| {_pct(d['arms']['canary']['ctr'])} | {_pct(d['arms']['stable']['ctr'])} "
-            f"| {_fmt(d['comparison']['p_value'])} |"
-            for i, d in enumerate(decisions, 1)
-        ],
-        "",
-        f"![release]({plot.name})",
-        "",
-    ]
-    path = folder / "demo_report.md"
-    path.write_text("\n".join(lines))
-    return path
+def _release_rounds(demo: Demo, max_rounds: int = 40) -> None:
+    """Traffic, then an evaluation, until the candidate is promoted or aborted."""
+    rel = demo.settings.release
+    for _ in range(max_rounds):
+        routing = read_routing(demo.settings)
+        assert routing is not None
+        if routing.stage == "shadow":
+            share = routing.shadow_pct
+        else:
+            share = max(1, min(routing.canary_pct, 100 - routing.canary_pct) or 100)
+        needed = math.ceil(rel.min_samples_per_arm * 100 / share * 1.3)
+        sim = simulate(demo.settings, base_url=demo.url, requests_total=needed, rate=250,
+                       world=demo.world)  # fmt: skip
+        demo.failures += sim.failed
+        result = evaluate_release(demo.settings)
+        demo.decisions.append(result.summary())
+        demo.tl.say(f"{sim.requests} requests -> {_describe(result)}")
+        if result.decision in (Decision.PROMOTE, Decision.ABORT):
+            return
 
 
-def _nan(v: float | None) -> float:
-    return float("nan") if v is None else v
-
-
-def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3g}"
+def _describe(result: ReleaseResult) -> str:
+    where = (
+        "shadow"
+        if result.stage == "shadow"
+        else f"canary {result.pct_before}% -> {result.pct_after}%"
+    )
+    return f"{result.decision} ({where}): {result.reasons[0]}"

@@ -12,7 +12,12 @@ code when there is new code:
   balancer always has a replica to send requests to; then the same `/readyz` check through
   the load balancer.
 
-Exit codes: 0 the service serves the routing; 1 error (bad routing, docker failure);
+Both first check that every routed bundle is on disk and intact: a service keeps serving a
+model whose bundle was deleted from memory, but a restarted worker or replica could not load
+it, so deployment refuses (exit 1, naming the bundle) rather than restart into an outage.
+
+Exit codes: 0 the service serves the routing; 1 error (bad routing, a routed bundle missing
+or corrupt, docker failure);
 3 the service did not pick up the routing in time; 4 the service is unreachable.
 """
 
@@ -27,8 +32,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from movierec.core.errors import MovierecError
 from movierec.core.settings import Settings
 from movierec.ops.service import poll_ready
+from movierec.registry.bundles import bundle_path, verify_bundle
 from movierec.registry.routing import read_routing
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,9 @@ def expected_state(settings: Settings) -> dict[str, Any]:
     routing = read_routing(settings)
     if routing is None:
         raise FileNotFoundError(f"{settings.routing_file} does not exist: nothing to deploy")
+    for version in (routing.stable, routing.canary):
+        if version is not None:
+            verify_bundle(bundle_path(settings, version))  # ModelLoadError names the file
     return {
         "stable": routing.stable,
         "canary": routing.canary,
@@ -167,7 +177,7 @@ def deploy(
         expected = expected_state(settings)
         if docker_compose_file:
             rolling_restart(docker_compose_file, services or ["app1", "app2"], timeout)
-    except (FileNotFoundError, subprocess.SubprocessError, TimeoutError, OSError) as exc:
+    except (MovierecError, subprocess.SubprocessError, TimeoutError, OSError) as exc:
         return DeployResult(DeployCode.ERROR, str(exc), seconds=time.monotonic() - start)
     result = wait_for_routing(url, expected, timeout)
     result.seconds = time.monotonic() - start

@@ -55,9 +55,11 @@ def poll_ready(
 
 
 def wait_for_version(url: str, version: str, timeout: float = 30.0) -> None:
-    """Until the service serves `version` (as stable or canary)."""
+    """Until the service has loaded `version` (as stable, canary or shadow)."""
     ok, body, _ = poll_ready(
-        url, lambda b: version in (b.get("stable"), b.get("canary")), timeout=timeout
+        url,
+        lambda b: version in (b.get("stable"), b.get("canary"), b.get("shadow")),
+        timeout=timeout,
     )
     if not ok:
         raise RuntimeError(f"the service did not load {version} within {timeout} s: {body}")

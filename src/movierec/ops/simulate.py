@@ -25,7 +25,7 @@ request are written at once, stamped with the simulated minutes at which they ha
 (request time + a click delay of a second or two, then one line per minute watched). The same
 seed gives the same users, choices and events for the same answers. The click comes before
 the same user's next request even in a compressed run, so the evaluator's last-touch credit
-(`movierec.release.evaluator`) goes to the list that was clicked.
+(`movierec.release.online`) goes to the list that was clicked.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import pandas as pd
 import requests
 
 from movierec.core.files import append_lines
+from movierec.core.progress import track
 from movierec.core.settings import Settings
 from movierec.data.events import format_rate, format_watch
 from movierec.data.movielens import load_tables
@@ -199,7 +200,10 @@ def simulate(
             _add(result, stats, len(lines))
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(one, range(requests_total)))
+        for _ in track(
+            pool.map(one, range(requests_total)), "simulate", requests_total, "requests"
+        ):
+            pass
     result.seconds = time.perf_counter() - start
     session.close()
     return result
@@ -261,21 +265,34 @@ def _one_request(
     return lines, stats
 
 
+def take_probabilities(items: list[str], user_id: int, world: World, b: Behaviour) -> np.ndarray:
+    """The chance that the user takes each item of a list when they come to it (true
+    preference and watch interest, falling with the position)."""
+    if not items:
+        return np.zeros(0)
+    pref = world.preference(user_id, items)
+    interest = world.interest(user_id, items)
+    position = np.exp(-b.position_decay * np.arange(len(items)))
+    appeal = 1.0 / (1.0 + np.exp(-b.click_slope * (pref - 4.0)))
+    appeal *= np.exp(b.interest_sharpness * (interest - 1.0))
+    return np.clip(b.click_base * appeal * position, 0.0, 1.0) * b.attention
+
+
+def click_probability(items: list[str], user_id: int, world: World, b: Behaviour) -> float:
+    """The chance that a request showing `items` is clicked (the user watches a movie of the
+    list): what `simulate` draws per request, in closed form."""
+    return float(1.0 - np.prod(1.0 - take_probabilities(items, user_id, world, b)))
+
+
 def _choose(
     items: list[str], user_id: int, world: World, b: Behaviour, rng: np.random.Generator
 ) -> tuple[str, bool] | None:
     """Which movie the user watches after seeing `items`, if any: (movie, came from list)."""
-    if items:
-        pref = world.preference(user_id, items)
-        interest = world.interest(user_id, items)
-        position = np.exp(-b.position_decay * np.arange(len(items)))
-        appeal = 1.0 / (1.0 + np.exp(-b.click_slope * (pref - 4.0)))
-        appeal *= np.exp(b.interest_sharpness * (interest - 1.0))
-        p_each = np.clip(b.click_base * appeal * position, 0.0, 1.0)
-        # each item is considered in order; the first one taken is watched
-        for i in range(len(items)):
-            if rng.random() < p_each[i] * b.attention:
-                return items[i], True
+    p_take = take_probabilities(items, user_id, world, b)
+    # each item is considered in order; the first one taken is watched
+    for i in range(len(items)):
+        if rng.random() < p_take[i]:
+            return items[i], True
     if rng.random() < b.outside_watch:
         idx = int(rng.choice(len(world.movie_ids), p=world.popularity))
         return str(world.movie_ids[idx]), False

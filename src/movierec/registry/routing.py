@@ -1,8 +1,17 @@
 """`models/routing.json`: what is served, changed atomically, with its history; sticky buckets.
 
 `routing.json` says what is served: `{"stable", "canary", "canary_pct", "updated_at",
-"reason"}`. It is replaced atomically and every change is appended, with the routing before
-and after, to `routing_history.jsonl`, under a lock so that two writers never lose an update.
+"reason"}` (DESIGN.md), and, for the release stages, `"shadow"` (a candidate that computes
+lists for a sample of stable's requests without serving them), `"shadow_pct"` (the share of
+requests sampled, 0..100) and `"stage_started_at"` (when the current shadow or canary stage
+began; `updated_at` is when its current step began). A file without the three extra fields
+reads as no shadow. It is replaced atomically and every change is appended, with the routing
+before and after, to `routing_history.jsonl`, under a lock so that two writers never lose an
+update.
+
+A candidate goes SHADOW (`set_shadow`) -> CANARY at a first percentage (`shadow_to_canary`) ->
+higher percentages (`set_canary_pct`) -> stable (`promote_canary`); `abort_canary` ends a
+shadow or a canary.
 
 Sticky routing: a user is in the canary when a stable hash of (salt, user id) modulo 100 is
 below `canary_pct` (blake2b, never Python's `hash()`, which differs between processes), so
@@ -14,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +34,7 @@ from movierec.core.files import append_lines, atomic_write_json, exclusive_lock,
 from movierec.core.schema import METADATA
 from movierec.core.settings import Settings
 from movierec.registry.bundles import bundle_path
+from movierec.registry.tracking import mirror_routing
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,9 @@ class Routing:
     canary_pct: int
     updated_at: str
     reason: str
+    shadow: str | None = None
+    shadow_pct: int = 0
+    stage_started_at: str | None = None
 
     def __post_init__(self) -> None:
         if not self.stable:
@@ -44,6 +57,24 @@ class Routing:
             raise DataValidationError("routing: canary_pct > 0 without a canary")
         if self.canary is not None and self.canary == self.stable:
             raise DataValidationError(f"routing: canary {self.canary} is also the stable model")
+        if not isinstance(self.shadow_pct, int) or not 0 <= self.shadow_pct <= 100:
+            raise DataValidationError(f"routing: shadow_pct={self.shadow_pct!r}, expected 0..100")
+        if self.shadow is None and self.shadow_pct != 0:
+            raise DataValidationError("routing: shadow_pct > 0 without a shadow")
+        if self.shadow is not None and self.shadow in (self.stable, self.canary):
+            raise DataValidationError(f"routing: shadow {self.shadow} is also served")
+
+    @property
+    def stage(self) -> str:
+        """ "canary" while a canary is routed, "shadow" while only a shadow runs, else "stable"."""
+        if self.canary is not None:
+            return "canary"
+        return "shadow" if self.shadow is not None else "stable"
+
+    @property
+    def candidate(self) -> str | None:
+        """The version under evaluation: the canary, or the shadow."""
+        return self.canary if self.canary is not None else self.shadow
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +91,9 @@ def read_routing(settings: Settings) -> Routing | None:
             canary_pct=int(raw.get("canary_pct", 0)),
             updated_at=raw.get("updated_at", ""),
             reason=raw.get("reason", ""),
+            shadow=raw.get("shadow"),
+            shadow_pct=int(raw.get("shadow_pct", 0)),
+            stage_started_at=raw.get("stage_started_at"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise DataValidationError(f"{settings.routing_file}: invalid routing ({exc})") from None
@@ -80,7 +114,7 @@ def write_routing(settings: Settings, routing: Routing) -> Routing:
 
 def _write_routing_locked(settings: Settings, routing: Routing) -> Routing:
     bundle_path(settings, routing.stable)  # validates the name
-    for v in (routing.stable, routing.canary):
+    for v in (routing.stable, routing.canary, routing.shadow):
         if v is not None and not (bundle_path(settings, v) / METADATA).exists():
             raise ModelLoadError(f"cannot route to {v}: no such model in {settings.models_path}")
     before = read_routing(settings)
@@ -99,6 +133,7 @@ def _write_routing_locked(settings: Settings, routing: Routing) -> Routing:
             )
         ],
     )
+    mirror_routing(settings, routing.stable, routing.canary)  # MLflow aliases, when configured
     return routing
 
 
@@ -119,19 +154,48 @@ def set_stable(settings: Settings, version: str, reason: str) -> Routing:
 
 
 def set_canary(settings: Settings, version: str, pct: int, reason: str) -> Routing:
+    """Serve `version` to `pct`% of users, starting a canary stage (any shadow ends)."""
+
     def change(old: Routing | None) -> Routing:
         if old is None:
             raise ModelLoadError("no stable model is routed yet: set a stable model first")
-        return Routing(old.stable, version, pct, _now(), reason)
+        now = _now()
+        return Routing(old.stable, version, pct, now, reason, stage_started_at=now)
+
+    return _update(settings, change)
+
+
+def set_shadow(settings: Settings, version: str, pct: int, reason: str) -> Routing:
+    """Run `version` in shadow on `pct`% of requests (no canary, nobody served by it)."""
+
+    def change(old: Routing | None) -> Routing:
+        if old is None:
+            raise ModelLoadError("no stable model is routed yet: set a stable model first")
+        now = _now()
+        return Routing(old.stable, None, 0, now, reason, version, pct, now)
+
+    return _update(settings, change)
+
+
+def shadow_to_canary(settings: Settings, pct: int, reason: str) -> Routing:
+    """The shadow candidate becomes a canary at `pct`%: the canary stage begins."""
+
+    def change(old: Routing | None) -> Routing:
+        if old is None or old.shadow is None:
+            raise ModelLoadError("no shadow candidate is routed")
+        now = _now()
+        return Routing(old.stable, old.shadow, pct, now, reason, stage_started_at=now)
 
     return _update(settings, change)
 
 
 def set_canary_pct(settings: Settings, pct: int, reason: str) -> Routing:
+    """The next step of the same canary stage."""
+
     def change(old: Routing | None) -> Routing:
         if old is None or old.canary is None:
             raise ModelLoadError("no canary is routed")
-        return Routing(old.stable, old.canary, pct, _now(), reason)
+        return replace(old, canary_pct=pct, updated_at=_now(), reason=reason)
 
     return _update(settings, change)
 
@@ -147,8 +211,19 @@ def promote_canary(settings: Settings, reason: str) -> Routing:
     return _update(settings, change)
 
 
+def promote_candidate(settings: Settings, reason: str) -> Routing:
+    """The candidate under evaluation (the canary, or the shadow) becomes stable."""
+
+    def change(old: Routing | None) -> Routing:
+        if old is None or old.candidate is None:
+            raise ModelLoadError("no canary or shadow candidate to promote")
+        return Routing(old.candidate, None, 0, _now(), reason)
+
+    return _update(settings, change)
+
+
 def abort_canary(settings: Settings, reason: str) -> Routing:
-    """Everyone back on stable; the aborted canary stays registered for audit."""
+    """Everyone back on stable, no shadow; the aborted candidate stays registered for audit."""
 
     def change(old: Routing | None) -> Routing:
         if old is None:
@@ -181,7 +256,8 @@ def arm_for(user_id: int, routing: Routing, salt: str) -> str:
 
 
 def routed_versions(settings: Settings) -> set[str]:
-    """Every version that was ever stable or canary (kept: a past request may trace to it)."""
+    """Every version that was ever stable, canary or shadow (kept: a past request or shadow
+    record may trace to it)."""
     seen: set[str] = set()
     path = settings.routing_history_file
     if not path.exists():
@@ -194,5 +270,6 @@ def routed_versions(settings: Settings) -> set[str]:
                 continue
             for part in (entry, entry.get("after") or {}, entry.get("before") or {}):
                 if isinstance(part, dict):
-                    seen.update(v for v in (part.get("stable"), part.get("canary")) if v)
+                    versions = (part.get("stable"), part.get("canary"), part.get("shadow"))
+                    seen.update(v for v in versions if v)
     return seen

@@ -12,8 +12,9 @@ Steps, each logged as one JSON line in `logs/retrain.log` with its duration and 
 5. compare   - against the deployed stable model on the same holdout: promoted only when its
                RMSE is lower by more than `promote_rmse_margin` and its NDCG@10 is not worse
                by more than `promote_ndcg_tolerance`.
-6. promote   - `routing.json` gets the candidate as canary at `initial_canary_pct` (the
-               commit point of a promotion), then the state is updated.
+6. promote   - `routing.json` gets the candidate in shadow on `shadow_sample_pct`% of
+               requests (or, with 0, as a canary at `initial_canary_pct`): the commit point
+               of a promotion; then the state is updated. The online evaluator takes it on.
 
 Crash safety: every write is atomic, and the state is written last. The state is recoverable
 from an intent file written just before the routing change, so a run killed between the
@@ -44,7 +45,7 @@ from movierec.data.ingest import ingest
 from movierec.offline.metrics import headline
 from movierec.registry.bundles import delete_bundle, list_versions
 from movierec.registry.routing import read_routing, routed_versions
-from movierec.retrain.gate import DataCounts, Gate, check_gate, write_state
+from movierec.retrain.gate import DataCounts, Gate, check_gate, read_state, write_state
 from movierec.retrain.promotion import decide_promotion, route_candidate, stable_metrics
 from movierec.retrain.training import TrainResult, train_candidate
 
@@ -96,6 +97,7 @@ def retrain(settings: Settings, *, force: bool = False) -> RetrainResult:
 
 
 def _retrain_locked(settings: Settings, *, force: bool) -> RetrainResult:
+    read_state(settings)  # a corrupt state file stops the run before anything is written
     _recover(settings)
     # Refresh: ingest what arrived since the last run
     with _step(settings, "refresh", {}) as info:
@@ -212,7 +214,11 @@ def _recover(settings: Settings) -> None:
     if not pending:
         return
     routing = read_routing(settings)
-    if routing is not None and pending["version"] in (routing.stable, routing.canary):
+    if routing is not None and pending["version"] in (
+        routing.stable,
+        routing.canary,
+        routing.shadow,
+    ):
         log.warning("recovering the state of an interrupted retrain that routed %s", pending)
         write_state(
             settings, pending["version"], "promoted", DataCounts.from_dict(pending["counts"])
@@ -224,7 +230,7 @@ def _recover(settings: Settings) -> None:
 def _apply_retention(settings: Settings) -> None:
     """Keep the newest `keep_rejected_models` unrouted bundles for audit; delete the rest."""
     routing = read_routing(settings)
-    keep = {routing.stable, routing.canary} if routing else set()
+    keep = {routing.stable, routing.canary, routing.shadow} if routing else set()
     history = routed_versions(settings)
     unrouted = [v for v in list_versions(settings) if v not in keep and v not in history]
     for version in unrouted[: max(0, len(unrouted) - settings.retraining.keep_rejected_models)]:

@@ -1,9 +1,11 @@
-"""Whether a candidate replaces the deployed model, and routing it as a canary.
+"""Whether a candidate replaces the deployed model, and routing it for its online release.
 
 A candidate is promoted only on a real RMSE gain on the fixed holdout (by more than
 `promote_rmse_margin`) that does not cost ranking quality (NDCG@10 not worse by more than
-`promote_ndcg_tolerance`). The first model ever becomes stable; later ones start as a canary
-at `initial_canary_pct`.
+`promote_ndcg_tolerance`). The first model ever becomes stable; a later one starts in shadow
+on `shadow_sample_pct`% of requests (the online evaluator moves it to a canary when the
+shadow result allows), or, with `shadow_sample_pct=0`, directly as a canary at
+`initial_canary_pct`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from movierec.core.settings import Settings
 from movierec.data.holdout import holdout_sha256
 from movierec.offline.metrics import headline
 from movierec.registry.bundles import load_metadata
-from movierec.registry.routing import Routing, read_routing, set_canary, set_stable
+from movierec.registry.routing import Routing, read_routing, set_canary, set_shadow, set_stable
 from movierec.retrain.training import evaluate_version
 
 
@@ -51,8 +53,13 @@ def stable_metrics(settings: Settings) -> tuple[str | None, dict[str, float] | N
 
 
 def route_candidate(settings: Settings, candidate: str, stable: str | None, reason: str) -> Routing:
-    """The first model becomes stable; a later one a canary at `initial_canary_pct`."""
+    """The first model becomes stable; a later one a shadow (or, without a shadow stage, a
+    canary at `initial_canary_pct`)."""
     if stable is None:
         return set_stable(settings, candidate, f"retrain: first model ({reason})")
+    if settings.release.shadow_sample_pct > 0:
+        return set_shadow(
+            settings, candidate, settings.release.shadow_sample_pct, f"retrain: {reason}"
+        )
     pct = settings.release.initial_canary_pct
     return set_canary(settings, candidate, pct, f"retrain: {reason}")

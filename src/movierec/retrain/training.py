@@ -43,6 +43,8 @@ from movierec.registry.bundles import (
     verify_bundle,
 )
 from movierec.registry.routing import read_routing, set_stable
+from movierec.registry.serving import Neighbours, PrecomputedLists
+from movierec.registry.tracking import log_bundle
 from movierec.retrain.gate import lake_counts, write_state
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class TrainResult:
     data_id: str
     seconds: float
     record: Any = None  # the model-provenance row (already appended unless deferred)
+    mlflow_run: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -64,6 +67,7 @@ class TrainResult:
             "data_id": self.data_id,
             "seconds": round(self.seconds, 1),
             "metrics": {k: v for k, v in self.metrics.items() if not isinstance(v, dict)},
+            "mlflow_run": self.mlflow_run,
         }
 
 
@@ -100,6 +104,7 @@ def train_candidate(
         data_id=snapshot.data_id,
         holdout_sha=holdout_sha256(settings),
         extra={
+            "training_cutoff": training_cutoff(inter),
             "data_counts": counts,
             "training_rows": snapshot.rows,
             "tuning": {"trials": fitted.trials, "seconds_with_fit": fitted.seconds},
@@ -107,10 +112,11 @@ def train_candidate(
     )
     if record_provenance:
         append_model(settings, record)
+    run_id = log_bundle(settings, settings.models_path / version)  # MLflow, when configured
     seconds = time.perf_counter() - start
     log.info("trained %s in %.1fs: %s", version, seconds, headline(metrics))
     return TrainResult(
-        version, settings.models_path / version, metrics, snapshot.data_id, seconds, record
+        version, settings.models_path / version, metrics, snapshot.data_id, seconds, record, run_id
     )
 
 
@@ -126,13 +132,7 @@ def _register(
 ) -> tuple[str, Any]:
     """Precompute the serving lists and save the bundle; returns its provenance row."""
 
-    lists = model.recommend(users, settings.training.recommendations_k)
-    recs = pd.DataFrame(
-        {
-            "user_id": np.array(list(lists), dtype=np.int64),
-            "items": [",".join(v) for v in lists.values()],
-        }
-    )
+    k = settings.training.recommendations_k
     version = new_version()
     while (settings.models_path / version).exists():  # two in the same second
         time.sleep(1)
@@ -141,19 +141,14 @@ def _register(
     settings.models_path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".work-", dir=settings.models_path) as tmp:
         folder = Path(tmp)
-        names = model.save(folder)
-        recs.to_parquet(folder / RECOMMENDATIONS, index=False)
-        cold = model.cold_start(None, settings.training.recommendations_k)
-        (folder / COLD_START).write_text(json.dumps({"items": cold}))
-        files: dict[str, bytes | Path] = {
-            n: folder / n for n in [*names, RECOMMENDATIONS, COLD_START]
-        }
+        names, n_users = write_bundle_files(folder, model, users, k)
+        files: dict[str, bytes | Path] = {n: folder / n for n in names}
         meta = {
             "training_data_id": data_id,
             "holdout_sha256": holdout_sha,
             **described,
             "metrics": metrics,
-            "serving": {"k": settings.training.recommendations_k, "users": len(recs)},
+            "serving": {"k": k, "users": n_users},
             **extra,
         }
         path = save_bundle(settings, version, files, meta)
@@ -174,6 +169,37 @@ def _register(
         artifact_sha256=sha256_file(path / "metadata.json"),
     )
     return version, record
+
+
+def write_bundle_files(
+    folder: Path, model: Recommender, users: np.ndarray, k: int
+) -> tuple[list[str], int]:
+    """The model's files and what the service reads into `folder`: every user's top-k (as a
+    table, and as arrays it memory-maps), the cold-start list, and the item neighbours it
+    folds users in with (from the two-stage model's EASE). Returns the file names and the
+    number of users with a list."""
+    lists = model.recommend(users, k)
+    recs = pd.DataFrame(
+        {
+            "user_id": np.array(list(lists), dtype=np.int64),
+            "items": [",".join(v) for v in lists.values()],
+        }
+    )
+    recs.to_parquet(folder / RECOMMENDATIONS, index=False)
+    (folder / COLD_START).write_text(json.dumps({"items": model.cold_start(None, k)}))
+    names = [*model.save(folder), RECOMMENDATIONS, COLD_START]
+    names += PrecomputedLists.build(lists).save(folder)
+    two_stage = model.model if isinstance(model, RankByRating) else model
+    if isinstance(two_stage, TwoStageModel):
+        names += Neighbours.from_dense(two_stage.stage.ease.B).save(folder)
+    return names, len(recs)
+
+
+def training_cutoff(interactions: pd.DataFrame) -> str | None:
+    """The time of the last event a model trains on: the service folds in what came after."""
+    if interactions.empty:
+        return None
+    return pd.Timestamp(interactions["last_ts"].max()).isoformat()
 
 
 def _verified(settings: Settings, version: str) -> Path:
@@ -218,7 +244,7 @@ def register_rank_by_rating_variant(settings: Settings, base_version: str) -> st
         metrics=metrics,
         data_id=base_meta["training_data_id"],
         holdout_sha=holdout_sha256(settings),
-        extra={"variant_of": base_version},
+        extra={"variant_of": base_version, "training_cutoff": base_meta.get("training_cutoff")},
     )
     append_model(settings, record)
     return version

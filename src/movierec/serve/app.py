@@ -4,6 +4,13 @@
 newline), best first, from the user's arm (sticky stable/canary routing); unknown users get
 the cold-start list. A user id that is not a non-negative integer (ASCII digits, below 2**63)
 gets a 400 with a one-line reason. Every response is logged (served log + prediction events).
+
+The rate limit counts per client address (`serve.identity`: X-Forwarded-For only from trusted
+proxies), per worker or shared through Redis (`serve.ratelimit`). The OpenAPI 3 document of
+these routes is served at `/openapi.json` (`serve.openapi`).
+
+While routing names a shadow candidate, a sample of stable's requests is handed to it
+(`serve.shadow`): it computes its list off the request path, never served.
 """
 
 from __future__ import annotations
@@ -17,16 +24,21 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from movierec.core.schema import MAX_SERVED_USER_ID
 from movierec.core.settings import Settings
 from movierec.registry.routing import arm_for
 from movierec.serve import metrics
-from movierec.serve.models import ModelSet
-from movierec.serve.ratelimit import RateLimiter
+from movierec.serve.datagauges import DataQualityGauges
+from movierec.serve.identity import ClientIdentity
+from movierec.serve.live import LiveRecommender
+from movierec.serve.models import ModelSet, ServingModel
+from movierec.serve.openapi import openapi_document
+from movierec.serve.ratelimit import make_limiter
 from movierec.serve.servedlog import ServedLog
+from movierec.serve.shadow import ShadowRunner, ShadowTask, shadow_sampled
 
 log = logging.getLogger(__name__)
 
-MAX_USER_ID = 2**63 - 1
 _ID_RE = re.compile(r"[0-9]{1,19}")
 
 bp = Blueprint("movierec", __name__)
@@ -36,13 +48,17 @@ def _text(body: str, status: int) -> Response:
     return Response(body, status=status, mimetype="text/plain")
 
 
+def _shown(text: str, limit: int) -> str:
+    """A client's text fit for a one-line reason: cut short, control characters escaped."""
+    return text[:limit].encode("unicode_escape").decode("ascii")
+
+
 def _parse_user_id(raw: str) -> int | str:
     """The id, or the reason it is not one."""
     if not _ID_RE.fullmatch(raw):
-        shown = raw[:40].encode("unicode_escape").decode("ascii")
-        return f"user id '{shown}' is not a non-negative integer"
+        return f"user id '{_shown(raw, 40)}' is not a non-negative integer"
     value = int(raw)
-    if value > MAX_USER_ID:
+    if value > MAX_SERVED_USER_ID:
         return f"user id {raw[:25]}... is too large"
     return value
 
@@ -52,8 +68,8 @@ def recommend(raw: str) -> Response:
     start = time.perf_counter()
     state: AppState = current_app.extensions["movierec"]
     rid = str(uuid.uuid4())
-    client = request.headers.get("X-Forwarded-For", request.remote_addr or "").split(",")[0]
-    if not state.limiter.allow(client.strip()):
+    client = state.identity.client(request.remote_addr, request.headers.get("X-Forwarded-For"))
+    if not state.limiter.allow(client):
         metrics.RATE_LIMITED.inc()
         return _finish(state, rid, start, -1, "none", "none", "", 429, "too many requests")
     parsed = _parse_user_id(raw)
@@ -69,11 +85,28 @@ def recommend(raw: str) -> Response:
         if arm == "canary":
             model = snap.canary
     try:
-        items = model.recommend(parsed)
+        items = state.live.recommend(model, arm, parsed)
     except Exception:  # counted, logged and answered like every other response
         log.exception("model %s failed to recommend for user %d", model.version, parsed)
         return _finish(state, rid, start, parsed, arm, model.version, "", 500, "internal error")
+    if arm == "stable" and snap.shadow is not None and snap.routing is not None:
+        _offer_shadow(state, snap.shadow, snap.routing.shadow_pct, rid, parsed, model, items)
     return _finish(state, rid, start, parsed, arm, model.version, items, 200, items)
+
+
+def _offer_shadow(
+    state: AppState,
+    shadow: ServingModel,
+    pct: int,
+    rid: str,
+    user_id: int,
+    served: ServingModel,
+    items: str,
+) -> None:
+    """Hand a sampled stable request to the shadow candidate (computed off the request path)."""
+    if shadow_sampled(rid, pct):
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        state.shadow.offer(ShadowTask(shadow, rid, now, user_id, served.version, items))
 
 
 def _finish(
@@ -125,16 +158,38 @@ def readyz() -> tuple[Response, int]:
         "stable": snap.stable.version if snap.stable else None,
         "canary": snap.canary.version if snap.canary else None,
         "canary_pct": snap.canary_pct,
+        "shadow": snap.shadow.version if snap.shadow else None,
         "routing_updated_at": snap.routing.updated_at if snap.routing else None,
         "refused": snap.refused,
+        "degraded": _degraded(state),
     }
     return jsonify(body), 200 if snap.stable is not None else 503
+
+
+def _degraded(state: AppState) -> list[str]:
+    """What this worker serves around: a log it cannot write, a bundle gone from disk."""
+    out = [
+        f"served log cannot be written, records wait in the spill file: {problem}"
+        for problem in state.served.degraded()
+    ]
+    for version, folder in sorted(state.models.missing.items()):
+        out.append(
+            f"bundle of {version} is gone ({folder}): served from memory, "
+            "a restart could not load it"
+        )
+    return out
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document())
 
 
 @bp.get("/metrics")
 def prometheus_metrics() -> Response:
     state: AppState = current_app.extensions["movierec"]
     state.online.refresh()  # the evaluator's numbers: a stat per second, a parse per change
+    state.data_quality.refresh()  # the DataPipeline's latest refresh report, the same way
     data, content_type = metrics.render()
     return Response(data, mimetype=content_type.split(";")[0], content_type=content_type)
 
@@ -143,10 +198,15 @@ class AppState:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.models = ModelSet(settings)
+        self.live = LiveRecommender(settings)
         self.served = ServedLog(settings)
-        self.limiter = RateLimiter(settings.serving.rate_limit_per_minute)
-        # the file `movierec.release.online_metrics_file` names (not imported: pandas, scipy)
-        self.online = metrics.OnlineGauges(settings.logs_path / "online_metrics.json")
+        self.shadow = ShadowRunner(settings)
+        self.identity = ClientIdentity(settings.serving.trusted_proxies)
+        self.limiter = make_limiter(
+            settings.serving.rate_limit_per_minute, settings.serving.rate_limit_storage
+        )
+        self.online = metrics.OnlineGauges(settings.online_metrics_file)
+        self.data_quality = DataQualityGauges(settings.lake_path / "_state.json")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -160,11 +220,16 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(404)
     def not_found(_exc: Exception) -> Response:
-        return _text(f"no such route: {request.path[:80]}", 404)
+        return _text(f"no such route: {_shown(request.path, 80)}", 404)
 
     @app.errorhandler(405)
-    def not_allowed(_exc: Exception) -> Response:
-        return _text(f"method {request.method} not allowed on {request.path[:80]}", 405)
+    def not_allowed(exc: Exception) -> Response:
+        method, path = _shown(request.method, 20), _shown(request.path, 80)
+        resp = _text(f"method {method} not allowed on {path}", 405)
+        allowed = getattr(exc, "valid_methods", None)
+        if allowed:
+            resp.headers["Allow"] = ", ".join(allowed)
+        return resp
 
     @app.errorhandler(500)
     def internal(_exc: Exception) -> Response:

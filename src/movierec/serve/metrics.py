@@ -5,7 +5,9 @@ writes its values to memory-mapped files there and `/metrics` aggregates all of 
 without it (tests with Flask's client) the default in-process registry is used.
 
 The `movierec_online_*` gauges republish what the online evaluator last wrote to
-`logs/online_metrics.json` (CTR, satisfaction ratio, errors, latency per arm), so Prometheus can
+`Settings.online_metrics_file` (per arm: CTR, users, satisfaction ratio, errors, latency,
+online RMSE, minutes per viewing, completed viewings; the canary's CTR lift with its interval
+and the margin), so Prometheus can
 alert on them. `OnlineGauges.refresh()` runs when /metrics is scraped: it stats the file at
 most once per `check_seconds` and parses it only when its signature changed.
 """
@@ -66,6 +68,49 @@ LOG_DROPPED = Counter(
     "Served-log records dropped because the log writer fell behind",
 )
 RATE_LIMITED = Counter("movierec_rate_limited_total", "Requests refused with 429")
+RATE_LIMIT_ERRORS = Counter(
+    "movierec_rate_limit_errors_total",
+    "Requests let through because the shared rate-limit storage (Redis) failed",
+)
+LIVE_ANSWERS = Counter(
+    "movierec_live_answers_total",
+    "Answers of /recommend by how the list was made: precomputed (no new events), fold_in "
+    "(recomputed from the user's whole history), filtered (a lists-only bundle without the "
+    "movies watched since), fallback (the online store could not answer)",
+    ["arm", "path"],
+)
+LIVE_FALLBACKS = Counter(
+    "movierec_live_fallbacks_total",
+    "Requests answered from the precomputed list because the online store could not answer "
+    "(missing, locked, unreachable, error) or fold-in failed (fold_in_error)",
+    ["reason"],
+)
+ROUTING_REFUSED = Counter(
+    "movierec_routing_refused_total",
+    "Changes of routing.json refused as unreadable or invalid (the previous routing serves on)",
+)
+SERVED_LOG_SPILLED = Counter(
+    "movierec_served_log_spilled_total",
+    "Served-log records written to the spill file because the log could not take them",
+)
+SERVED_LOG_DEGRADED = Gauge(
+    "movierec_served_log_degraded",
+    "1 while a worker cannot write the served log (records wait in memory or the spill file)",
+    multiprocess_mode="livemax",
+)
+BUNDLE_MISSING = Gauge(
+    "movierec_model_bundle_missing",
+    "Served models whose bundle is gone from disk (served from memory; a restart cannot load)",
+    multiprocess_mode="livemax",
+)
+SHADOW_LISTS = Counter(
+    "movierec_shadow_lists_total",
+    "Lists the shadow candidate computed (off the request path) and logged",
+)
+SHADOW_DROPPED = Counter(
+    "movierec_shadow_dropped_total",
+    "Sampled requests whose shadow list was not computed or logged (queue full, write error)",
+)
 
 # What the online evaluator measured (per arm, over the period since routing last changed).
 # Every worker may republish the file; "mostrecent" keeps the value written last.
@@ -112,6 +157,37 @@ ONLINE_RECOMMENDATIONS = Gauge(
     _ARM,
     multiprocess_mode="mostrecent",
 )
+ONLINE_USERS = Gauge(
+    "movierec_online_users",
+    "Users with evaluated requests in the arm (the unit of the release statistics)",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_RMSE = Gauge(
+    "movierec_online_rmse",
+    "RMSE of the ratings users gave after a recommendation against the arm's prediction",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_MINUTES = Gauge(
+    "movierec_online_minutes_per_viewing",
+    "Minutes watched per viewing started from the arm's recommendations",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_COMPLETED = Gauge(
+    "movierec_online_completed_viewing_share",
+    "Share of the arm's clicked viewings that lasted completed_viewing_minutes or more",
+    _ARM,
+    multiprocess_mode="mostrecent",
+)
+ONLINE_LIFT = Gauge(
+    "movierec_online_ctr_lift",
+    "Canary CTR / stable CTR - 1 (bound=estimate), its always-valid interval (low, high) "
+    "and the tolerated loss (margin, negative)",
+    ["bound"],
+    multiprocess_mode="mostrecent",
+)
 ONLINE_EVALUATED = Gauge(
     "movierec_online_evaluated_timestamp_seconds",
     "When the online evaluator wrote online_metrics.json (Unix time; 0: not read yet)",
@@ -127,7 +203,12 @@ _ONLINE_FIELDS: tuple[tuple[Gauge, str, float], ...] = (
     (ONLINE_REQUESTS, "requests", 1.0),
     (ONLINE_MATURE, "mature_requests", 1.0),
     (ONLINE_RECOMMENDATIONS, "recommendations", 1.0),
+    (ONLINE_USERS, "users", 1.0),
+    (ONLINE_RMSE, "online_rmse", 1.0),
+    (ONLINE_MINUTES, "minutes_per_viewing", 1.0),
+    (ONLINE_COMPLETED, "completed_share", 1.0),
 )
+LIFT_BOUNDS = (("estimate", "value"), ("low", "low"), ("high", "high"))
 ONLINE_ARMS = ("stable", "canary")
 
 EXPORTED = (
@@ -138,6 +219,15 @@ EXPORTED = (
     "movierec_model_load_failures_total",
     "movierec_served_log_dropped_total",
     "movierec_rate_limited_total",
+    "movierec_rate_limit_errors_total",
+    "movierec_routing_refused_total",
+    "movierec_served_log_spilled_total",
+    "movierec_served_log_degraded",
+    "movierec_model_bundle_missing",
+    "movierec_shadow_lists_total",
+    "movierec_shadow_dropped_total",
+    "movierec_live_answers_total",
+    "movierec_live_fallbacks_total",
     "movierec_online_ctr",
     "movierec_online_satisfaction_ratio",
     "movierec_online_error_rate",
@@ -145,6 +235,11 @@ EXPORTED = (
     "movierec_online_requests",
     "movierec_online_mature_requests",
     "movierec_online_recommendations",
+    "movierec_online_users",
+    "movierec_online_rmse",
+    "movierec_online_minutes_per_viewing",
+    "movierec_online_completed_viewing_share",
+    "movierec_online_ctr_lift",
     "movierec_online_evaluated_timestamp_seconds",
 )
 
@@ -165,7 +260,7 @@ def render() -> tuple[bytes, str]:
 
 class OnlineGauges:
     """Keeps the `movierec_online_*` gauges equal to `path` (the evaluator's
-    online_metrics.json, see `movierec.release.online_metrics_file`).
+    online_metrics.json, `Settings.online_metrics_file`).
 
     `refresh()` is cheap enough to call on every scrape: at most one stat per `check_seconds`,
     a parse only when (mtime, size, inode) changed. A value the file lacks (no canary, no
@@ -221,6 +316,12 @@ class OnlineGauges:
             values = values if isinstance(values, dict) else {}
             for gauge, name, factor in _ONLINE_FIELDS:
                 gauge.labels(arm=arm).set(_number(values.get(name)) * factor)
+        lift = record.get("lift")
+        lift = lift if isinstance(lift, dict) else {}
+        for bound, key in LIFT_BOUNDS:
+            ONLINE_LIFT.labels(bound=bound).set(_number(lift.get(key)))
+        margin = _number(record.get("margin"))
+        ONLINE_LIFT.labels(bound="margin").set(-margin)
         ONLINE_EVALUATED.set(_timestamp(record.get("evaluated_at")))
 
 

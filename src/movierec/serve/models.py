@@ -13,7 +13,12 @@ never stat, parse or lock anything.
 
 A version that fails to load is refused: the previous stable keeps serving (a failed canary
 means everyone is served by stable), `/readyz` lists the refusal with its reason, and
-`movierec_model_load_failures_total` counts it.
+`movierec_model_load_failures_total` counts it. A `routing.json` that cannot be read (cut
+short, not JSON, invalid) is refused the same way: the previous routing keeps serving,
+`movierec_routing_refused_total` counts it, and the refusal is lifted by the next good file.
+A served model whose bundle disappears from disk keeps serving from memory; the watcher
+notices, `/readyz` reports it as degraded and `movierec_model_bundle_missing` is 1 (a
+restarted worker could not load it: `deploy_app.py --docker` refuses to restart then).
 """
 
 from __future__ import annotations
@@ -21,18 +26,27 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from movierec.core.errors import ModelLoadError, MovierecError
-from movierec.core.schema import COLD_START, RECOMMENDATIONS
+from movierec.core.schema import COLD_START, METADATA, RECOMMENDATIONS
 from movierec.core.settings import Settings
 from movierec.registry.bundles import bundle_path, verify_bundle
 from movierec.registry.routing import Routing, read_routing, routing_signature
-from movierec.serve.metrics import CANARY_PCT, LOAD_FAILURES, MODEL_INFO
+from movierec.registry.serving import PrecomputedLists
+from movierec.serve.foldin import FoldIn
+from movierec.serve.metrics import (
+    BUNDLE_MISSING,
+    CANARY_PCT,
+    LOAD_FAILURES,
+    MODEL_INFO,
+    ROUTING_REFUSED,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +55,20 @@ log = logging.getLogger(__name__)
 class ServingModel:
     version: str
     metadata: dict[str, Any]
-    lists: dict[int, str] = field(repr=False)
+    lists: PrecomputedLists = field(repr=False)
     cold: str
+    cutoff_ms: int = 0  # the training data's last event: later ones are folded in
+    fold: FoldIn | None = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, bundle_dir: Path) -> ServingModel:
-        """Verify the bundle's hashes, then read its precomputed lists."""
+    def load(cls, bundle_dir: Path, fold_in_cache: int = 10_000) -> ServingModel:
+        """Verify the bundle's hashes, then map its lists (and its model, for fold-in)."""
         meta = verify_bundle(bundle_dir)
         try:
-            table = pq.read_table(bundle_dir / RECOMMENDATIONS, columns=["user_id", "items"])
-            users = table.column("user_id").to_pylist()
-            items = table.column("items").to_pylist()
+            lists = _lists(bundle_dir)
             cold_items = json.loads((bundle_dir / COLD_START).read_text())["items"]
+            cutoff = meta.get("training_cutoff")
+            cutoff_ms = int(datetime.fromisoformat(cutoff).timestamp() * 1000) if cutoff else 0
         except (OSError, KeyError, ValueError) as exc:
             raise ModelLoadError(f"{bundle_dir}: unreadable serving artifacts ({exc})") from None
         if not cold_items:
@@ -60,20 +76,46 @@ class ServingModel:
         return cls(
             version=str(meta["version"]),
             metadata=meta,
-            lists=dict(zip(users, items, strict=True)),
+            lists=lists,
             cold=",".join(cold_items),
+            cutoff_ms=cutoff_ms,
+            fold=FoldIn.load(bundle_dir, fold_in_cache),
         )
 
     def recommend(self, user_id: int) -> str:
         """Comma-joined movie ids, best first; the cold-start list for an unknown user."""
-        return self.lists.get(user_id, self.cold)
+        items = self.lists.get(user_id)
+        return self.cold if items is None else ",".join(items)
+
+    def recommend_live(self, user_id: int, recent: list[str], k: int) -> tuple[str, str]:
+        """The list of a user with `recent` movies since the cutoff, and how it was made:
+        folded in from the model, or (a bundle of lists only) the precomputed list without
+        them."""
+        if self.fold is not None:
+            return ",".join(self.fold.recommend(user_id, recent, k)), "fold_in"
+        watched = set(recent)
+        items = self.lists.get(user_id) or self.cold.split(",")
+        return ",".join(m for m in items if m not in watched), "filtered"
 
     def is_cold(self, user_id: int) -> bool:
-        return user_id not in self.lists
+        return self.lists.row(user_id) < 0
 
     @property
     def known_users(self) -> int:
         return len(self.lists)
+
+
+def _lists(bundle_dir: Path) -> PrecomputedLists:
+    """Memory-mapped when the bundle has the arrays; built from the table otherwise (bundles
+    made before them)."""
+    if PrecomputedLists.saved_in(bundle_dir):
+        return PrecomputedLists.load(bundle_dir, mmap=True)
+    table = pq.read_table(bundle_dir / RECOMMENDATIONS, columns=["user_id", "items"])
+    users = table.column("user_id").to_pylist()
+    items = table.column("items").to_pylist()
+    return PrecomputedLists.build(
+        {int(u): (v.split(",") if v else []) for u, v in zip(users, items, strict=True)}
+    )
 
 
 @dataclass(frozen=True)
@@ -84,6 +126,7 @@ class Snapshot:
     stable: ServingModel | None
     canary: ServingModel | None
     refused: dict[str, str] = field(default_factory=dict)
+    shadow: ServingModel | None = None  # computes lists off the request path, never served
 
     @property
     def canary_pct(self) -> int:
@@ -97,6 +140,7 @@ class ModelSet:
         self._signature: tuple[int, int, int] | None = None
         self._cache: dict[str, ServingModel] = {}
         self._refused: dict[str, str] = {}
+        self.missing: dict[str, str] = {}  # served version -> its bundle folder, gone from disk
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,6 +158,7 @@ class ModelSet:
         while not self._stop.wait(self.settings.serving.routing_check_seconds):
             try:
                 self.refresh()
+                self.check_bundles()
             except Exception:  # the watcher must survive anything; the old snapshot serves
                 log.exception("routing refresh failed; still serving the previous models")
 
@@ -128,17 +173,32 @@ class ModelSet:
                 routing = read_routing(self.settings)
             except MovierecError as exc:
                 log.error("unreadable routing.json, keeping the current models: %s", exc)
+                ROUTING_REFUSED.inc()
                 self._refused["routing.json"] = str(exc)
-                self.snapshot = Snapshot(
-                    self.snapshot.routing,
-                    self.snapshot.stable,
-                    self.snapshot.canary,
-                    dict(self._refused),
-                )
+                self.snapshot = replace(self.snapshot, refused=dict(self._refused))
                 return False
+            self._refused.pop("routing.json", None)
             self.snapshot = self._build(routing)
             self._publish()
             return True
+
+    def check_bundles(self) -> dict[str, str]:
+        """Served versions whose bundle is gone from disk (they serve on from memory)."""
+        snap = self.snapshot
+        missing: dict[str, str] = {}
+        for model in (snap.stable, snap.canary):
+            if model is not None:
+                folder = bundle_path(self.settings, model.version)
+                if not (folder / METADATA).exists():
+                    missing[model.version] = str(folder)
+        if missing != self.missing:
+            for version, gone in missing.items():
+                log.error(
+                    "bundle of served model %s is gone (%s): serving from memory", version, gone
+                )
+            BUNDLE_MISSING.set(len(missing))
+            self.missing = missing
+        return missing
 
     def _load(self, version: str) -> ServingModel | None:
         if version in self._cache:
@@ -146,7 +206,9 @@ class ModelSet:
         if version in self._refused:
             return None
         try:
-            model = ServingModel.load(bundle_path(self.settings, version))
+            model = ServingModel.load(
+                bundle_path(self.settings, version), self.settings.serving.fold_in_cache_users
+            )
         except ModelLoadError as exc:
             self._refused[version] = str(exc)
             LOAD_FAILURES.labels(model_version=version).inc()
@@ -159,25 +221,22 @@ class ModelSet:
     def _build(self, routing: Routing | None) -> Snapshot:
         old = self.snapshot
         if routing is None:
-            return Snapshot(None, old.stable, old.canary, dict(self._refused))
+            return replace(old, routing=None, refused=dict(self._refused))
         stable = self._load(routing.stable)
         effective = routing
         if stable is None:  # keep serving the previous stable
             stable = old.stable
             if old.routing is not None:
-                effective = Routing(
-                    old.routing.stable,
-                    routing.canary,
-                    routing.canary_pct,
-                    routing.updated_at,
-                    routing.reason,
-                )
+                effective = replace(routing, stable=old.routing.stable)
         canary = self._load(routing.canary) if routing.canary else None
         if routing.canary and canary is None:
-            effective = Routing(effective.stable, None, 0, routing.updated_at, routing.reason)
-        keep = {m.version for m in (stable, canary) if m is not None}
+            effective = replace(effective, canary=None, canary_pct=0)
+        shadow = self._load(routing.shadow) if routing.shadow else None
+        if routing.shadow and shadow is None:
+            effective = replace(effective, shadow=None, shadow_pct=0)
+        keep = {m.version for m in (stable, canary, shadow) if m is not None}
         self._cache = {v: m for v, m in self._cache.items() if v in keep}
-        return Snapshot(effective, stable, canary, dict(self._refused))
+        return Snapshot(effective, stable, canary, dict(self._refused), shadow)
 
     def _publish(self) -> None:
         snap = self.snapshot

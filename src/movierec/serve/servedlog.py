@@ -2,11 +2,22 @@
 
 A request only puts a record on a bounded queue; one background thread per worker writes
 what has gathered every 200 ms (sooner only when a full batch of 5,000 waits) with one
-flock'ed, fsync'ed write per file, so lines of several workers never interleave and the disk
-sees a few writes a second, not one per request. If the disk is so slow that the queue stays
-full, a request waits at most 50 ms for room, then its record is dropped, counted
-(`movierec_served_log_dropped_total`) and warned about: losing a log line beats failing or
-stalling the request. Records left in the queue are flushed at worker exit.
+flock'ed, fsync'ed, all-or-nothing write per file, so lines of several workers never
+interleave and the disk sees a few writes a second, not one per request.
+
+Nothing is lost silently. A record that cannot go where it belongs goes to a spill file
+(`serve.spill`, under `spill_dir`) and is read back into the log once the log can be written
+again:
+- the queue is full (the writer fell behind): the request waits at most 50 ms for room,
+  then writes its record to the spill file itself;
+- the log cannot be written (a full disk, a read-only folder): the batch goes to the spill
+  file, the worker reports itself degraded (`/readyz`, `movierec_served_log_degraded`) until
+  a write succeeds again.
+Only when the spill file cannot be written either are records kept in memory (at most
+`log_backlog_size` per sink), and beyond that dropped: counted
+(`movierec_served_log_dropped_total`), alerted on, and noted in the gap register
+(`core.gaps`) that the online evaluator reports. Records left at worker exit are written,
+else spilled, else noted as dropped.
 
 Daily files: the served log is `logs/served-YYYY-MM-DD.jsonl` (UTC date of the response);
 `models/prediction_events.csv` is renamed to `prediction_events-YYYY-MM-DD.csv` when the day
@@ -17,27 +28,32 @@ from __future__ import annotations
 
 import atexit
 import fcntl
-import json
 import logging
 import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from movierec.core.files import append_lines
+from movierec.core.files import append_daily_jsonl
+from movierec.core.gaps import SPILL_SINKS, record_gap
 from movierec.core.provenance import PredictionRecord, append_predictions
 from movierec.core.schema import PREDICTION_EVENTS
 from movierec.core.settings import Settings
-from movierec.serve.metrics import LOG_DROPPED
+from movierec.serve.metrics import LOG_DROPPED, SERVED_LOG_DEGRADED, SERVED_LOG_SPILLED
+from movierec.serve.spill import SpillFiles, read_records
 
 log = logging.getLogger(__name__)
 
 _BATCH = 5000
 _INTERVAL = 0.2
 _PUT_WAIT = 0.05
+_RETRY = 1.0
+
+Records = list[dict[str, Any]]
 
 
 class ServedLog:
@@ -46,6 +62,15 @@ class ServedLog:
         self.queue: queue.Queue[dict[str, Any]] = queue.Queue(
             maxsize=settings.serving.log_queue_size
         )
+        self.spill = SpillFiles(settings.spill_path)
+        self.backlog_size = settings.serving.log_backlog_size
+        self.writers: dict[str, Callable[[Settings, Records], None]] = {
+            "served": write_served,
+            "predictions": write_predictions,
+        }
+        self._pending: dict[str, Records] = {sink: [] for sink in SPILL_SINKS}
+        self.problems: dict[str, str] = {}  # sink -> why it cannot be written now
+        self._next_try = 0.0  # while degraded, spill files are tried at most once a second
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="served-log", daemon=True)
         self._thread.start()
@@ -55,19 +80,38 @@ class ServedLog:
         try:
             self.queue.put(rec, timeout=_PUT_WAIT)
         except queue.Full:
-            LOG_DROPPED.inc()
-            log.warning("served log queue full: dropped record %s", rec.get("request_id"))
+            for sink, recs in _by_sink([rec]).items():
+                try:
+                    self._spill(sink, recs)
+                except OSError as exc:
+                    self._drop(sink, recs, f"queue full and the spill file failed: {exc}")
+
+    def degraded(self) -> list[str]:
+        """Why this worker cannot write its logs right now (empty: all is well)."""
+        return [f"{sink}: {why}" for sink, why in sorted(self.problems.items())]
 
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
-            self.flush(block=True)
+            try:
+                self.flush(block=True)
+            except Exception:  # the writer must survive anything
+                log.exception("served-log writer failed; it keeps running")
             rest = _INTERVAL - (time.monotonic() - started)
             if rest > 0 and self.queue.qsize() < _BATCH:
                 self._stop.wait(rest)
 
     def flush(self, block: bool = False) -> None:
-        batch: list[dict[str, Any]] = []
+        """Write what has gathered; then, if the logs can be written, read spill files back."""
+        for sink, recs in _by_sink(self._drain(block)).items():
+            self._pending[sink].extend(recs)
+        for sink in SPILL_SINKS:
+            self._write_pending(sink)
+        if not any(self._pending.values()):
+            self._read_back()
+
+    def _drain(self, block: bool) -> Records:
+        batch: Records = []
         try:
             if block:
                 batch.append(self.queue.get(timeout=_INTERVAL))
@@ -75,21 +119,107 @@ class ServedLog:
                 batch.append(self.queue.get_nowait())
         except queue.Empty:
             pass
-        if batch:
-            try:
-                self._write(batch)
-            except OSError as exc:  # keep serving; the next batch may succeed
-                LOG_DROPPED.inc(len(batch))
-                log.error("could not write %d served-log records: %s", len(batch), exc)
+        return batch
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
-        by_day: dict[str, list[str]] = {}
-        for rec in batch:
-            by_day.setdefault(rec["ts"][:10], []).append(json.dumps(rec, separators=(",", ":")))
-        base = self.settings.served_log_file
-        for day, lines in by_day.items():
-            append_lines(base.with_name(f"{base.stem}-{day}{base.suffix}"), lines)
-        preds = [
+    def _write_pending(self, sink: str) -> None:
+        recs = self._pending[sink]
+        if not recs:
+            return
+        try:
+            self.writers[sink](self.settings, recs)
+        except OSError as exc:
+            self._failed(sink, exc)
+            self._pending[sink] = self._spill_or_keep(sink, recs, str(exc))
+            return
+        self._pending[sink] = []
+        self._recovered(sink)
+
+    def _spill_or_keep(self, sink: str, recs: Records, why: str) -> Records:
+        """Spill the records; if that fails too, keep the newest `backlog_size` in memory."""
+        try:
+            self._spill(sink, recs)
+            return []
+        except OSError as exc:
+            keep = recs[-self.backlog_size :]
+            lost = recs[: len(recs) - len(keep)]
+            if lost:
+                self._drop(sink, lost, f"{why}; spill failed ({exc}); memory backlog full")
+            return keep
+
+    def _read_back(self) -> None:
+        if self.problems and time.monotonic() < self._next_try:
+            return
+        for sink in SPILL_SINKS:
+            for path in self.spill.readable(sink):
+                recs = read_records(path)
+                try:
+                    if recs:
+                        self.writers[sink](self.settings, recs)
+                    path.unlink()
+                except OSError as exc:
+                    self._failed(sink, exc)
+                    self._next_try = time.monotonic() + _RETRY
+                    return
+                self._recovered(sink)
+                log.info("read back %d %s records from %s", len(recs), sink, path.name)
+
+    def _spill(self, sink: str, recs: Records) -> None:
+        self.spill.write(sink, recs)
+        if sink == "served":
+            SERVED_LOG_SPILLED.inc(len(recs))
+
+    def _drop(self, sink: str, recs: Records, why: str) -> None:
+        if sink == "served":  # the counter is the served log's; the register notes both
+            LOG_DROPPED.inc(len(recs))
+        log.error("dropped %d %s records: %s", len(recs), sink, why)
+        record_gap(self.settings, sink, recs, why)
+
+    def _failed(self, sink: str, exc: OSError) -> None:
+        if sink not in self.problems:
+            log.error("cannot write the %s log, spilling: %s", sink, exc)
+        self.problems[sink] = f"{exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})"
+        SERVED_LOG_DEGRADED.set(1)
+
+    def _recovered(self, sink: str) -> None:
+        if self.problems.pop(sink, None) is not None:
+            log.info("the %s log can be written again", sink)
+            if not self.problems:
+                SERVED_LOG_DEGRADED.set(0)
+
+    def close(self) -> None:
+        """At worker exit: write everything; what cannot be written is spilled, else noted."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(timeout=2)
+        while not self.queue.empty():
+            self.flush()
+        self.flush()
+        for sink in SPILL_SINKS:
+            if self._pending[sink]:
+                self._drop(sink, self._pending[sink], "worker exit: the log cannot be written")
+                self._pending[sink] = []
+
+
+def _by_sink(recs: Records) -> dict[str, Records]:
+    """Every record goes to the served log; answered ones (200) to the predictions too."""
+    out: dict[str, Records] = {"served": recs} if recs else {}
+    answered = [r for r in recs if r["status"] == 200]
+    if answered:
+        out["predictions"] = answered
+    return out
+
+
+def write_served(settings: Settings, recs: Records) -> None:
+    append_daily_jsonl(settings.served_log_file, recs)
+
+
+def write_predictions(settings: Settings, recs: Records) -> None:
+    path = settings.models_path / PREDICTION_EVENTS
+    _rotate_daily(path)
+    append_predictions(
+        settings,
+        [
             PredictionRecord(
                 request_id=r["request_id"],
                 timestamp=r["ts"],
@@ -99,21 +229,10 @@ class ServedLog:
                 features_sha256=r["features_sha256"],
                 latency_ms=r["latency_ms"],
             )
-            for r in batch
-            if r["status"] == 200
-        ]
-        if preds:
-            path = self.settings.models_path / PREDICTION_EVENTS
-            _rotate_daily(path)
-            append_predictions(self.settings, preds, path)
-
-    def close(self) -> None:
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        self._thread.join(timeout=2)
-        while not self.queue.empty():
-            self.flush()
+            for r in recs
+        ],
+        path,
+    )
 
 
 def _rotate_daily(path: Path) -> None:

@@ -25,15 +25,14 @@ import pandas as pd
 from scipy import stats
 
 from movierec.core.files import atomic_write_json
+from movierec.core.schema import age_group_label
 from movierec.core.settings import Settings
 from movierec.data.lake import load_lake
 from movierec.data.movielens import load_tables
-from movierec.release.evaluator import compute_arm_metrics, load_served, served_log_files
+from movierec.release.online import observe_arm
+from movierec.release.served import load_served, served_log_files
 
 log = logging.getLogger(__name__)
-
-AGE_BINS = [0, 18, 25, 35, 45, 56, 200]
-AGE_LABELS = ["<18", "18-24", "25-34", "35-44", "45-55", "56+"]
 
 
 @dataclass
@@ -41,10 +40,6 @@ class AnalysisResult:
     json_path: Path
     plots: list[Path]
     summary: dict[str, Any]
-
-
-def reports_path(settings: Settings) -> Path:
-    return settings.path("reports")
 
 
 def gini(values: np.ndarray) -> float:
@@ -55,10 +50,6 @@ def gini(values: np.ndarray) -> float:
     n = v.size
     cum = np.cumsum(v)
     return float((n + 1 - 2 * (cum / cum[-1]).sum()) / n)
-
-
-def age_group(age: pd.Series) -> pd.Series:
-    return pd.cut(age, bins=AGE_BINS, labels=AGE_LABELS, right=False).astype(str)
 
 
 # ---- offline --------------------------------------------------------------------------------
@@ -73,7 +64,7 @@ def analyze_offline(settings: Settings) -> AnalysisResult:
     if ratings is None or ratings.empty:
         ratings = tables.ratings
     out = offline_stats(ratings, tables.users, tables.movies)
-    folder = reports_path(settings)
+    folder = settings.reports_path
     json_path = folder / "offline_feedback_analysis.json"
     atomic_write_json(json_path, out)
     plots = _offline_plots(ratings, tables.movies, folder)
@@ -93,49 +84,18 @@ def offline_stats(
 ) -> dict[str, Any]:
     """The offline numbers, from ratings (user_id, movie_id, rating, timestamp)."""
     r = ratings.sort_values("timestamp")
-    half = r["timestamp"].iloc[len(r) // 2]
-    early = r[r["timestamp"] < half]["movie_id"].value_counts()
-    late = r[r["timestamp"] >= half]["movie_id"].value_counts()
-    both = pd.concat([early.rename("early"), late.rename("late")], axis=1).fillna(0)
-    rho, p = stats.spearmanr(both["early"], both["late"]) if len(both) > 2 else (np.nan, np.nan)
     counts = r["movie_id"].value_counts().to_numpy()
     top = max(1, int(np.ceil(0.1 * counts.size)))
-    genres = movies.set_index("movie_id")["genres"]
-    per_user = (
-        r[["user_id", "movie_id"]]
-        .assign(genre=r["movie_id"].map(genres))
-        .explode("genre")
-        .dropna(subset=["genre"])
-        .groupby("user_id")["genre"]
-        .nunique()
-    )
-    joined = r.merge(users[["user_id", "gender", "age"]], on="user_id", how="left")
-    joined["age_group"] = age_group(joined["age"])
-    by = {}
-    for col in ("gender", "age_group"):
-        g = joined.groupby(col, observed=True)
-        by[col] = {
-            str(k): {
-                "interactions": int(v["rating"].size),
-                "users": int(v["user_id"].nunique()),
-                "interactions_per_user": float(v["rating"].size / max(1, v["user_id"].nunique())),
-                "mean_rating": float(v["rating"].mean()),
-            }
-            for k, v in g
-        }
+    per_movie = r.groupby("movie_id")["rating"]
+    per_user = _genres_per_user(r, movies)
+    by = _by_group(r, users)
     return {
         "ratings": len(r),
         "users": int(r["user_id"].nunique()),
         "movies": int(r["movie_id"].nunique()),
-        "popularity_feedback": {
-            "spearman_early_popularity_vs_late_interactions": _num(rho),
-            "p_value": _num(p),
-            "split_at": str(half),
-        },
+        "popularity_feedback": _popularity_feedback(r),
         "popularity_vs_mean_rating_spearman": _num(
-            stats.spearmanr(
-                r.groupby("movie_id")["rating"].size(), r.groupby("movie_id")["rating"].mean()
-            )[0]
+            stats.spearmanr(per_movie.size(), per_movie.mean())[0]
         ),
         "top10pct_movies_share_of_interactions": float(
             np.sort(counts)[::-1][:top].sum() / counts.sum()
@@ -149,6 +109,51 @@ def offline_stats(
         "by_gender": by["gender"],
         "by_age_group": by["age_group"],
     }
+
+
+def _popularity_feedback(r: pd.DataFrame) -> dict[str, Any]:
+    """Does a movie's popularity in the first half of the time range predict its interactions
+    in the second half (Spearman)?"""
+    half = r["timestamp"].iloc[len(r) // 2]
+    early = r[r["timestamp"] < half]["movie_id"].value_counts()
+    late = r[r["timestamp"] >= half]["movie_id"].value_counts()
+    both = pd.concat([early.rename("early"), late.rename("late")], axis=1).fillna(0)
+    rho, p = stats.spearmanr(both["early"], both["late"]) if len(both) > 2 else (np.nan, np.nan)
+    return {
+        "spearman_early_popularity_vs_late_interactions": _num(rho),
+        "p_value": _num(p),
+        "split_at": str(half),
+    }
+
+
+def _genres_per_user(r: pd.DataFrame, movies: pd.DataFrame) -> pd.Series:
+    genres = movies.set_index("movie_id")["genres"]
+    return (
+        r[["user_id", "movie_id"]]
+        .assign(genre=r["movie_id"].map(genres))
+        .explode("genre")
+        .dropna(subset=["genre"])
+        .groupby("user_id")["genre"]
+        .nunique()
+    )
+
+
+def _by_group(r: pd.DataFrame, users: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Interactions and mean rating by gender and by age group."""
+    joined = r.merge(users[["user_id", "gender", "age"]], on="user_id", how="left")
+    joined["age_group"] = age_group_label(joined["age"].to_numpy(dtype=float))
+    by: dict[str, dict[str, Any]] = {}
+    for col in ("gender", "age_group"):
+        by[col] = {
+            str(k): {
+                "interactions": int(v["rating"].size),
+                "users": int(v["user_id"].nunique()),
+                "interactions_per_user": float(v["rating"].size / max(1, v["user_id"].nunique())),
+                "mean_rating": float(v["rating"].mean()),
+            }
+            for k, v in joined.groupby(col, observed=True)
+        }
+    return by
 
 
 def _num(v: Any) -> float | None:
@@ -207,7 +212,7 @@ def analyze_online(settings: Settings, windows: int = 6) -> AnalysisResult:
                 rows_arm = part[part["arm"] == arm]
                 if rows_arm.empty:
                     continue
-                m = compute_arm_metrics(
+                m = observe_arm(
                     rows_arm,
                     lake.watches,
                     lake.ratings,
@@ -215,7 +220,7 @@ def analyze_online(settings: Settings, windows: int = 6) -> AnalysisResult:
                     window=window,
                     arm=arm,
                     model_version=None,
-                )
+                ).metrics
                 items = rows_arm["items"].explode().dropna()
                 exposure = items.value_counts().to_numpy()
                 row["arms"][arm] = {
@@ -230,7 +235,7 @@ def analyze_online(settings: Settings, windows: int = 6) -> AnalysisResult:
                 }
             rows.append(row)
     out = {"windows": rows, "thresholds": _thresholds(settings)}
-    folder = reports_path(settings)
+    folder = settings.reports_path
     json_path = folder / "online_feedback_analysis.json"
     atomic_write_json(json_path, out)
     plots = _online_plots(rows, folder)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -128,6 +129,27 @@ def test_ingest_is_incremental_and_idempotent(settings: Settings) -> None:
     assert read_state(settings)["positions"][str(path.resolve())]["offset"] == (
         path.stat().st_size - 10
     )
+
+
+def test_two_pipelines_reading_one_file_into_one_lake_commit_every_line_once(
+    settings: Settings,
+) -> None:
+    path = settings.path(settings.data.event_source)
+    path.parent.mkdir(parents=True)
+    lines = _valid_lines(random.Random(5), 20_000)
+    _write(path, lines)
+    small = settings.replace(ingest_batch_lines=700)
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: ingest(small), range(2)))
+    assert sum(r.lines for r in runs) == len(lines)
+    state = read_state(settings)
+    rows = sum(len(pd.read_parquet(settings.lake_path / "parts" / n)) for n in state["parts"])
+    assert rows == len(lines)
+    reference = make_settings(settings.home / "reference")
+    reference.data_path.mkdir(parents=True)
+    os.link(path, reference.path(reference.data.event_source))
+    ingest(reference)
+    _assert_same_tables(reference, settings)
 
 
 def _big_log(settings: Settings) -> Path:

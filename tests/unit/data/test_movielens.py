@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from movierec.core.errors import DataNotFoundError
+from movierec.core.errors import DataNotFoundError, DataValidationError
 from movierec.core.files import sha256_bytes
 from movierec.core.settings import Settings
 from movierec.data.movielens import fetch, load_tables
@@ -125,3 +125,24 @@ def test_grouplens_format_is_parsed_when_the_archive_is_reachable(tmp_path: Path
     # user 1 rated both Godfather items: the later rating (4, at t=300) is kept
     r = t.ratings.set_index(["user_id", "movie_id"])["rating"]
     assert r.loc[(1, "the+godfather+1972")] == 4 and len(t.ratings) == 3
+
+
+def test_a_table_changed_after_the_fetch_is_a_clear_error(tmp_path: Path) -> None:
+    s = make_settings(tmp_path)
+    fetch(s, "ml-100k")
+    ratings = s.datasets_path / "ml-100k" / "ratings.parquet"
+    frame = pd.read_parquet(ratings)
+    frame.iloc[:-1].to_parquet(ratings, index=False)  # one rating gone
+    with pytest.raises(DataValidationError, match=r"ratings\.parquet.*changed"):
+        load_tables(s, "ml-100k")
+
+
+def test_a_source_file_that_changed_since_the_first_fetch_is_refused(tmp_path: Path) -> None:
+    s = make_settings(tmp_path)
+    fetch(s, "ml-100k")
+    meta_file = s.datasets_path / "ml-100k" / "sources.json"
+    meta = json.loads(meta_file.read_text())
+    meta["sources"]["ml-100k.inter"]["sha256"] = "0" * 64  # as if the file had other bytes then
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(DataValidationError, match=r"ml-100k\.inter.*sha256"):
+        fetch(s, "ml-100k", force=True)

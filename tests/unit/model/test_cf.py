@@ -25,10 +25,12 @@ def test_mf_without_factors_learns_the_regularised_biases() -> None:
     i = np.array([0, 1, 0])
     r = np.array([2.0, 4.0, 3.0])
     mf = BiasedMF(factors=0, reg=1.0, bias_reg=0.0, iters=50).fit(u, i, r, 2, 2)
-    np.testing.assert_allclose(mf.predict(u, i), r, atol=1e-6)
-    np.testing.assert_allclose(mf.predict(np.array([1]), np.array([1])), [5.0], atol=1e-6)
+    yes = np.ones(3, dtype=bool)
+    np.testing.assert_allclose(mf.predict(u, i, yes, yes), r, atol=1e-6)
+    one = np.array([True])
+    np.testing.assert_allclose(mf.predict(np.array([1]), np.array([1]), one, one), [5.0], atol=1e-6)
     # an unknown user gets the global mean plus the movie's bias, never another user's
-    unknown = mf.predict(np.array([-1]), np.array([1]))
+    unknown = mf.predict(np.array([1]), np.array([1]), ~one, one)
     np.testing.assert_allclose(unknown, [mf.mu + mf.bi[1]])
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from movierec.model.cf import Index
+from movierec.model.cf import Index, Pairs
 from movierec.model.data import TrainingData
 from movierec.model.features import (
     GENRE_SHRINK,
@@ -49,7 +49,7 @@ def test_user_and_movie_means_are_shrunk_towards_the_global_mean() -> None:
     assert u_count == 2 and u_mean == pytest.approx((5 + 3 + MEAN_SHRINK * mu) / (2 + MEAN_SHRINK))
     i_count, i_mean = base.item_stats[0, :2]
     assert i_count == 2 and i_mean == pytest.approx((5 + 1 + MEAN_SHRINK * mu) / (2 + MEAN_SHRINK))
-    assert base.item_stats[1, 3] == 2000  # year
+    assert base.item_year[1] == 2000
     assert base.user_stats[:, 3].tolist() == [4.0, 0.0]  # days since the user's first event
 
 
@@ -58,7 +58,7 @@ def test_genre_affinity_and_rating_deviation_by_hand() -> None:
     assert base.genres == ["Comedy", "Drama"]
     # user 1 watched m1 (Drama) and m2 (Comedy, Drama): 1 of 3 genre slots is Comedy
     np.testing.assert_allclose(base.user_genre_share[0], [1 / 3, 2 / 3], rtol=1e-6)
-    X, names = pair_features(base, np.array([0]), np.array([1]), {})
+    X, names = pair_features(base, Pairs.rows(np.array([0]), np.array([1])), {})
     row = dict(zip(names, X[0], strict=True))
     assert row["genre_affinity"] == pytest.approx(1 / 3 + 2 / 3)
     # deviations from mu = 3: Comedy +0 (the 3), Drama +2 (the 5) + 0 (the 3)
@@ -69,7 +69,8 @@ def test_genre_affinity_and_rating_deviation_by_hand() -> None:
 
 def test_an_unknown_user_gets_nan_user_features_and_the_movies_own_values() -> None:
     _index, base = _tiny()
-    X, names = pair_features(base, np.array([-1, 1]), np.array([0, 0]), {"x": np.array([7, 8])})
+    pairs = Pairs.rows(np.array([-1, 1]), np.array([0, 0]))
+    X, names = pair_features(base, pairs, {"x": np.array([7, 8])})
     unknown, known = (dict(zip(names, row, strict=True)) for row in X)
     for col in (*FeatureBase.USER_COLS, "age", "female", "genre_affinity", "genre_rating_dev"):
         assert np.isnan(unknown[col]), col

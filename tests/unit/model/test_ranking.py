@@ -3,18 +3,14 @@ order kept when the training split has too few positives to learn from."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 
 from movierec.model.cf import Index
-from movierec.model.ranking import (
-    MIN_RANKER_POSITIVES,
-    Candidates,
-    _labels,
-    candidates,
-    fit_ranker,
-    rank_users,
-)
+from movierec.model.fitting import MIN_RANKER_POSITIVES, _labels, fit_ranker
+from movierec.model.ranking import Candidates, candidates, rank_users
 from movierec.model.recommender import TwoStageModel
 from tests.modelkit import FAST, block_data
 
@@ -37,7 +33,8 @@ def test_labels_grade_later_ratings_and_watches() -> None:
     )
     top = np.array([[0, 1, 2], [2, 0, 1]])
     cands = Candidates(top, np.zeros((2, 3)), np.zeros((2, 3)))
-    y = _labels(future, index, np.array([0, 1]), cands)
+    stage = SimpleNamespace(index=index)
+    y = _labels(future, stage, np.array([0, 1]), cands)  # type: ignore[arg-type]
     assert y.tolist() == [2.0, 1.0, 0.0, 1.0, 0.0, 0.0]
 
 

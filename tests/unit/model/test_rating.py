@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from movierec.model.cf import Index
+from movierec.model.cf import Index, Pairs
+from movierec.model.fitting import fit_stage
 from movierec.model.params import ModelParams
 from movierec.model.rating import fit_rating_model, rating_training_matrix
-from movierec.model.stage import fit_stage
 from tests.modelkit import FAST, block_data
 
 
@@ -21,9 +21,14 @@ def test_out_of_fold_statistics_leave_the_rows_own_rating_out(
     index = Index.build(block_ratings["user_id"].to_numpy(), data.movies["movie_id"].to_numpy())
     params = ModelParams(oof_folds=3)
     stage = fit_stage(data, index, params, threads=1)
-    X, y, names = rating_training_matrix(data, stage, params)
+    m = rating_training_matrix(
+        data, stage, params.replace(cold_user_share=0.0, cold_movie_share=0.0)
+    )
+    X, names = m.X, m.names
     assert X.shape == (len(block_ratings), len(names))
-    np.testing.assert_array_equal(y, block_ratings["rating"].to_numpy(dtype=float))
+    np.testing.assert_array_equal(
+        np.sort(m.y), np.sort(block_ratings["rating"].to_numpy(dtype=float))
+    )
     u_count = X[:, names.index("u_count")]
     assert (u_count < 6).all() and (u_count >= 0).all()
     assert np.isin(u_count, [0, 1, 2, 3, 4, 5]).all()
@@ -37,6 +42,6 @@ def test_the_rating_model_predicts_every_pair_and_records_its_rounds(
     index = Index.build(block_ratings["user_id"].to_numpy(), data.movies["movie_id"].to_numpy())
     stage = fit_stage(data, index, FAST, threads=1)
     model = fit_rating_model(data, stage, FAST, threads=1)
-    assert model.info["rounds"] >= 1
-    pred = model.predict(stage, np.array([0, -1, 3]), np.array([0, 5, -1]))
+    assert model.info["warm"]["rounds"] >= 1
+    pred = model.predict(stage, Pairs.rows(np.array([0, -1, 3]), np.array([0, 5, -1])))
     assert pred.shape == (3,) and np.isfinite(pred).all()

@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from movierec.model.cf import Pairs
 from movierec.model.recommender import TwoStageModel
 from movierec.model.stage import CFStage, cf_features, rating_cf_features
 
 
 def test_cf_features_of_an_unknown_side_are_priors_or_nan(block_model: TwoStageModel) -> None:
     stage = block_model.stage
-    u, i = np.array([0, -1, 0]), np.array([1, 1, -1])
-    f = cf_features(stage, u, i)
+    pairs = Pairs.rows(np.array([0, -1, 0]), np.array([1, 1, -1]))
+    f = cf_features(stage, pairs)
     mf = stage.mf
     assert f["mf_pred"][0] == pytest.approx(mf.mu + mf.bu[0] + mf.bi[1] + mf.P[0] @ mf.Q[1])
     assert f["mf_pred"][1] == pytest.approx(mf.mu + mf.bi[1])  # new user: mean + movie bias
@@ -22,7 +23,7 @@ def test_cf_features_of_an_unknown_side_are_priors_or_nan(block_model: TwoStageM
     for name in ("mf_dot", "als_score"):
         assert not np.isnan(f[name][0]) and np.isnan(f[name][1:]).all()
     assert np.isnan(f["mf_bu"][1]) and np.isnan(f["mf_bi"][2])
-    assert "als_score" not in rating_cf_features(stage, u, i)
+    assert "als_score" not in rating_cf_features(stage, pairs)
 
 
 def test_the_stage_saves_one_npy_file_per_array(block_model: TwoStageModel, tmp_path: Path) -> None:

@@ -36,6 +36,10 @@ class _Fixed(Recommender):
     def known_users(self) -> np.ndarray:
         return np.array([1, 2])
 
+    @property
+    def known_movies(self) -> np.ndarray:
+        return np.array(["a", "b", "c"])
+
     def describe(self) -> dict[str, Any]:
         return {}
 
@@ -52,9 +56,13 @@ def test_any_recommender_is_evaluated_with_cold_users_apart() -> None:
         {"user_id": [1, 1, 2, 3], "movie_id": ["a", "x", "a", "a"], "rating": [5, 1, 4, 5]}
     )
     users = pd.DataFrame({"user_id": [1, 2, 3], "age": [20, 40, 30], "gender": ["F", "M", "F"]})
-    m = evaluate_model(_Fixed(), {1, 2}, test, users, catalog_size=4, k=2)
-    assert m["rmse"] == pytest.approx(np.sqrt((4 + 4 + 1) / 3))  # warm rows: 5, 1, 4 vs 3
-    assert m["test_rows"] == 3
+    m = evaluate_model(_Fixed(), test, users, catalog_size=4, k=2)
+    assert m["rmse"] == pytest.approx(np.sqrt((4 + 4 + 1 + 4) / 4))  # 5, 1, 4, 5 vs 3
+    assert m["test_rows"] == 4
+    slices = m["slices"]  # user 3 is new; movie x is new
+    assert slices["known"]["rows"] == 2 and slices["known"]["rmse"] == pytest.approx(np.sqrt(5 / 2))
+    assert slices["new_movie"]["rows"] == 1 and slices["new_movie"]["rmse"] == pytest.approx(2.0)
+    assert slices["new_user"]["rows"] == 1 and slices["new_user"]["rmse"] == pytest.approx(2.0)
     assert m["ndcg@10"] == pytest.approx((1 + 1 / np.log2(3)) / 2)  # 'a' 1st, then 2nd
     assert m["coverage"] == pytest.approx(3 / 4)  # a, b, c of 4 movies
     assert set(m["by_group"]["gender"]) == {"F", "M"}

@@ -17,9 +17,13 @@ from movierec.registry.routing import (
     canary_bucket,
     promote_canary,
     read_routing,
+    routed_versions,
     routing_signature,
     set_canary,
+    set_canary_pct,
+    set_shadow,
     set_stable,
+    shadow_to_canary,
 )
 
 
@@ -73,3 +77,33 @@ def test_buckets_are_stable_and_raising_the_percentage_only_adds_users() -> None
         assert previous <= canary
         previous = canary
     assert len(previous) == 10_000
+
+
+def test_a_candidate_goes_shadow_then_canary_and_routing_without_shadow_fields_still_reads(
+    settings: Settings,
+) -> None:
+    for v in ("v1", "v2"):
+        _bundle(settings, v)
+    set_stable(settings, "v1", "first")
+    old = json.loads(settings.routing_file.read_text())
+    assert read_routing(settings) == Routing("v1", None, 0, old["updated_at"], "first")
+    shadow = set_shadow(settings, "v2", 20, "retrain")
+    assert (shadow.stage, shadow.candidate, shadow.shadow_pct) == ("shadow", "v2", 20)
+    assert shadow.stage_started_at == shadow.updated_at
+    assert read_routing(settings) == shadow
+    canary = shadow_to_canary(settings, 10, "shadow passed")
+    assert (canary.stage, canary.canary, canary.canary_pct, canary.shadow) == (
+        "canary",
+        "v2",
+        10,
+        None,
+    )
+    step = set_canary_pct(settings, 20, "ramp")
+    assert step.stage_started_at == canary.stage_started_at != step.updated_at
+    set_shadow(settings, "v2", 20, "again")
+    assert abort_canary(settings, "bad").stage == "stable"
+    assert "v2" in routed_versions(settings)
+    with pytest.raises(DataValidationError, match="shadow v1 is also served"):
+        Routing("v1", None, 0, "", "", shadow="v1", shadow_pct=10)
+    with pytest.raises(DataValidationError, match="shadow_pct"):
+        Routing("v1", None, 0, "", "", shadow="v2", shadow_pct=101)

@@ -82,7 +82,23 @@ def test_bad_user_ids_get_a_one_line_4xx(client: FlaskClient, path: str) -> None
 def test_unknown_routes_and_methods(client: FlaskClient) -> None:
     assert client.get("/nope").status_code == 404
     assert client.get("/recommend/").status_code == 404
-    assert client.post("/recommend/1").status_code == 405
+    r = client.post("/recommend/1")
+    assert r.status_code == 405 and r.headers["Allow"] and "GET" in r.headers["Allow"]
+    for method in ("PUT", "DELETE", "PATCH", "PROPFIND", "BREW"):
+        r = client.open("/recommend/1", method=method)
+        assert r.status_code == 405, method
+        assert r.get_data(as_text=True) == f"method {method} not allowed on /recommend/1"
+    newline = client.get("/nope%0Aevil").get_data(as_text=True)
+    assert "\n" not in newline and "\\n" in newline
+
+
+def test_the_openapi_document_is_served(client: FlaskClient) -> None:
+    doc = client.get("/openapi.json").json
+    assert doc["openapi"].startswith("3.")
+    assert {"/recommend/{user_id}", "/healthz", "/readyz", "/metrics"} <= set(doc["paths"])
+    ready = client.get("/readyz").json
+    assert set(ready) >= set(doc["paths"]["/readyz"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"]["required"])  # fmt: skip
 
 
 def test_health_ready_and_metrics(client: FlaskClient) -> None:
@@ -135,6 +151,34 @@ def test_rate_limit(served: Settings) -> None:
     codes = [c.get("/recommend/1").status_code for _ in range(7)]
     assert codes == [200] * 5 + [429] * 2
     app.extensions["movierec"].models.stop()
+
+
+def _codes(served: Settings, headers: list[dict[str, str]], remote: str, **kw: object) -> list[int]:
+    app = create_app(served.replace(rate_limit_per_minute=2, **kw))
+    c = app.test_client()
+    try:
+        return [
+            c.get("/recommend/1", headers=h, environ_base={"REMOTE_ADDR": remote}).status_code
+            for h in headers
+        ]
+    finally:
+        app.extensions["movierec"].models.stop()
+
+
+def test_made_up_forwarded_headers_do_not_get_around_the_rate_limit(served: Settings) -> None:
+    # issue 17: with a limit of 2 per minute, five requests each with its own header all passed
+    made_up = [{"X-Forwarded-For": f"198.51.100.{i}"} for i in range(5)]
+    assert _codes(served, made_up, "203.0.113.7") == [200, 200, 429, 429, 429]
+    # the same through a trusted proxy that appends the real address (nginx)
+    via_proxy = [{"X-Forwarded-For": f"198.51.100.{i}, 203.0.113.7"} for i in range(5)]
+    codes = _codes(served, via_proxy, "10.0.0.2", trusted_proxies="10.0.0.2")
+    assert codes == [200, 200, 429, 429, 429]
+
+
+def test_clients_behind_a_trusted_proxy_get_a_limit_each(served: Settings) -> None:
+    clients = [{"X-Forwarded-For": f"203.0.113.{i % 3}"} for i in range(6)]
+    codes = _codes(served, clients, "10.0.0.2", trusted_proxies="10.0.0.0/8")
+    assert codes == [200] * 6
 
 
 def test_a_failing_model_gets_a_counted_and_logged_500(

@@ -19,14 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from movierec.core.files import atomic_write_json
 from movierec.core.settings import Settings
 from movierec.registry.routing import set_stable
-from movierec.release.evaluator import (
-    ArmMetrics,
-    Comparison,
-    Decision,
-    ReleaseResult,
-    _metrics_record,
-    online_metrics_file,
-)
+from movierec.release.evaluator import ReleaseResult, metrics_record
+from movierec.release.online import ArmMetrics
+from movierec.release.policy import Decision
 from movierec.serve import create_app, metrics
 from tests.servicekit import make_bundle
 
@@ -65,17 +60,17 @@ def _record(
     result = ReleaseResult(
         decision=Decision.HOLD,
         reasons=["too few samples"],
+        stage="canary",
         pct_before=10,
         pct_after=10,
         stable="v1",
         canary="v2" if canary else None,
         arms=arms,
-        comparison=Comparison(),
         period_start=None,
         key="k",
         applied=False,
     )
-    record = _metrics_record(result)
+    record = metrics_record(result)
     record["evaluated_at"] = EVALUATED.isoformat()
     return record
 
@@ -95,7 +90,7 @@ def test_the_service_reads_the_file_the_evaluator_writes(settings: Settings) -> 
     app = create_app(settings)
     try:
         gauges: metrics.OnlineGauges = app.extensions["movierec"].online
-        assert gauges.path == online_metrics_file(settings)
+        assert gauges.path == settings.online_metrics_file
     finally:
         app.extensions["movierec"].models.stop()
 
@@ -196,7 +191,7 @@ def test_metrics_endpoint_republishes_a_new_file_and_requests_never_look(
     client = app.test_client()
     state = app.extensions["movierec"]
     state.online.check_seconds = 0
-    _write(online_metrics_file(settings), _record(stable_ctr=0.123))
+    _write(settings.online_metrics_file, _record(stable_ctr=0.123))
     text = client.get("/metrics").get_data(as_text=True)
     assert 'movierec_online_ctr{arm="stable"} 0.123' in text
     assert 'movierec_online_latency_p99_seconds{arm="canary"} 0.055' in text
@@ -252,3 +247,31 @@ def test_workers_aggregate_to_the_most_recent_reading(tmp_path: Path) -> None:
     values = {arm: value for _, arm, value in samples}
     assert values["stable"] == pytest.approx(0.2)
     assert math.isnan(values["canary"])
+
+
+def test_gauges_carry_online_rmse_watch_completion_and_the_lift(tmp_path: Path) -> None:
+    path = tmp_path / "online_metrics.json"
+    gauges = metrics.OnlineGauges(path, check_seconds=0)
+    record = _record()
+    record["arms"]["canary"] |= {  # type: ignore[index]
+        "online_rmse": 0.93,
+        "minutes_per_viewing": 61.5,
+        "completed_share": 0.4,
+        "users": 321,
+    }
+    record["lift"] = {"value": -0.02, "low": -0.08, "high": 0.04}
+    record["margin"] = 0.1
+    _write(path, record)
+    assert gauges.refresh()
+    assert _value("movierec_online_rmse", "canary") == pytest.approx(0.93)
+    assert _value("movierec_online_minutes_per_viewing", "canary") == pytest.approx(61.5)
+    assert _value("movierec_online_completed_viewing_share", "canary") == pytest.approx(0.4)
+    assert _value("movierec_online_users", "canary") == 321
+    assert math.isnan(_value("movierec_online_rmse") or 0.0)  # stable's was not measured
+
+    def lift(bound: str) -> float | None:
+        return REGISTRY.get_sample_value("movierec_online_ctr_lift", {"bound": bound})
+
+    assert (lift("estimate"), lift("low"), lift("high"), lift("margin")) == pytest.approx(
+        (-0.02, -0.08, 0.04, -0.1)
+    )

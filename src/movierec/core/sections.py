@@ -1,0 +1,143 @@
+"""The sections of `Settings`, one per stage of the life cycle, with every default.
+
+A field is read from MOVIEREC_<FIELD NAME IN CAPITALS>, whatever its section; field names are
+unique across sections. Validation is in `core.settings`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    """Where everything lives; relative paths are under `home`."""
+
+    home: Path = field(default_factory=Path.cwd)
+    data_dir: Path = Path("data")
+    models_dir: Path = Path("models")
+    logs_dir: Path = Path("logs")
+    cache_dir: Path = Path(".cache")
+    # served-log records that could not be written to logs/ (full disk, slow writer) wait
+    # here to be read back: keep it on another file system than logs/ where you can
+    spill_dir: Path = Path("data/spill")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Datasets, the event source and the DataPipeline."""
+
+    dataset: str = "ml-100k"
+    grouplens_url: str = "https://files.grouplens.org/datasets/movielens"  # "" disables
+    event_source: str = "data/events.log"  # a file path, or kafka:TOPIC
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_group: str = "movierec-ingest"
+    kafka_session_timeout_ms: int = 6000
+    ingest_batch_lines: int = 200_000
+    replay_mean_minutes: float = 8.0
+    exclude_flagged_events: bool = True
+    postgres_dsn: str = ""  # also write the events to PostgreSQL ("" = Parquet only)
+    # each user's recent history, written by the DataPipeline, read by the service per request
+    online_store: str = "sqlite"  # sqlite (data/online_store.sqlite) | redis | none
+    online_store_redis_url: str = "redis://127.0.0.1:6379/0"
+    online_store_retention_days: float = 30.0  # a user's history is kept this long after a write
+    # `movierec ingest --follow`
+    ingest_flush_seconds: float = 0.5  # a partial batch waits at most this long for its commit
+    ingest_refresh_seconds: float = 60.0  # tables and refresh report rebuilt at most this often
+    ingest_compact_parts: int = 256  # committed part files merged into one per kind past this
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Training a model: seed, tuning budget, holdout, list length and re-ranking."""
+
+    seed: int = 42
+    tune_iterations: int = 12
+    tune_seconds: float = 60.0
+    max_train_rows: int = 2_000_000
+    n_threads: int = 2
+    holdout_fraction: float = 0.1
+    recommendations_k: int = 20
+    longtail_min_share: float = 0.0
+    genre_diversity: float = 0.0
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    """The cron retrainer's gate and promotion rule."""
+
+    gate_min_new_users: int = 50
+    gate_min_new_interactions: int = 100
+    promote_rmse_margin: float = 1e-6
+    promote_ndcg_tolerance: float = 0.01
+    keep_rejected_models: int = 5
+    mlflow_tracking_uri: str = ""  # "" = no MLflow; e.g. http://127.0.0.1:5000
+    mlflow_experiment: str = "movierec"
+    mlflow_model_name: str = "movierec"
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The inference service."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    threads: int = 4
+    release_salt: str = "movierec-release-1"
+    routing_check_seconds: float = 1.0
+    rate_limit_per_minute: int = 0  # 0: no limit
+    # "": the limit is kept per gunicorn worker; redis://HOST:PORT/DB: shared by every worker
+    # and replica that names the same Redis
+    rate_limit_storage: str = ""
+    # addresses or networks (comma-separated) whose X-Forwarded-For is believed; "" trusts none
+    trusted_proxies: str = ""
+    log_queue_size: int = 10_000
+    online_store_timeout_ms: float = 50.0  # a request waits at most this long for the store
+    # arms that fold a user's new events in (comma-separated; "": every arm answers from the
+    # precomputed lists), and the lists each worker keeps per (user, history)
+    fold_in_arms: str = "stable,canary"
+    fold_in_cache_users: int = 10_000
+    # served-log records kept in memory while the log cannot be written (then: the spill file)
+    log_backlog_size: int = 100_000
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """Online evaluation, the shadow stage and the canary's ramp.
+
+    `release_rule` picks the decision rule: "noninferiority" (per-user statistics and an
+    always-valid interval of the relative CTR lift against `noninferiority_margin`) or
+    "design" (the design's first rule: CTR >= `ctr_min_abs` and >= `ctr_min_rel` of stable's).
+    """
+
+    release_rule: str = "noninferiority"
+    click_window_minutes: float = 30.0
+    ctr_min_abs: float = 0.10
+    ctr_min_rel: float = 0.70
+    satisfaction_low: float = 0.85
+    satisfaction_high: float = 1.15
+    min_samples_per_arm: int = 200  # mature requests: the design rule's, and a step's dwell
+    max_error_rate: float = 0.01
+    max_p99_latency_ms: float = 600.0
+    ramp_step_pct: int = 10
+    initial_canary_pct: int = 10
+    noninferiority_margin: float = 0.10  # the largest relative CTR loss tolerated
+    release_alpha: float = 0.05  # error rate of the always-valid intervals (two-sided)
+    release_power: float = 0.80  # for the minimum users per arm
+    min_users_per_arm: int = 50  # below this the normal approximation is not trusted
+    max_step_hours: float = 24.0  # an inconclusive step aborts after this long
+    shadow_sample_pct: int = 20  # 0: a retrained candidate starts as a canary, no shadow
+    shadow_min_ratio: float = 0.1  # shadow gate: candidate's hits / stable's, same requests
+    completed_viewing_minutes: float = 60.0  # a viewing this long counts as completed
+
+
+SECTIONS: dict[str, type] = {
+    "paths": PathSettings,
+    "data": DataSettings,
+    "training": TrainingSettings,
+    "retraining": RetrainSettings,
+    "serving": ServingSettings,
+    "release": ReleaseSettings,
+}

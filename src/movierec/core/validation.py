@@ -1,0 +1,127 @@
+"""What each setting accepts: `Settings` calls `validate` once, when it is built.
+
+Every refusal is a `ConfigError` naming the variable (MOVIEREC_<FIELD NAME>) and its value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from movierec.core.errors import ConfigError
+
+ENV_PREFIX = "MOVIEREC_"
+DATASETS = ("ml-100k", "ml-1m")
+ONLINE_STORES = ("sqlite", "redis", "none")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+ARMS = ("stable", "canary")
+
+_FRACTIONS = (
+    "holdout_fraction",
+    "ctr_min_abs",
+    "ctr_min_rel",
+    "max_error_rate",
+    "longtail_min_share",
+    "genre_diversity",
+    "shadow_min_ratio",
+)
+_AT_LEAST_ONE = (
+    "workers",
+    "threads",
+    "n_threads",
+    "tune_iterations",
+    "max_train_rows",
+    "ingest_batch_lines",
+    "recommendations_k",
+    "min_samples_per_arm",
+    "log_queue_size",
+    "ingest_compact_parts",
+    "log_backlog_size",
+)
+_AT_LEAST_TWO = ("min_users_per_arm",)
+_OPEN_FRACTIONS = ("noninferiority_margin", "release_alpha", "release_power")
+_COUNTS = (
+    "gate_min_new_users",
+    "gate_min_new_interactions",
+    "keep_rejected_models",
+    "fold_in_cache_users",
+)
+_POSITIVE = (
+    "tune_seconds",
+    "click_window_minutes",
+    "routing_check_seconds",
+    "online_store_retention_days",
+    "ingest_flush_seconds",
+    "ingest_refresh_seconds",
+    "online_store_timeout_ms",
+    "max_step_hours",
+    "completed_viewing_minutes",
+)
+_PERCENTS = ("initial_canary_pct", "ramp_step_pct", "shadow_sample_pct")
+RELEASE_RULES = ("noninferiority", "design")
+
+
+def validate(values: Mapping[str, Any]) -> None:
+    """Every value that cannot work is refused here, with the variable that holds it
+    (`values`: every setting by its field name)."""
+    _check_choices(values)
+    checks = (
+        (_FRACTIONS, lambda v: 0.0 <= v <= 1.0, "a fraction in [0, 1]"),
+        (_AT_LEAST_ONE, lambda v: v >= 1, "at least 1"),
+        (_AT_LEAST_TWO, lambda v: v >= 2, "at least 2"),
+        (_OPEN_FRACTIONS, lambda v: 0.0 < v < 1.0, "a fraction in (0, 1)"),
+        ((*_COUNTS, "rate_limit_per_minute"), lambda v: v >= 0, "a count >= 0"),
+        (_POSITIVE, lambda v: v > 0, "a positive number"),
+        (_PERCENTS, lambda v: 0 <= v <= 100, "0..100"),
+        (("port",), lambda v: 0 < v < 65536, "1..65535"),
+    )
+    for names, ok, expected in checks:
+        for name in names:
+            if not ok(values[name]):
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()}={values[name]}: expected {expected}")
+    low, high = values["satisfaction_low"], values["satisfaction_high"]
+    if not 0 < low <= 1.0 <= high:
+        raise ConfigError(f"satisfaction range must contain 1.0: [{low}, {high}]")
+
+
+def _check_choices(values: Mapping[str, Any]) -> None:
+    if values["release_rule"] not in RELEASE_RULES:
+        raise ConfigError(
+            f"MOVIEREC_RELEASE_RULE={values['release_rule']!r}: expected one of {RELEASE_RULES}"
+        )
+    if values["dataset"] not in DATASETS:
+        raise ConfigError(f"MOVIEREC_DATASET={values['dataset']!r}: expected one of {DATASETS}")
+    _check_serving_choices(values)
+    source = values["event_source"]
+    if not source:
+        raise ConfigError("MOVIEREC_EVENT_SOURCE is empty: give a file path or kafka:TOPIC")
+    if source.startswith("kafka:") and not source[6:]:
+        raise ConfigError("MOVIEREC_EVENT_SOURCE='kafka:' names no topic")
+    if values["online_store"] not in ONLINE_STORES:
+        raise ConfigError(
+            f"MOVIEREC_ONLINE_STORE={values['online_store']!r}: expected one of {ONLINE_STORES}"
+        )
+    arms = {a.strip() for a in values["fold_in_arms"].split(",") if a.strip()}
+    if not arms <= set(ARMS):
+        raise ConfigError(f"MOVIEREC_FOLD_IN_ARMS={values['fold_in_arms']!r}: arms are {ARMS}")
+    url = values["online_store_redis_url"]
+    if values["online_store"] == "redis" and not url.startswith(REDIS_SCHEMES):
+        raise ConfigError(f"MOVIEREC_ONLINE_STORE_REDIS_URL={url!r}: expected {REDIS_SCHEMES}")
+
+
+def _check_serving_choices(values: Mapping[str, Any]) -> None:
+    storage = values["rate_limit_storage"]
+    if storage and not storage.startswith(("redis://", "rediss://", "redis+unix://")):
+        raise ConfigError(
+            f"MOVIEREC_RATE_LIMIT_STORAGE={storage!r}: expected empty (per worker) or a Redis "
+            "URL (redis://HOST:PORT/DB)"
+        )
+    for item in values["trusted_proxies"].split(","):
+        if item.strip():
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"MOVIEREC_TRUSTED_PROXIES: {item.strip()!r} is not an address or network"
+                ) from None

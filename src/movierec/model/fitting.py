@@ -1,0 +1,159 @@
+"""Fitting the two-stage model's parts from data - training code, which serving never imports
+(an import-linter contract): the CF stage (`implicit`'s ALS among it) and the LambdaMART ranker.
+What they fit is read back by `stage.CFStage` and `ranking.Ranker`, which serving does import.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import xgboost as xgb
+
+from movierec.data.splits import latest_per_user, time_cut
+from movierec.model.cf import EASE, Index, interaction_matrix
+from movierec.model.data import TrainingData
+from movierec.model.features import build_base, occupations
+from movierec.model.params import ModelParams
+from movierec.model.ranking import Candidates, Ranker, candidates, rank_features
+from movierec.model.rating import fit_rating_model
+from movierec.model.stage import CFStage, build_index, fit_mf
+
+log = logging.getLogger(__name__)
+
+# Below this many relevant (user, movie) pairs in its training split, a learned ranker is noise
+# that can only spoil the candidate order; the lists then keep EASE's order.
+MIN_RANKER_POSITIVES = 100
+RANKER_USERS = 3000  # at most this many users' candidates train the ranker
+SPLIT_FRACTION = 0.2  # the later 20% of the training data are the ranker's labels ...
+SPLIT_MIN_ITEMS = 5  # ... (per user: for users with at least 5 interactions)
+SPLIT_RATING_ROUNDS = 200  # the split's rating model is a quick one
+
+
+def fit_stage(data: TrainingData, index: Index, params: ModelParams, threads: int) -> CFStage:
+    """Fit the CF models and build the feature base of `data` over `index`."""
+    base = build_base(
+        index, data.ratings, data.interactions, data.users, data.movies, occupations(data.users)
+    )
+    mf = fit_mf(data, index, params)
+    iu = index.uidx(data.interactions["user_id"].to_numpy())
+    ii = index.midx(data.interactions["movie_id"].to_numpy())
+    k = (iu >= 0) & (ii >= 0)
+    # confidence grows with minutes watched; never with the rating (the rating model's
+    # target must not leak into an embedding it reads)
+    conf = 1.0 + np.log1p(data.interactions["minutes"].to_numpy(dtype=float)[k])
+    X = interaction_matrix(iu[k], ii[k], len(index.users), len(index.movies), conf)
+    als_u, als_i = implicit_als(X, params.als_factors, seed=params.seed, threads=threads)
+    ease = EASE(params.ease_lambda).fit(X)
+    seen = X.copy()
+    seen.data[:] = 1.0
+    return CFStage(index, base, mf, als_u, als_i, ease, seen)
+
+
+def implicit_als(
+    X: sp.csr_matrix,
+    factors: int = 32,
+    reg: float = 0.05,
+    iters: int = 12,
+    seed: int = 0,
+    threads: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """User and item embeddings from implicit feedback (confidence in X's values)."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    model = AlternatingLeastSquares(
+        factors=factors,
+        regularization=reg,
+        iterations=iters,
+        random_state=seed,
+        num_threads=threads,
+    )
+    model.fit(X.tocsr().astype(np.float32), show_progress=False)
+    return np.asarray(model.user_factors), np.asarray(model.item_factors)
+
+
+def fit_ranker(
+    data: TrainingData, params: ModelParams, threads: int, max_users: int = RANKER_USERS
+) -> Ranker:
+    """LambdaMART on candidates, trained on an earlier/later split of the training data."""
+    # Split: generators see the earlier interactions; the later ones are the labels
+    past, future = ranker_split(data.interactions, params)
+    past_data = TrainingData.from_interactions(past, data.users, data.movies)
+    stage = fit_stage(past_data, build_index(past_data), params, threads)
+    quick = params.replace(xgb_rounds=min(SPLIT_RATING_ROUNDS, params.xgb_rounds))
+    rating = fit_rating_model(past_data, stage, quick, threads)
+    # Candidates and their features, for a sample of the users with history and a future
+    u = _sample_users(future, stage, params.seed, max_users)
+    cands = candidates(stage, u, params.candidates)
+    X, names = rank_features(stage, rating, u, cands)
+    # Labels, then LambdaMART (or the candidate order when there is too little to learn from)
+    y = _labels(future, stage, u, cands)
+    positives = int((y > 0).sum())
+    info = {"split": params.ranker_split, "users": int(u.size), "rows": int(y.size)}
+    info["positives"] = positives
+    if positives < MIN_RANKER_POSITIVES:
+        log.info("ranker: only %d positives, lists keep the candidate order", positives)
+        return Ranker(None, names, info | {"fallback": "candidate order"})
+    return Ranker(_lambdamart(X, y, cands, params, threads, names), names, info)
+
+
+def ranker_split(
+    interactions: pd.DataFrame, params: ModelParams
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(earlier, later) interactions: a random share of each user's, each user's latest share,
+    or everything after a global time cut."""
+    if params.ranker_split == "global_time":
+        return time_cut(interactions, SPLIT_FRACTION, "last_ts")
+    shuffle = params.seed if params.ranker_split == "random" else None
+    return latest_per_user(
+        interactions, SPLIT_FRACTION, SPLIT_MIN_ITEMS, "last_ts", shuffle_seed=shuffle
+    )
+
+
+def _sample_users(future: pd.DataFrame, stage: CFStage, seed: int, max_users: int) -> np.ndarray:
+    """Rows of the users with history in `stage` and interactions in `future`."""
+    u = stage.index.uidx(np.unique(future["user_id"].to_numpy()))
+    u = np.intersect1d(u[u >= 0], stage.users_with_history())
+    if u.size > max_users:
+        u = np.sort(np.random.default_rng(seed).choice(u, max_users, replace=False))
+    return u
+
+
+def _labels(future: pd.DataFrame, stage: CFStage, u: np.ndarray, cands: Candidates) -> np.ndarray:
+    """2 for a candidate the user later rated >= 4, 1 for one they later watched, else 0."""
+    fu = stage.index.uidx(future["user_id"].to_numpy())
+    fi = stage.index.midx(future["movie_id"].to_numpy())
+    grade = np.where(future["rating"].to_numpy(dtype=float) >= 4, 2.0, 1.0)
+    label_of = dict(zip(zip(fu, fi, strict=True), grade, strict=True))
+    uu = np.repeat(u, cands.top.shape[1])
+    pairs = zip(uu, cands.top.ravel(), strict=True)
+    return np.array([label_of.get((a, b), 0.0) for a, b in pairs], dtype=np.float32)
+
+
+def _lambdamart(
+    X: np.ndarray,
+    y: np.ndarray,
+    cands: Candidates,
+    params: ModelParams,
+    threads: int,
+    names: list[str],
+) -> xgb.Booster:
+    dtrain = xgb.DMatrix(X, y, feature_names=names)
+    dtrain.set_group(np.full(cands.top.shape[0], cands.top.shape[1]))
+    rank_params = {
+        "objective": "rank:ndcg",
+        "eval_metric": "ndcg@10",
+        "lambdarank_pair_method": "topk",
+        "lambdarank_num_pair_per_sample": 10,
+        "tree_method": "hist",
+        "max_depth": int(params.rank_max_depth),
+        "eta": float(params.rank_eta),
+        "subsample": 0.9,
+        "colsample_bytree": 0.9,
+        "min_child_weight": 1.0,
+        "seed": params.seed,
+        "nthread": threads,
+    }
+    return xgb.train(rank_params, dtrain, params.rank_rounds)
