@@ -98,3 +98,34 @@ def test_an_unfitted_model_says_so() -> None:
     model = TwoStageModel(ModelParams())
     with pytest.raises(RuntimeError, match="not fitted"):
         model.recommend([1], 5)
+
+
+def test_a_user_without_ratings_is_predicted_from_priors_never_another_users_row(
+    block_ratings: pd.DataFrame,
+) -> None:
+    """User 20 only watched (no rating), user 999 is absent altogether. Neither has a row in
+    the rating MF's fit, so scrambling every user's MF factors and biases - and, for 999,
+    every user's statistics and demographics - must not move their predictions. (A -1 index
+    or an unfitted factor row would read another user's values, or random ones.)"""
+    data = block_data(block_ratings)
+    watched = data.interactions.iloc[:3].assign(user_id=20, rating=np.nan)
+    inter = pd.concat([data.interactions, watched], ignore_index=True)
+    model = TwoStageModel(FAST, threads=1).fit(
+        type(data).from_interactions(inter, data.users, data.movies)
+    )
+    stage = model.stage
+    movies = stage.index.movies
+    before = {u: model.predict_ratings(np.full(movies.size, u), movies) for u in (20, 999)}
+    # Scramble every user row the absent users must not read
+    rng = np.random.default_rng(1)
+    stage.mf.P = rng.normal(0.0, 5.0, stage.mf.P.shape)
+    stage.mf.bu = rng.normal(0.0, 5.0, stage.mf.bu.shape)
+    after_20 = model.predict_ratings(np.full(movies.size, 20), movies)
+    base = stage.base
+    for name in ("user_stats", "user_demo", "user_genre_share", "user_genre_dev_sum"):
+        setattr(base, name, rng.normal(0.0, 50.0, getattr(base, name).shape))
+    after_999 = model.predict_ratings(np.full(movies.size, 999), movies)
+    np.testing.assert_allclose(after_20, before[20], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(after_999, before[999], rtol=0, atol=1e-6)
+    # ... and the priors they come from are the movies' (not one flat value)
+    assert np.ptp(before[999]) > 0.01
