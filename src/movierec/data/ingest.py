@@ -53,6 +53,7 @@ from movierec.data.refresh import (
     new_rows,
     poisoning_section,
     refresh_report,
+    unknown_titles_section,
     write_report,
 )
 from movierec.data.sinks import EventSink, open_sinks
@@ -229,6 +230,7 @@ def _refresh(settings: Settings, spec: str, key: str, result: IngestResult) -> N
         new_ratings = new_rows(old_ratings, tables.ratings)
         report["drift"] = drift_section(settings, old_ratings, new_ratings)
         report["poisoning"] = poisoning_section(settings, old_ratings, new_ratings, tables)
+        report["unknown_titles"] = unknown_titles_section(settings, tables)
         result.report_path = str(write_report(settings, report, time.perf_counter() - start))
         # State: totals, the report's path, what this refresh covered
         state["totals"] = result.totals

@@ -1,6 +1,7 @@
 """The refresh report of a DataPipeline run: totals, deltas, quarantine, source positions,
-drift of the new ratings against the data the newest model was trained on, and rating
-poisoning (events flagged so that training can exclude them). Written to
+movies the catalog does not know (unknown titles), drift of the new ratings against the data
+the newest model was trained on, and rating poisoning (events flagged so that training can
+exclude them). Written to
 `data/data_refresh_reports/<UTC>.json`."""
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from movierec.core.settings import Settings
 from movierec.data.lake import LakeTables, write_table
 from movierec.data.movielens import load_tables
 from movierec.data.quality import drift_report, poisoning_report
+
+UNKNOWN_EXAMPLES = 10  # unknown titles named in the report
 
 
 def new_rows(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
@@ -80,6 +83,23 @@ def _movies(settings: Settings) -> pd.DataFrame | None:
         return load_tables(settings, settings.data.dataset).movies
     except DataNotFoundError:
         return None
+
+
+def unknown_titles_section(settings: Settings, tables: LakeTables) -> dict[str, Any]:
+    """Movies the events name and the catalog does not (a title MovieLens lacks, a slug
+    spelled another way): kept and trained on with unknown metadata, counted here."""
+    movies = _movies(settings)
+    if movies is None:
+        return {"checked": False, "reason": "no catalog"}
+    named = tables.interactions["movie_id"].astype(str)
+    unknown = named[~named.isin(set(movies["movie_id"].astype(str)))]
+    titles = sorted(unknown.unique())
+    return {
+        "checked": True,
+        "titles": len(titles),
+        "interactions": len(unknown),
+        "examples": titles[:UNKNOWN_EXAMPLES],
+    }
 
 
 def poisoning_section(
