@@ -33,10 +33,8 @@ class ModelParams:
     xgb_lambda: float = 5.0
     xgb_rounds: int = 1500
     oof_folds: int = 3
-    rating_valid: str = "latest"  # early stopping on the latest 10% of ratings, or "random"
-    cold_user_share: float = 0.2  # training rows added with the user's history hidden
-    cold_movie_share: float = 0.1  # ... with the movie's history hidden
-    cold_pick: str = "latest"  # which users and movies: the latest to arrive, or "random"
+    cold_user_share: float = 0.2  # the latest-arriving users' rows, again with history hidden
+    cold_movie_share: float = 0.1  # ... the latest-arriving movies' rows, likewise
     # the LambdaMART ranker and its candidates
     rank_rounds: int = 150
     rank_max_depth: int = 6
@@ -49,8 +47,6 @@ class ModelParams:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.rating_valid not in ("latest", "random"):
-            raise ConfigError(f"rating_valid={self.rating_valid!r}: expected latest or random")
         if self.ranker_split not in RANKER_SPLITS:
             raise ConfigError(
                 f"ranker_split={self.ranker_split!r}: expected one of {RANKER_SPLITS}"

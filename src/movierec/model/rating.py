@@ -177,12 +177,8 @@ def _cold_rows(pairs: Pairs, timestamps: pd.Series, params: ModelParams) -> _Col
     rng = np.random.default_rng(params.seed + 2)
     n_users, n_movies = int(pairs.u.max(initial=0)) + 1, int(pairs.i.max(initial=0)) + 1
     t = pd.to_datetime(timestamps, utc=True).astype("int64").to_numpy() / 86400e9
-    if params.cold_pick == "latest":
-        cold_users = _latest_arrivals(pairs.u, t, n_users, params.cold_user_share)
-        cold_movies = _latest_arrivals(pairs.i, t, n_movies, params.cold_movie_share)
-    else:
-        cold_users = rng.random(n_users) < params.cold_user_share
-        cold_movies = rng.random(n_movies) < params.cold_movie_share
+    cold_users = _latest_arrivals(pairs.u, t, n_users, params.cold_user_share)
+    cold_movies = _latest_arrivals(pairs.i, t, n_movies, params.cold_movie_share)
     unlisted = cold_users & (rng.random(n_users) < 0.5)
     users, movies = cold_users[pairs.u], cold_movies[pairs.i]
     return _Cold(users | movies, pairs.hide(users, movies, unlisted[pairs.u]))
@@ -209,20 +205,18 @@ def fit_rating_model(
         X, y, group, when = m.of_case(code)
         if y.size < MIN_CASE_ROWS and case != "warm":
             continue
-        inner = _inner_split(group, when, params)
+        inner = _inner_split(group, when)
         boosters[case], info[case] = _fit_booster(
             X, y, inner, m.names, params, threads, refit=case == "warm"
         )
     return RatingModel(boosters, m.names, info)
 
 
-def _inner_split(group: np.ndarray, when: np.ndarray, params: ModelParams) -> np.ndarray:
+def _inner_split(group: np.ndarray, when: np.ndarray) -> np.ndarray:
     """Early-stopping rows: whole groups (users, movies or single rows), the latest to arrive
-    (first row) or a random share."""
+    (by their first row): the model is judged on what comes after what it learned from."""
     n = int(group.max(initial=0)) + 1
-    if params.rating_valid == "latest":
-        return _latest_arrivals(group, when, n, INNER_VALID_SHARE)[group]
-    return np.random.default_rng(params.seed + 1).random(n)[group] < INNER_VALID_SHARE
+    return _latest_arrivals(group, when, n, INNER_VALID_SHARE)[group]
 
 
 def _fit_booster(
