@@ -80,6 +80,9 @@ class RatingModel:
 
     @classmethod
     def load(cls, directory: Path, prefix: str, feature_names: list[str]) -> RatingModel:
+        warm = directory / f"{prefix}.{CASES[0]}.json"
+        if not warm.exists():  # e.g. a bundle of an older format, with one booster
+            raise FileNotFoundError(f"no rating booster {warm.name} in {directory}")
         boosters = {}
         for case in CASES:
             path = directory / f"{prefix}.{case}.json"

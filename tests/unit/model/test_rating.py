@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from movierec.model.cf import Index, Pairs
 from movierec.model.fitting import fit_stage
 from movierec.model.params import ModelParams
-from movierec.model.rating import fit_rating_model, rating_training_matrix
+from movierec.model.rating import CASES, RatingModel, fit_rating_model, rating_training_matrix
+from movierec.model.recommender import TwoStageModel
 from tests.modelkit import FAST, block_data
 
 
@@ -45,3 +49,18 @@ def test_the_rating_model_predicts_every_pair_and_records_its_rounds(
     assert model.info["warm"]["rounds"] >= 1
     pred = model.predict(stage, Pairs.rows(np.array([0, -1, 3]), np.array([0, 5, -1])))
     assert pred.shape == (3,) and np.isfinite(pred).all()
+
+
+def test_the_boosters_save_per_case_and_a_bundle_without_the_warm_one_is_refused(
+    block_model: TwoStageModel, tmp_path: Path
+) -> None:
+    rating = block_model.parts.rating
+    names = rating.save(tmp_path, "rating_model")
+    assert names[0] == "rating_model.warm.json" and set(names) <= {
+        f"rating_model.{case}.json" for case in CASES
+    }
+    again = RatingModel.load(tmp_path, "rating_model", rating.feature_names)
+    assert set(again.boosters) == set(rating.boosters)
+    (tmp_path / "rating_model.warm.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"rating_model\.warm\.json"):
+        RatingModel.load(tmp_path, "rating_model", rating.feature_names)
