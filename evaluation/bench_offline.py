@@ -243,6 +243,7 @@ def main() -> None:
         return
     import tempfile
 
+    from movierec.core.progress import track
     from movierec.data.movielens import fetch, load_tables
 
     s = _settings()
@@ -253,7 +254,7 @@ def main() -> None:
     mitigation_table = None
     results_dir = REPO / "evaluation" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
-    for protocol in args.protocols:
+    for protocol in track(args.protocols, "offline benchmark", unit="protocols"):
         train, test = splits(tables.ratings, protocol)
         wtest = warm(train, test)
         with tempfile.TemporaryDirectory() as tmp:
