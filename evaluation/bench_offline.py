@@ -249,13 +249,14 @@ def main() -> None:
     if args.child:
         _child(*(Path(p) for p in args.child), args.dataset, args.by_rating, args.mitigations)
         return
+    from movierec.core.progress import track
     from movierec.data.movielens import fetch, load_tables
 
     s = _settings()
     fetch(s, args.dataset)
     tables = load_tables(s, args.dataset)
     rows, slice_rows, mitigation_table = [], [], None
-    for protocol in args.protocols:
+    for protocol in track(args.protocols, "offline benchmark", unit="protocols"):
         row, per_slice, mitigations = _protocol(args, tables, protocol)
         rows.append(row)
         slice_rows += per_slice

@@ -83,7 +83,11 @@ def gunicorn_process(
     port = free_port()
     proc = start_service(settings, port, env=env, log_path=settings.home / "gunicorn.log")
     try:
-        yield f"http://127.0.0.1:{port}", proc
+        url = f"http://127.0.0.1:{port}"
+        # every worker has loaded its models (a new connection reaches a worker at random),
+        # so a fault a test injects next does not meet a worker still booting
+        ready_streak(url, lambda b: bool(b["ready"]), streak=6 * workers)
+        yield url, proc
     finally:
         stop_service(proc)
 
@@ -121,11 +125,15 @@ def worker_pids(master: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
-def ready_streak(url: str, accept: Callable[[dict[str, Any]], bool], streak: int = 6) -> None:
-    """Until `streak` /readyz answers in a row (every worker, in turn) are accepted."""
+def ready_streak(
+    url: str, accept: Callable[[dict[str, Any]], bool], streak: int = 6
+) -> dict[str, Any]:
+    """Until `streak` /readyz answers in a row (every worker, in turn) are accepted; returns
+    the last (accepted) body."""
     ok, body, _ = poll_ready(url, accept, timeout=30, streak=streak)
     if not ok:
         raise AssertionError(f"/readyz never settled: {body}")
+    return body
 
 
 def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]

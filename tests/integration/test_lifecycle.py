@@ -24,7 +24,8 @@ from movierec.trust.analysis import analyze_offline, analyze_online
 from movierec.trust.trace import trace
 from tests.conftest import make_settings
 
-pytestmark = pytest.mark.slow
+# the demo trains twice and releases three candidates: longer than the suite's 600 s limit
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="module")

@@ -79,17 +79,8 @@ def test_a_second_run_is_busy_while_the_lock_is_held(settings: Settings) -> None
 
 
 def _run_retrain(s: Settings, crash_at: str = "") -> int:
-    env = dict(os.environ)
-    env.update(
-        {
-            "MOVIEREC_HOME": str(s.home),
-            "MOVIEREC_CACHE_DIR": str(s.cache_path),
-            "MOVIEREC_GROUPLENS_URL": "",
-            "MOVIEREC_TUNE_ITERATIONS": "1",
-            "MOVIEREC_TUNE_SECONDS": "5",
-            "MOVIEREC_FAULT": f"retrain.{crash_at}" if crash_at else "",
-        }
-    )
+    # the child gets exactly these settings (FAST included: no shadow stage)
+    env = dict(os.environ, **s.env(), MOVIEREC_FAULT=f"retrain.{crash_at}" if crash_at else "")
     proc = subprocess.run(
         [sys.executable, "-m", "movierec.cli", "retrain"], env=env, capture_output=True, timeout=900
     )
@@ -97,6 +88,7 @@ def _run_retrain(s: Settings, crash_at: str = "") -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # seven retrain processes, each tuning and training: slow when shared
 def test_a_kill_at_any_step_changes_nothing_and_a_rerun_works(ml100k_settings: Settings) -> None:
     s = _home(ml100k_settings, 0.25)
     _first_model(s)

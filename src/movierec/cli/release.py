@@ -7,7 +7,14 @@ import argparse
 import sys
 from typing import Any
 
-from movierec.cli.common import EXIT_ABORT, EXIT_USAGE, add_command, emit, print_json
+from movierec.cli.common import (
+    EXIT_ABORT,
+    EXIT_USAGE,
+    add_command,
+    emit,
+    exit_codes,
+    print_json,
+)
 from movierec.core.files import read_json
 from movierec.core.settings import Settings
 
@@ -76,7 +83,11 @@ def _abort(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("release", help="release: evaluate, status, set-canary, promote, abort")
+    p = sub.add_parser(
+        "release",
+        help="release: evaluate, status, set-canary, promote, abort",
+        epilog=exit_codes(f"evaluate: {EVALUATE_CODES}"),
+    )
     rsub = p.add_subparsers(dest="release_command", required=True)
     e = add_command(
         rsub,

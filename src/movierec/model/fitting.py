@@ -12,6 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xgboost as xgb
 
+from movierec.core.progress import Progress
 from movierec.data.splits import latest_per_user, time_cut
 from movierec.model.cf import EASE, Index, interaction_matrix
 from movierec.model.data import TrainingData
@@ -70,7 +71,10 @@ def implicit_als(
         random_state=seed,
         num_threads=threads,
     )
-    model.fit(X.tocsr().astype(np.float32), show_progress=False)
+    with Progress("ALS", total=iters, unit="iterations") as bar:
+        model.fit(
+            X.tocsr().astype(np.float32), show_progress=False, callback=lambda *_: bar.update()
+        )
     return np.asarray(model.user_factors), np.asarray(model.item_factors)
 
 

@@ -22,6 +22,7 @@ import xgboost as xgb
 from scipy.stats import loguniform, randint, uniform
 from sklearn.model_selection import ParameterSampler
 
+from movierec.core.progress import track
 from movierec.data.splits import exclude_pairs
 from movierec.model.cf import Pairs
 from movierec.model.data import TrainingData
@@ -105,7 +106,7 @@ def randomized_search(
     cache: dict[tuple[int, float], tuple[xgb.DMatrix, xgb.DMatrix]] = {}
     trials: list[dict[str, Any]] = []
     best, best_rmse = base, float("inf")
-    for t, params in enumerate(sample_params(base, budget)):
+    for t, params in enumerate(track(sample_params(base, budget), "tuning", unit="trials")):
         if trials and budget.seconds is not None and time.perf_counter() - start > budget.seconds:
             log.info("tuning budget of %.0f s used after %d trials", budget.seconds, t)
             break
