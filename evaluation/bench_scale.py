@@ -138,9 +138,9 @@ def train_real(name: str, retrain: bool) -> dict[str, Any]:
 
 
 # ---- the synthetic bundle -------------------------------------------------------------------
-def make_synthetic() -> None:
+def make_synthetic(source: str, users: int, movies: int) -> None:
     """The synthetic bundle (run as a child process: see the module docstring)."""
-    src = settings_for("ml-1m")
+    src = settings_for(source)
     routing = read_routing(src)
     if routing is None:
         raise RuntimeError("ml-1m has no model: run with --datasets ml-1m first")
@@ -150,14 +150,14 @@ def make_synthetic() -> None:
     # Users and movies: each a random ml-1m one (the original movies first)
     stage = model.stage
     n_users, n_movies = len(stage.index.users), len(stage.index.movies)
-    urow = rng.integers(0, n_users, USERS)
-    mrow = np.concatenate([np.arange(n_movies), rng.integers(0, n_movies, MOVIES - n_movies)])
+    urow = rng.integers(0, n_users, users)
+    mrow = np.concatenate([np.arange(n_movies), rng.integers(0, n_movies, movies - n_movies)])
     names = stage.index.movies[mrow].tolist()
     ids = np.array([m if j < n_movies else f"{m}+c{j}" for j, m in enumerate(names)])
     order = np.argsort(ids)  # the index keeps movies sorted
     mrow = mrow[order]  # position -> source movie
     copy = Copies(mrow, rng)
-    index = Index(np.arange(1, USERS + 1, dtype=np.int64), ids[order])
+    index = Index(np.arange(1, users + 1, dtype=np.int64), ids[order])
     # Watched movies, item neighbours, precomputed lists
     seen = synthetic_seen(stage.seen, urow, copy)
     neighbours = synthetic_neighbours(Neighbours.load(src_dir), mrow, copy)
@@ -169,7 +169,7 @@ def make_synthetic() -> None:
     work.mkdir(parents=True)
     ease = copy_module.copy(stage.ease)
     ease.B = np.lib.format.open_memmap(
-        work / "zeros.npy", mode="w+", dtype=stage.ease.B.dtype, shape=(MOVIES, MOVIES)
+        work / "zeros.npy", mode="w+", dtype=stage.ease.B.dtype, shape=(movies, movies)
     )
     mf = copy_module.copy(stage.mf)
     mf.bu, mf.bi, mf.P, mf.Q = mf.bu[urow], mf.bi[mrow], mf.P[urow], mf.Q[mrow]
@@ -190,7 +190,7 @@ def make_synthetic() -> None:
         model.parts.ranker,
         model.parts.cold,
     )
-    synthetic.fit_info = dict(model.fit_info, synthetic=f"{USERS} users x {MOVIES} movies")
+    synthetic.fit_info = dict(model.fit_info, synthetic=f"{users} users x {movies} movies")
     # The files, as the trainer writes them, registered
     out = work / "bundle"
     out.mkdir()
@@ -230,11 +230,12 @@ def synthetic_seen(seen: sp.csr_matrix, urow: np.ndarray, copy: Copies) -> sp.cs
     ends = np.cumsum(lengths)
     flat = np.arange(ends[-1]) + np.repeat(seen.indptr[:-1][urow] - (ends - lengths), lengths)
     cols = copy(seen.indices[flat])
-    keys = np.unique(np.repeat(np.arange(urow.size, dtype=np.int64), lengths) * MOVIES + cols)
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(keys // MOVIES, minlength=urow.size))])
-    indices = (keys % MOVIES).astype(np.int32)
+    movies = copy.by_source.size
+    keys = np.unique(np.repeat(np.arange(urow.size, dtype=np.int64), lengths) * movies + cols)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(keys // movies, minlength=urow.size))])
+    indices = (keys % movies).astype(np.int32)
     ones = np.broadcast_to(np.float32(1.0), indices.shape)
-    return sp.csr_matrix((ones, indices, indptr.astype(np.int64)), shape=(urow.size, MOVIES))
+    return sp.csr_matrix((ones, indices, indptr.astype(np.int64)), shape=(urow.size, movies))
 
 
 def synthetic_neighbours(src: Neighbours, mrow: np.ndarray, copy: Copies) -> Neighbours:
@@ -346,18 +347,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="ml-100k,ml-1m,synthetic")
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--users", type=int, default=USERS, help="of the synthetic bundle")
+    parser.add_argument("--movies", type=int, default=MOVIES, help="of the synthetic bundle")
+    parser.add_argument("--source", default="ml-1m", help="the synthetic bundle's fitted model")
     parser.add_argument("--retrain", action="store_true", help="train even if a model is there")
     parser.add_argument("--make-synthetic", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.make_synthetic:
-        make_synthetic()
+        make_synthetic(args.source, args.users, args.movies)
         return 0
     rows: dict[str, dict[str, Any]] = {}
     for name in args.datasets.split(","):
         # Make: train (real data sets) or build from ml-1m's fitted state (synthetic)
         if name == SYNTHETIC:
             shutil.rmtree(settings_for(name).models_path, ignore_errors=True)
-            cmd = [sys.executable, __file__, "--make-synthetic"]
+            cmd = [sys.executable, __file__, "--make-synthetic", "--source", args.source]
+            cmd += ["--users", str(args.users), "--movies", str(args.movies)]
             env = env_for(name) | {"PYTHONPATH": str(Path(__file__).parent)}
             ROOT.joinpath(name).mkdir(parents=True, exist_ok=True)
             seconds, peak = timed_child(cmd, env, ROOT / name / "make.log")

@@ -3,6 +3,7 @@
     .venv/bin/python evaluation/bench_serve.py [--seconds 15] [--connections 32] [--rounds 3]
                                                [--events 30]
     .venv/bin/python evaluation/bench_serve.py --seconds 3 --rounds 1 --events 5   # quick check
+    .venv/bin/python evaluation/bench_serve.py --home .cache/bench-scale/ml-100k --dataset ml-100k
 
 Every configuration runs under the same gunicorn settings (`src/movierec/serve/gunicorn_conf.py`:
 gthread, MOVIEREC_WORKERS workers x MOVIEREC_THREADS threads) on loopback, loaded by wrk
@@ -58,6 +59,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import requests
 
 from movierec.core.settings import Settings
@@ -66,6 +68,7 @@ from movierec.ops.service import free_port, poll_ready
 
 REPO = Path(__file__).resolve().parents[1]
 HOME = REPO / ".cache" / "bench-serve"
+WHERE = {"home": HOME, "dataset": "ml-1m"}  # --home and --dataset: another trained model
 CONF = REPO / "src" / "movierec" / "serve" / "gunicorn_conf.py"
 APP = "movierec.serve:create_app()"
 TRAINED, NEW = 40, 10  # the fold-in users' history: in the training data, since the cutoff
@@ -81,7 +84,8 @@ end
 
 
 def bench_settings() -> Settings:
-    return Settings.from_env({}, home=HOME, cache_dir=REPO / ".cache", dataset="ml-1m")
+    home, dataset = Path(WHERE["home"]), str(WHERE["dataset"])
+    return Settings.from_env({}, home=home, cache_dir=REPO / ".cache", dataset=dataset)
 
 
 def prepare_model() -> str:
@@ -96,14 +100,17 @@ def prepare_model() -> str:
     routing = read_routing(s)
     if routing is not None:
         return routing.stable
-    HOME.mkdir(parents=True, exist_ok=True)
-    fetch(s, "ml-1m")
+    s.home.mkdir(parents=True, exist_ok=True)
+    fetch(s, s.data.dataset)
     t0 = time.perf_counter()
-    replay(s, "ml-1m", s.data.event_source)
+    replay(s, s.data.dataset, s.data.event_source)
     ingest(s)
     result = train_candidate(s, tune=False)
     set_stable(s, result.version, "serving benchmark")
-    print(f"trained {result.version} on ml-1m in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"trained {result.version} on {s.data.dataset} in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     return result.version
 
 
@@ -219,7 +226,7 @@ def fold_in_users(version: str, count: int) -> tuple[list[int], dict[int, list[s
 
     fold = FoldIn.load(bundle_path(bench_settings(), version), cache_size=0)
     if fold is None:
-        raise RuntimeError(f"model {version} has no fold-in arrays: retrain (rm -r {HOME})")
+        raise RuntimeError(f"model {version} has no fold-in arrays: retrain")
     seen, index = fold.stage.seen, fold.stage.index
     counts = [int(n) for n in (seen.indptr[1:] - seen.indptr[:-1]).tolist()]
     rows = sorted(range(len(counts)), key=lambda r: (abs(counts[r] - TRAINED), r))[:count]
@@ -268,7 +275,7 @@ def follower(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
 
     s = bench_settings()
     source = s.path(s.data.event_source)
-    log = open(HOME / "follow.log", "ab")  # noqa: SIM115 - the child holds it
+    log = open(s.home / "follow.log", "ab")  # noqa: SIM115 - the child holds it
     proc = subprocess.Popen(
         [sys.executable, "-m", "movierec.cli", "ingest", "--follow"],
         env=env,
@@ -283,7 +290,7 @@ def follower(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
             read_state(s).get("positions", {}).get(key, {}).get("offset") != source.stat().st_size
         ):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ingest --follow did not catch up: see {HOME / 'follow.log'}")
+                raise RuntimeError(f"ingest --follow did not catch up: see {s.home / 'follow.log'}")
             time.sleep(0.05)
         yield proc
     finally:
@@ -335,24 +342,33 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def known_users(version: str) -> list[int]:
+    from movierec.registry.bundles import bundle_path
+
+    path = bundle_path(bench_settings(), version) / "lists.users.npy"
+    return [int(u) for u in np.load(path, mmap_mode="r")]
+
+
 def configs(
     version: str, fold_users: list[int], cache_users: int
 ) -> dict[str, tuple[str, dict[str, str], Path, list[int]]]:
+    s = bench_settings()
     base = {k: v for k, v in os.environ.items() if not k.startswith("MOVIEREC_")}
     base |= {"MOVIEREC_HOST": "127.0.0.1", "OPENBLAS_NUM_THREADS": "1"}
     for key in ("MOVIEREC_WORKERS", "MOVIEREC_THREADS"):
         if key in os.environ:
             base[key] = os.environ[key]
     ours = base | {
-        "MOVIEREC_HOME": str(HOME),
-        "MOVIEREC_DATASET": "ml-1m",
+        "MOVIEREC_HOME": str(s.home),
+        "MOVIEREC_DATASET": s.data.dataset,
         "MOVIEREC_CACHE_DIR": str(REPO / ".cache"),
-        "PROMETHEUS_MULTIPROC_DIR": str(HOME / "prometheus-multiproc"),
+        "PROMETHEUS_MULTIPROC_DIR": str(s.home / "prometheus-multiproc"),
     }
     minimal = base | {"MOVIEREC_HOME": tempfile.mkdtemp(prefix="bench-minimal-")}
     folded = set(fold_users)
-    known = [u for u in range(1, 6041) if u not in folded]
-    precomputed = known + list(range(7001, 7201))  # the last 200 are unknown: cold start
+    known = [u for u in known_users(version) if u not in folded]
+    unknown = list(range(max(known) + 1001, max(known) + 1201))  # 200 unknown: cold start
+    precomputed = known + unknown
     no_cache = {"MOVIEREC_FOLD_IN_CACHE_USERS": "0"}
     cached = {"MOVIEREC_FOLD_IN_CACHE_USERS": str(cache_users)}
     limit = {"MOVIEREC_RATE_LIMIT_PER_MINUTE": "10000000"}  # bookkeeping, never reached
@@ -413,7 +429,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--events", type=int, default=30, help="freshness: events measured")
     parser.add_argument("--fold-in-users", type=int, default=300)
+    parser.add_argument("--home", type=Path, default=HOME, help="another trained model's home")
+    parser.add_argument("--dataset", default="ml-1m", help="the data set of --home")
     args = parser.parse_args()
+    WHERE.update(home=args.home.resolve(), dataset=args.dataset)
     if shutil.which("wrk") is None:
         print("wrk is missing: run scripts/system_deps.sh (Debian's wrk)", file=sys.stderr)
         return 2
@@ -437,7 +456,7 @@ def main() -> int:
     medians = {name: median_run(r) for name, r in results.items()}
     # Freshness: the follower beside the service, users outside the fold-in set
     env = runs["precomputed"][1]
-    users = random.Random(7).sample(runs["precomputed"][3][:6000], args.events)
+    users = random.Random(7).sample(runs["minimal Flask endpoint"][3], args.events)
     with gunicorn(APP, env, REPO) as (url, _):
         delays = freshness(url, env, users, args.events)
     shutil.rmtree(runs["minimal Flask endpoint"][1]["MOVIEREC_HOME"], ignore_errors=True)
