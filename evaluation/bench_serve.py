@@ -327,6 +327,7 @@ def measure(
         wrk(url, 2, args.connections, ids)  # warm-up
         result = wrk(url, args.seconds, args.connections, ids)
         result["workers"] = worker_memory(master)
+        result["master_pss_mb"] = round(memory_mb(master)["pss"], 1)
     print(f"{name}: {json.dumps(result)}", flush=True)
     return result
 
@@ -339,6 +340,7 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["failed"] = sum(r["failed"] for r in runs)
     for key in ("pss", "uss", "rss"):
         out[f"max_{key}_mb"] = statistics.median(max(w[key] for w in r["workers"]) for r in runs)
+    out["master_pss_mb"] = statistics.median(r["master_pss_mb"] for r in runs)
     return out
 
 
@@ -386,11 +388,12 @@ def report(
 ) -> dict[str, Any]:
     print(f"\nmedian of {args.rounds} rounds")
     head = f"{'':26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
-    print(head + f"{'PSS MB':>9}{'USS MB':>9}{'RSS MB':>9}  (largest worker)")
+    print(head + f"{'PSS MB':>9}{'USS MB':>9}{'RSS MB':>9}  (largest worker){'master PSS':>12}")
     for name, r in medians.items():
         print(
             f"{name:26}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['failed']:>8}"
             f"{r['max_pss_mb']:>9.1f}{r['max_uss_mb']:>9.1f}{r['max_rss_mb']:>9.1f}"
+            f"{'':18}{r['master_pss_mb']:>10.1f}"
         )
     mini, pre = medians["minimal Flask endpoint"], medians["precomputed"]
     fold, limited = medians["fold-in, cache off"], medians["precomputed, rate limit"]
