@@ -366,7 +366,11 @@ def main() -> int:
             env = env_for(name) | {"PYTHONPATH": str(Path(__file__).parent)}
             ROOT.joinpath(name).mkdir(parents=True, exist_ok=True)
             seconds, peak = timed_child(cmd, env, ROOT / name / "make.log")
-            row: dict[str, Any] = {"make": "from ml-1m's fit", "seconds": seconds, "peak_mb": peak}
+            row: dict[str, Any] = {
+                "make": f"from {args.source}'s fit",
+                "seconds": seconds,
+                "peak_mb": peak,
+            }
         else:
             row = train_real(name, args.retrain)
         s = settings_for(name)
