@@ -1,21 +1,43 @@
 """Serving benchmark: `/recommend` of a model trained on ml-1m against a minimal Flask endpoint.
 
     .venv/bin/python evaluation/bench_serve.py [--seconds 15] [--connections 32] [--rounds 3]
+                                               [--events 30]
+    .venv/bin/python evaluation/bench_serve.py --seconds 3 --rounds 1 --events 5   # quick check
+    .venv/bin/python evaluation/bench_serve.py --home .cache/bench-scale/ml-100k --dataset ml-100k
 
-Both run under the same gunicorn settings (`src/movierec/serve/gunicorn_conf.py`: gthread,
-MOVIEREC_WORKERS workers x MOVIEREC_THREADS threads) on loopback, one after the other, loaded
-by wrk (Debian's package) with --connections connections for --seconds seconds after a short
-warm-up. Our requests cycle over every ml-1m user id and some unknown ones (cold start), so
-every response is a real lookup and is logged to the served log and the prediction register.
-A third configuration turns the per-client rate limit on (with a limit never reached) to show
-what its bookkeeping costs. The three run in turn, --rounds times (one load test can be
-unlucky), and each is reported by its round with the median throughput: requests/s, p50
-and p99 latency, and the resident memory of each gunicorn worker read from /proc after the
-load; then the throughput ratio. Targets: throughput >= 70% of the minimal endpoint's,
-p99 <= 25 ms, RSS <= 300 MB per worker.
+Every configuration runs under the same gunicorn settings (`src/movierec/serve/gunicorn_conf.py`:
+gthread, MOVIEREC_WORKERS workers x MOVIEREC_THREADS threads) on loopback, loaded by wrk
+(Debian's package) with --connections connections for --seconds seconds after a short warm-up:
+
+- the minimal Flask endpoint (`evaluation/minimal_app.py`, a fixed string): the baseline;
+- the precomputed path: every ml-1m user and 200 unknown ones (cold start); each request reads
+  the online store (SQLite), finds nothing since the training cutoff and answers the
+  precomputed list; it is logged to the served log and the prediction register;
+- the fold-in path: users with 50 movies in their history, 40 in the model's training data and
+  10 new since its cutoff (watch events appended to the event source and ingested by the
+  DataPipeline into the online store before the run), so each answer is folded in from the
+  whole history and re-ranked by the bundle's XGBoost ranker. Measured twice: with the
+  per-worker fold-in cache off (`fold_in_cache_users=0`: every request recomputes, the worst
+  case) and with the default cache (a user's next requests are a lookup until they watch
+  something new);
+- the precomputed path with the per-client rate limit on (never reached): its bookkeeping.
+
+They run in turn, --rounds times; each figure is the median over the rounds. Memory: after each
+load, every worker's PSS and USS from /proc/<pid>/smaps_rollup (PSS divides a shared page
+among the processes mapping it, so the bundle's memory-mapped arrays are not counted once per
+worker; USS counts only the pages the worker alone has) and its RSS.
+
+Freshness: `movierec ingest --follow` runs beside the service; --events times, a known user
+watches the first movie of their current answer (one line appended to the event source) and
+/recommend is polled every 10 ms until the answer changes. p50 and p99 of that delay (after
+one event not counted: the follower's first batch after its start, printed apart).
+
+Targets (issue 15): precomputed throughput >= 0.85x the minimal endpoint's and p99 <= 1.15x;
+fold-in p99 <= 1.5x the minimal endpoint's; worker PSS <= 150 MB; freshness p50 and p99 <= 2 s.
+Ratios are measured in the same run; the last line is the summary as JSON.
 
 The ml-1m model is trained once (without tuning: serving cost does not depend on it) into
-.cache/bench-serve and reused by later runs.
+.cache/bench-serve and reused by later runs; the online store there is emptied at each run.
 """
 
 from __future__ import annotations
@@ -23,59 +45,77 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import requests
+
+from movierec.core.settings import Settings
+from movierec.data.events import format_watch
 from movierec.ops.service import free_port, poll_ready
 
 REPO = Path(__file__).resolve().parents[1]
 HOME = REPO / ".cache" / "bench-serve"
+WHERE = {"home": HOME, "dataset": "ml-1m"}  # --home and --dataset: another trained model
 CONF = REPO / "src" / "movierec" / "serve" / "gunicorn_conf.py"
-USERS = 6040
+APP = "movierec.serve:create_app()"
+TRAINED, NEW = 40, 10  # the fold-in users' history: in the training data, since the cutoff
 
 LUA = """
+ids = {IDS}
 counter = 0
 request = function()
   counter = counter + 1
-  local id = (counter * 7919) % SPAN + 1
-  return wrk.format("GET", "/recommend/" .. id)
+  return wrk.format("GET", "/recommend/" .. ids[(counter * 7919) % #ids + 1])
 end
 """
 
 
+def bench_settings() -> Settings:
+    home, dataset = Path(WHERE["home"]), str(WHERE["dataset"])
+    return Settings.from_env({}, home=home, cache_dir=REPO / ".cache", dataset=dataset)
+
+
 def prepare_model() -> str:
     """A stable model trained on all of ml-1m (cached); returns its version."""
-    from movierec.core.settings import Settings
     from movierec.data.ingest import ingest
     from movierec.data.movielens import fetch
     from movierec.data.replay import replay
     from movierec.registry.routing import read_routing, set_stable
     from movierec.retrain.training import train_candidate
 
-    s = Settings.from_env({}, home=HOME, cache_dir=REPO / ".cache", dataset="ml-1m")
+    s = bench_settings()
     routing = read_routing(s)
     if routing is not None:
         return routing.stable
-    HOME.mkdir(parents=True, exist_ok=True)
-    fetch(s, "ml-1m")
+    s.home.mkdir(parents=True, exist_ok=True)
+    fetch(s, s.data.dataset)
     t0 = time.perf_counter()
-    replay(s, "ml-1m", s.data.event_source)
+    replay(s, s.data.dataset, s.data.event_source)
     ingest(s)
     result = train_candidate(s, tune=False)
     set_stable(s, result.version, "serving benchmark")
-    print(f"trained {result.version} on ml-1m in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"trained {result.version} on {s.data.dataset} in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     return result.version
 
 
+# ---- servers and measurements (bench_scale.py uses these too) -------------------------------
 @contextmanager
 def gunicorn(app: str, env: dict[str, str], cwd: Path) -> Iterator[tuple[str, int]]:
     """gunicorn with the service's config file serving `app`; yields (url, master pid)."""
@@ -92,45 +132,57 @@ def gunicorn(app: str, env: dict[str, str], cwd: Path) -> Iterator[tuple[str, in
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc)
+        ok, _, _ = poll_ready(url, timeout=300, proc=proc)
+        if not ok:
+            raise RuntimeError(f"{app} at {url} not ready in 300 s")
         yield url, proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    ok, _, _ = poll_ready(url, timeout=120, proc=proc)
-    if not ok:
-        raise RuntimeError(f"{url} not ready in 120 s")
-
-
-def worker_rss_mb(master: int) -> list[float]:
-    """VmRSS of every child of the gunicorn master."""
+def workers(master: int) -> list[int]:
+    """The pids of the gunicorn master's children."""
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) != master:
-                continue
-            status = (stat.parent / "status").read_text()
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                out.append(int(stat.parent.name))
         except (OSError, IndexError, ValueError):
             continue
-        found = re.search(r"VmRSS:\s+(\d+) kB", status)
-        if found:
-            out.append(int(found.group(1)) / 1024)
     return sorted(out)
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """A process's PSS, USS (private pages) and RSS in MB, from /proc/<pid>/smaps_rollup."""
+    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    kb = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", text, re.M)}
+    uss = kb["Private_Clean"] + kb["Private_Dirty"]
+    return {"pss": kb["Pss"] / 1024, "uss": uss / 1024, "rss": kb["Rss"] / 1024}
+
+
+def worker_memory(master: int) -> list[dict[str, float]]:
+    return [{k: round(v, 1) for k, v in memory_mb(pid).items()} for pid in workers(master)]
 
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(url: str, seconds: int, connections: int, span: int) -> dict[str, Any]:
+def wrk(url: str, seconds: float, connections: int, ids: Sequence[int]) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(LUA.replace("SPAN", str(span)))
+        f.write(LUA.replace("IDS", ",".join(str(i) for i in ids)))
         script = f.name
     try:
-        cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, url]
+        cmd = [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            script,
+            url,
+        ]
         text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(script)
@@ -151,91 +203,270 @@ def wrk(url: str, seconds: int, connections: int, span: int) -> dict[str, Any]:
         "rps": float(rps.group(1)),
         "p50_ms": latency["50"],
         "p99_ms": latency["99"],
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
+        "failed": (int(non2xx.group(1)) if non2xx else 0)
+        + (sum(int(x) for x in errors.groups()) if errors else 0),
     }
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between ranks."""
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+# ---- the fold-in users ----------------------------------------------------------------------
+def fold_in_users(version: str, count: int) -> tuple[list[int], dict[int, list[str]]]:
+    """Up to `count` users with TRAINED movies in the model's data (the closest counts if too
+    few have exactly that many), and NEW movies each that they never watched (popular ones,
+    drawn with a fixed seed)."""
+    from movierec.registry.bundles import bundle_path
+    from movierec.serve.foldin import FoldIn
+
+    fold = FoldIn.load(bundle_path(bench_settings(), version), cache_size=0)
+    if fold is None:
+        raise RuntimeError(f"model {version} has no fold-in arrays: retrain")
+    seen, index = fold.stage.seen, fold.stage.index
+    counts = [int(n) for n in (seen.indptr[1:] - seen.indptr[:-1]).tolist()]
+    rows = sorted(range(len(counts)), key=lambda r: (abs(counts[r] - TRAINED), r))[:count]
+    popular = [int(i) for i in (-fold.stage.base.item_stats[:, 2]).argsort()[:500]]
+    rng = random.Random(15)
+    new: dict[int, list[str]] = {}
+    for row in rows:
+        watched = set(seen.indices[seen.indptr[row] : seen.indptr[row + 1]].tolist())
+        fresh = [i for i in popular if i not in watched]
+        new[int(index.users[row])] = [str(index.movies[i]) for i in rng.sample(fresh, NEW)]
+    spread = sorted({counts[r] for r in rows})
+    print(
+        f"fold-in users: {len(rows)}, trained history {spread[0]}..{spread[-1]} movies, "
+        f"+{NEW} new each",
+        flush=True,
+    )
+    return sorted(new), new
+
+
+def write_new_events(new: dict[int, list[str]]) -> float:
+    """Empty the online store, append the users' new watches (after the training cutoff) to the
+    event source and ingest them (the DataPipeline writes the store); returns the seconds."""
+    from movierec.data.ingest import ingest
+
+    s = bench_settings()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{s.online_store_file}{suffix}").unlink(missing_ok=True)
+    start = datetime.now(UTC) - timedelta(days=1)  # after the cutoff, not in the future
+    with open(s.path(s.data.event_source), "a") as f:
+        for n, (user, movies) in enumerate(new.items()):
+            for j, movie in enumerate(movies):
+                at = start + timedelta(seconds=n, minutes=j)
+                f.writelines(
+                    format_watch(at + timedelta(minutes=m), user, movie, m) + "\n" for m in range(3)
+                )
+    t0 = time.perf_counter()
+    ingest(s)
+    return time.perf_counter() - t0
+
+
+# ---- freshness ------------------------------------------------------------------------------
+@contextmanager
+def follower(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """`movierec ingest --follow` on the benchmark's home, caught up before it yields."""
+    from movierec.data.lake import read_state
+
+    s = bench_settings()
+    source = s.path(s.data.event_source)
+    log = open(s.home / "follow.log", "ab")  # noqa: SIM115 - the child holds it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "movierec.cli", "ingest", "--follow"],
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    key = str(source.resolve())
+    try:
+        deadline = time.monotonic() + 120
+        while (
+            read_state(s).get("positions", {}).get(key, {}).get("offset") != source.stat().st_size
+        ):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ingest --follow did not catch up: see {s.home / 'follow.log'}")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+
+
+def freshness(url: str, env: dict[str, str], users: Sequence[int], events: int) -> list[float]:
+    """Seconds from a watch appended to the event source to a changed answer, per event."""
+    s = bench_settings()
+    source = s.path(s.data.event_source)
+    delays = []
+    with follower(env):
+        for user in users[: events + 1]:  # the first, the follower's first batch: not counted
+            before = requests.get(f"{url}/recommend/{user}", timeout=10).text
+            line = format_watch(datetime.now(UTC), user, before.split(",")[0], 0) + "\n"
+            with open(source, "a") as f:
+                f.write(line)
+            t0 = time.perf_counter()
+            while requests.get(f"{url}/recommend/{user}", timeout=10).text == before:
+                if time.perf_counter() - t0 > 30:
+                    raise RuntimeError(f"user {user}'s answer unchanged 30 s after a watch")
+                time.sleep(0.01)
+            delays.append(time.perf_counter() - t0)
+    print(f"freshness: the follower's first event took {delays[0]:.3f} s (not counted)")
+    return delays[1:]
+
+
+# ---- the run --------------------------------------------------------------------------------
 def measure(
-    name: str, app: str, env: dict[str, str], cwd: Path, args: argparse.Namespace, span: int
+    name: str, app: str, env: dict[str, str], cwd: Path, args: argparse.Namespace, ids: list[int]
 ) -> dict[str, Any]:
     with gunicorn(app, env, cwd) as (url, master):
-        wrk(url, 2, args.connections, span)  # warm-up
-        result = wrk(url, args.seconds, args.connections, span)
-        result["worker_rss_mb"] = [round(v, 1) for v in worker_rss_mb(master)]
+        wrk(url, 2, args.connections, ids)  # warm-up
+        result = wrk(url, args.seconds, args.connections, ids)
+        result["workers"] = worker_memory(master)
+        result["master_pss_mb"] = round(memory_mb(master)["pss"], 1)
     print(f"{name}: {json.dumps(result)}", flush=True)
     return result
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds; memory: the largest worker of each round."""
+    out: dict[str, Any] = {}
+    for key in ("rps", "p50_ms", "p99_ms"):
+        out[key] = statistics.median(r[key] for r in runs)
+    out["failed"] = sum(r["failed"] for r in runs)
+    for key in ("pss", "uss", "rss"):
+        out[f"max_{key}_mb"] = statistics.median(max(w[key] for w in r["workers"]) for r in runs)
+    out["master_pss_mb"] = statistics.median(r["master_pss_mb"] for r in runs)
+    return out
+
+
+def known_users(version: str) -> list[int]:
+    from movierec.registry.bundles import bundle_path
+
+    path = bundle_path(bench_settings(), version) / "lists.users.npy"
+    return [int(u) for u in np.load(path, mmap_mode="r")]
+
+
+def configs(
+    version: str, fold_users: list[int], cache_users: int
+) -> dict[str, tuple[str, dict[str, str], Path, list[int]]]:
+    s = bench_settings()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MOVIEREC_")}
+    base |= {"MOVIEREC_HOST": "127.0.0.1", "OPENBLAS_NUM_THREADS": "1"}
+    for key in ("MOVIEREC_WORKERS", "MOVIEREC_THREADS"):
+        if key in os.environ:
+            base[key] = os.environ[key]
+    ours = base | {
+        "MOVIEREC_HOME": str(s.home),
+        "MOVIEREC_DATASET": s.data.dataset,
+        "MOVIEREC_CACHE_DIR": str(REPO / ".cache"),
+        "PROMETHEUS_MULTIPROC_DIR": str(s.home / "prometheus-multiproc"),
+    }
+    minimal = base | {"MOVIEREC_HOME": tempfile.mkdtemp(prefix="bench-minimal-")}
+    folded = set(fold_users)
+    known = [u for u in known_users(version) if u not in folded]
+    unknown = list(range(max(known) + 1001, max(known) + 1201))  # 200 unknown: cold start
+    precomputed = known + unknown
+    no_cache = {"MOVIEREC_FOLD_IN_CACHE_USERS": "0"}
+    cached = {"MOVIEREC_FOLD_IN_CACHE_USERS": str(cache_users)}
+    limit = {"MOVIEREC_RATE_LIMIT_PER_MINUTE": "10000000"}  # bookkeeping, never reached
+    return {
+        "minimal Flask endpoint": ("minimal_app:app", minimal, REPO / "evaluation", known),
+        "precomputed": (APP, ours, REPO, precomputed),
+        "fold-in, cache off": (APP, ours | no_cache, REPO, fold_users),
+        "fold-in, cache on": (APP, ours | cached, REPO, fold_users),
+        "precomputed, rate limit": (APP, ours | limit, REPO, precomputed),
+    }
+
+
+def report(
+    medians: dict[str, dict[str, Any]], delays: list[float], args: argparse.Namespace
+) -> dict[str, Any]:
+    print(f"\nmedian of {args.rounds} rounds")
+    head = f"{'':26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
+    print(head + f"{'PSS MB':>9}{'USS MB':>9}{'RSS MB':>9}  (largest worker){'master PSS':>12}")
+    for name, r in medians.items():
+        print(
+            f"{name:26}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['failed']:>8}"
+            f"{r['max_pss_mb']:>9.1f}{r['max_uss_mb']:>9.1f}{r['max_rss_mb']:>9.1f}"
+            f"{'':18}{r['master_pss_mb']:>10.1f}"
+        )
+    mini, pre = medians["minimal Flask endpoint"], medians["precomputed"]
+    fold, limited = medians["fold-in, cache off"], medians["precomputed, rate limit"]
+    pss = max(medians[n]["max_pss_mb"] for n in medians if n != "minimal Flask endpoint")
+    fresh50, fresh99 = percentile(delays, 50), percentile(delays, 99)
+    figures = {
+        "precomputed_throughput_ratio": (pre["rps"] / mini["rps"], ">=", 0.85),
+        "precomputed_p99_ratio": (pre["p99_ms"] / mini["p99_ms"], "<=", 1.15),
+        "fold_in_p99_ratio": (fold["p99_ms"] / mini["p99_ms"], "<=", 1.5),
+        "fold_in_cached_p99_ratio": (
+            medians["fold-in, cache on"]["p99_ms"] / mini["p99_ms"],
+            "<=",
+            1.5,
+        ),
+        "worker_pss_mb": (pss, "<=", 150.0),
+        "freshness_p50_s": (fresh50, "<=", 2.0),
+        "freshness_p99_s": (fresh99, "<=", 2.0),
+    }
+    print(f"\nrate limiting costs {1 - limited['rps'] / pre['rps']:.1%} of throughput")
+    print(
+        f"freshness over {len(delays)} events: p50 {fresh50:.3f} s, p99 {fresh99:.3f} s, "
+        f"max {max(delays):.3f} s"
+    )
+    summary: dict[str, Any] = {"configs": medians, "freshness_s": [round(d, 3) for d in delays]}
+    for name, (value, op, target) in figures.items():
+        ok = value >= target if op == ">=" else value <= target
+        print(f"{name} {value:.2f} (target {op} {target}): {'PASS' if ok else 'FAIL'}")
+        summary[name] = {"value": round(value, 3), "target": f"{op} {target}", "pass": ok}
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--events", type=int, default=30, help="freshness: events measured")
+    parser.add_argument("--fold-in-users", type=int, default=300)
+    parser.add_argument("--home", type=Path, default=HOME, help="another trained model's home")
+    parser.add_argument("--dataset", default="ml-1m", help="the data set of --home")
     args = parser.parse_args()
+    WHERE.update(home=args.home.resolve(), dataset=args.dataset)
     if shutil.which("wrk") is None:
         print("wrk is missing: run scripts/system_deps.sh (Debian's wrk)", file=sys.stderr)
         return 2
+    # Model, fold-in users and their new events in the online store
     version = prepare_model()
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MOVIEREC_")}
-    base |= {"MOVIEREC_HOST": "127.0.0.1", "OPENBLAS_NUM_THREADS": "1"}
-    workers, threads = base.get("MOVIEREC_WORKERS", "2"), base.get("MOVIEREC_THREADS", "4")
-    ours_env = base | {
-        "MOVIEREC_HOME": str(HOME),
-        "MOVIEREC_DATASET": "ml-1m",
-        "PROMETHEUS_MULTIPROC_DIR": str(HOME / "prometheus-multiproc"),
-    }
+    fold_users, new = fold_in_users(version, args.fold_in_users)
+    print(f"ingested {len(new) * NEW * 3} new watch events in {write_new_events(new):.1f} s")
+    runs = configs(version, fold_users, cache_users=10_000)
+    workers_env = runs["precomputed"][1]
     print(
-        f"model {version}; gunicorn gthread {workers} workers x {threads} threads; "
-        f"wrk 2 threads, {args.connections} connections, {args.seconds} s",
+        f"model {version}; gunicorn gthread {workers_env.get('MOVIEREC_WORKERS', '2')} workers "
+        f"x {workers_env.get('MOVIEREC_THREADS', '4')} threads; wrk 2 threads, "
+        f"{args.connections} connections, {args.seconds} s",
         flush=True,
     )
-    minimal_env = base | {"MOVIEREC_HOME": tempfile.mkdtemp(prefix="bench-minimal-")}
-    configs = {
-        "minimal Flask endpoint": ("minimal_app:app", minimal_env, REPO / "evaluation", USERS),
-        # the last 200 ids are unknown: cold start
-        "movierec /recommend": ("movierec.serve:create_app()", ours_env, REPO, USERS + 200),
-        "movierec, rate limit on": (
-            "movierec.serve:create_app()",
-            ours_env | {"MOVIEREC_RATE_LIMIT_PER_MINUTE": "10000000"},  # bookkeeping, never hit
-            REPO,
-            USERS + 200,
-        ),
-    }
-    # the three in turn, --rounds times; each figure is the round with the median throughput
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
+    # Load: every configuration in turn, --rounds times
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
     for k in range(args.rounds):
-        for name, (app, env, cwd, span) in configs.items():
-            results[name].append(measure(f"{name} (round {k + 1})", app, env, cwd, args, span))
-    minimal, ours, limited = (
-        sorted(runs, key=lambda r: r["rps"])[len(runs) // 2] for runs in results.values()
-    )
-    ratio = ours["rps"] / minimal["rps"]
-    rss = max(ours["worker_rss_mb"] or [float("nan")])
-    print()
-    print(f"median of {args.rounds} rounds")
-    print(f"{'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'failed':>8}  worker RSS MB")
-    runs = (
-        ("minimal Flask endpoint", minimal),
-        ("movierec /recommend", ours),
-        ("movierec, rate limit on", limited),
-    )
-    for name, r in runs:
-        failed = r["non_2xx"] + r["socket_errors"]
-        print(
-            f"{name:24}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{failed:>8}  "
-            f"{r['worker_rss_mb']}"
-        )
-    print()
-    checks = (
-        (f"throughput ratio {ratio:.2f}", "target >= 0.70", ratio >= 0.7),
-        (f"p99 {ours['p99_ms']:.2f} ms", "target <= 25 ms", ours["p99_ms"] <= 25),
-        (f"max worker RSS {rss:.0f} MB", "target <= 300 MB", rss <= 300),
-    )
-    print(f"rate limiting costs {1 - limited['rps'] / ours['rps']:.1%} of throughput")
-    for figure, target, ok in checks:
-        print(f"{figure} ({target}): {'met' if ok else 'MISSED'}")
-    shutil.rmtree(minimal_env["MOVIEREC_HOME"], ignore_errors=True)
+        for name, (app, env, cwd, ids) in runs.items():
+            results[name].append(measure(f"{name} (round {k + 1})", app, env, cwd, args, ids))
+    medians = {name: median_run(r) for name, r in results.items()}
+    # Freshness: the follower beside the service, users outside the fold-in set
+    env = runs["precomputed"][1]
+    users = random.Random(7).sample(runs["minimal Flask endpoint"][3], args.events + 1)
+    with gunicorn(APP, env, REPO) as (url, _):
+        delays = freshness(url, env, users, args.events)
+    shutil.rmtree(runs["minimal Flask endpoint"][1]["MOVIEREC_HOME"], ignore_errors=True)
+    summary = report(medians, delays, args)
+    print(json.dumps(summary, separators=(",", ":")))
     return 0
 
 

@@ -8,6 +8,8 @@ gracefully; Prometheus multiprocess files are cleaned at start and marked dead w
 from __future__ import annotations
 
 import errno
+import gc
+import importlib
 import os
 import selectors
 import shutil
@@ -75,7 +77,23 @@ control_socket_disable = True
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
+# The libraries every worker imports, imported once in the master and frozen out of the
+# garbage collector before the workers are forked: the workers then share those pages instead
+# of each holding a private copy (the collector's passes write to every object they visit, so
+# without the freeze each worker would copy most of them, page by page). With 2 workers on
+# ml-100k: 116 MB PSS per worker instead of 188, 317 MB in all instead of 390
+# (evaluation/bench_serve.py and bench_scale.py measure it).
+SHARED_LIBRARIES = ("flask", "numpy", "pandas", "pyarrow.parquet", "scipy.sparse", "xgboost")
+
+
+def share_libraries() -> None:
+    for name in SHARED_LIBRARIES:
+        importlib.import_module(name)
+    gc.freeze()
+
+
 def on_starting(server: Any) -> None:
+    share_libraries()
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder:
         shutil.rmtree(folder, ignore_errors=True)

@@ -23,6 +23,7 @@ restarted worker could not load it: `deploy_app.py --docker` refuses to restart 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import threading
@@ -73,7 +74,7 @@ class ServingModel:
             raise ModelLoadError(f"{bundle_dir}: unreadable serving artifacts ({exc})") from None
         if not cold_items:
             raise ModelLoadError(f"{bundle_dir}: empty cold-start list")
-        return cls(
+        model = cls(
             version=str(meta["version"]),
             metadata=meta,
             lists=lists,
@@ -81,6 +82,8 @@ class ServingModel:
             cutoff_ms=cutoff_ms,
             fold=FoldIn.load(bundle_dir, fold_in_cache),
         )
+        release_freed_heap()
+        return model
 
     def recommend(self, user_id: int) -> str:
         """Comma-joined movie ids, best first; the cold-start list for an unknown user."""
@@ -103,6 +106,16 @@ class ServingModel:
     @property
     def known_users(self) -> int:
         return len(self.lists)
+
+
+def release_freed_heap() -> bool:
+    """Give the C heap's freed memory back to the system (glibc's `malloc_trim`). XGBoost
+    parses a booster's JSON into a large temporary document that glibc keeps once freed: about
+    95 MB in every worker for ml-1m's 10 MB rating model. False without glibc."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 
 def _lists(bundle_dir: Path) -> PrecomputedLists:
