@@ -25,6 +25,7 @@ evaluation/results/ (not committed).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -280,7 +281,12 @@ def _arguments() -> argparse.Namespace:
         action="store_true",
         help="also the long-tail and genre-diversity settings (on the first protocol)",
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if not (args.no_svdpp or args.child) and importlib.util.find_spec("surprise") is None:
+        parser.error(
+            "SVD++ needs scikit-surprise (the bench group): run `make bench`, or --no-svdpp"
+        )
+    return args
 
 
 def _protocol(
