@@ -52,10 +52,16 @@ def test_the_good_candidate_passes_the_shadow_ramps_to_100_and_is_promoted(
     canary = acted[1:]
     assert [d["decision"] for d in canary] == ["RAMP"] * (len(canary) - 1) + ["PROMOTE"]
     assert [d["pct_before"] for d in canary] == list(range(10, 101, 10))
+    # each step ramps once its interval lies above -margin; until then it holds (inconclusive:
+    # the interval straddles the margin), which a few users at 10% may need several looks for
     margin = s.release.noninferiority_margin
     for event in _feedback(s):
         if event["canary"] == v1 and event["stage"] == "canary":
-            assert event["lift"]["low"] > -margin, event["reasons"]
+            low, high = event["lift"]["low"], event["lift"]["high"]
+            if event["decision"] == "HOLD":
+                assert low <= -margin < high, event["reasons"]
+            else:
+                assert event["decision"] in ("RAMP", "PROMOTE") and low > -margin, event["reasons"]
 
 
 def test_every_decision_about_the_retrained_candidate_follows_from_its_interval(
