@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from movierec.core.files import append_daily_jsonl
 from movierec.core.gaps import SPILL_SINKS, record_gap
@@ -54,6 +54,7 @@ _PUT_WAIT = 0.05
 _RETRY = 1.0
 
 Records = list[dict[str, Any]]
+T = TypeVar("T")
 
 
 class ServedLog:
@@ -111,15 +112,7 @@ class ServedLog:
             self._read_back()
 
     def _drain(self, block: bool) -> Records:
-        batch: Records = []
-        try:
-            if block:
-                batch.append(self.queue.get(timeout=_INTERVAL))
-            while len(batch) < _BATCH:
-                batch.append(self.queue.get_nowait())
-        except queue.Empty:
-            pass
-        return batch
+        return drain(self.queue, block)
 
     def _write_pending(self, sink: str) -> None:
         recs = self._pending[sink]
@@ -199,6 +192,19 @@ class ServedLog:
             if self._pending[sink]:
                 self._drop(sink, self._pending[sink], "worker exit: the log cannot be written")
                 self._pending[sink] = []
+
+
+def drain(q: queue.Queue[T], block: bool, limit: int = _BATCH) -> list[T]:
+    """Up to `limit` items of what `q` holds; with `block`, waits up to 200 ms for the first."""
+    batch: list[T] = []
+    try:
+        if block:
+            batch.append(q.get(timeout=_INTERVAL))
+        while len(batch) < limit:
+            batch.append(q.get_nowait())
+    except queue.Empty:
+        pass
+    return batch
 
 
 def _by_sink(recs: Records) -> dict[str, Records]:

@@ -26,10 +26,10 @@ from movierec.core.files import append_daily_jsonl
 from movierec.core.settings import Settings
 from movierec.serve.metrics import SHADOW_DROPPED, SHADOW_LISTS
 from movierec.serve.models import ServingModel
+from movierec.serve.servedlog import drain
 
 log = logging.getLogger(__name__)
 
-_INTERVAL = 0.2
 _BATCH = 2000
 
 
@@ -69,18 +69,14 @@ class ShadowRunner:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.flush(block=True)
+            try:
+                self.flush(block=True)
+            except Exception:  # the runner must survive anything, as the served log's writer
+                log.exception("shadow runner failed; it keeps running")
 
     def flush(self, block: bool = False) -> None:
         """Compute and write what is queued (waiting up to 200 ms for a first task)."""
-        tasks: list[ShadowTask] = []
-        try:
-            if block:
-                tasks.append(self.queue.get(timeout=_INTERVAL))
-            while len(tasks) < _BATCH:
-                tasks.append(self.queue.get_nowait())
-        except queue.Empty:
-            pass
+        tasks = drain(self.queue, block, _BATCH)
         if not tasks:
             return
         records = [_compute(t) for t in tasks]

@@ -105,3 +105,29 @@ def test_a_full_queue_drops_and_counts_instead_of_waiting(settings: Settings) ->
         runner.offer(ShadowTask(model, f"r{i}", "2025-03-01T10:00:00.000+00:00", i, "v1", "x"))
     after = REGISTRY.get_sample_value("movierec_shadow_dropped_total") or 0.0
     assert after - before == 2
+
+
+def test_the_runner_survives_a_failed_batch(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = ShadowRunner(settings)
+    written: list[dict] = []
+    calls = iter([ValueError("a bug in a record"), None])
+
+    def flaky_write(records: list[dict]) -> None:
+        error = next(calls, None)
+        if error is not None:
+            raise error
+        written.extend(records)
+
+    monkeypatch.setattr(runner, "_write", flaky_write)
+    model = ServingModel(version="v2", metadata={}, lists={}, cold="a+2000")
+    ts = "2025-03-01T10:00:00.000+00:00"
+    runner.offer(ShadowTask(model, "r1", ts, 1, "v1", "x"))
+    wait_until(lambda: runner.queue.empty())
+    runner.offer(ShadowTask(model, "r2", ts, 2, "v1", "x"))
+    try:
+        wait_until(lambda: len(written) == 1, timeout=5)
+    finally:
+        runner.close()
+    assert written[0]["request_id"] == "r2"
