@@ -95,6 +95,8 @@ class ServingSettings:
     trusted_proxies: str = ""
     log_queue_size: int = 10_000
     online_store_timeout_ms: float = 50.0  # a request waits at most this long for the store
+    # how often each worker reads the store's change feed (which users have new events)
+    online_store_poll_ms: float = 100.0
     # arms that fold a user's new events in (comma-separated; "": every arm answers from the
     # precomputed lists), and the lists each worker keeps per (user, history)
     fold_in_arms: str = "stable,canary"

@@ -55,6 +55,7 @@ _POSITIVE = (
     "ingest_flush_seconds",
     "ingest_refresh_seconds",
     "online_store_timeout_ms",
+    "online_store_poll_ms",
     "max_step_hours",
     "completed_viewing_minutes",
 )

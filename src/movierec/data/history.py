@@ -13,7 +13,7 @@ Times are integer milliseconds since the epoch (UTC), exact in SQLite, Redis and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,28 @@ class HistoryStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What a store's change feed says since a cursor: each user written and their latest event
+    (`latest`: user_id -> last_ms). `full`: `latest` covers every user in the store (the first
+    read, or the cursor was too old or of another file), not only those written since."""
+
+    cursor: tuple[int, int]  # (the store file's identity, the last change read)
+    latest: dict[int, int]
+    full: bool
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """A store that says which users were written since a cursor, so that a reader can keep
+    an index of who has events and ask the store only about them."""
+
+    def changes(self, cursor: tuple[int, int] | None) -> Changes | None:
+        """The changes after `cursor` (None: from the start); None when the store has no
+        change feed (a file made before it); `OnlineStoreUnavailable` when it cannot answer."""
+        ...
 
 
 def merge(a: Seen, b: Seen) -> Seen:

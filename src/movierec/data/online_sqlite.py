@@ -9,6 +9,14 @@ with `synchronous=FULL`, so a batch the pipeline commits after it is durable her
 Readers open the file read-only, one connection per thread, and wait at most `timeout_ms` for
 a lock: a missing, locked or unreadable store raises `OnlineStoreUnavailable` at once, and the
 service answers from the precomputed list.
+
+The change feed: each batch also appends, in the same transaction, one `changes` row per user
+it wrote (the user's latest event in the batch), numbered by SQLite's AUTOINCREMENT, so the
+numbers grow in commit order (the writer holds the write lock from BEGIN IMMEDIATE to COMMIT).
+A worker reads the rows after the last number it saw (`changes`), so it knows which users have
+events without asking the store on every request. Rows older than `CHANGES_KEEP_SECONDS` are
+pruned; a reader whose cursor is older than the oldest row left, or of another file, reads
+every user's latest event from `history` instead.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from pathlib import Path
 
 from movierec.core.errors import OnlineStoreUnavailable
 from movierec.data.events import ParsedBatch
-from movierec.data.history import ROW_COLUMNS, Seen, history_rows
+from movierec.data.history import ROW_COLUMNS, Changes, Seen, history_rows
 from movierec.data.sources import Batch
 
 log = logging.getLogger(__name__)
@@ -39,7 +47,21 @@ CREATE TABLE IF NOT EXISTS history (
     written_ms INTEGER NOT NULL,
     PRIMARY KEY (user_id, movie_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL,
+    written_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_time ON changes (written_ms);
 """
+CHANGE = "INSERT INTO changes (user_id, last_ms, written_ms) VALUES (?, ?, ?)"
+LAST_CHANGE = "SELECT seq FROM sqlite_sequence WHERE name = 'changes'"
+FIRST_CHANGE = "SELECT min(seq) FROM changes"
+CHANGES_AFTER = "SELECT user_id, max(last_ms) FROM changes WHERE seq > ? GROUP BY user_id"
+EVERY_USER = "SELECT user_id, max(last_ms) FROM history GROUP BY user_id"
+PRUNE_CHANGES = "DELETE FROM changes WHERE written_ms < ?"
+CHANGES_KEEP_SECONDS = 3600.0
 # the merge rule of data.history: SET expressions see the row as it was before the update
 UPSERT = """
 INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -101,9 +123,13 @@ class SqliteHistoryStore:
         written = _now_ms()
         columns = [rows[c].tolist() for c in ROW_COLUMNS]  # Python ints: sqlite3 binds them
         values = [(*row, written) for row in zip(*columns, strict=True)]
+        latest = rows.groupby("user_id")["last_ms"].max()
+        users, last = latest.index.tolist(), latest.tolist()
+        changes = [(u, ms, written) for u, ms in zip(users, last, strict=True)]
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(UPSERT, values)
+            conn.executemany(CHANGE, changes)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -116,7 +142,9 @@ class SqliteHistoryStore:
         """Forget the users nothing was written for during the retention period."""
         conn = self._connect_writer()
         self._pruned = time.monotonic()
-        cur = conn.execute(PRUNE, ((now_ms or _now_ms()) - self.retention_ms,))
+        now_ms = now_ms or _now_ms()
+        conn.execute(PRUNE_CHANGES, (now_ms - int(CHANGES_KEEP_SECONDS * 1000),))
+        cur = conn.execute(PRUNE, (now_ms - self.retention_ms,))
         if cur.rowcount:
             log.info("online store: pruned %d rows past the retention period", cur.rowcount)
         return cur.rowcount
@@ -156,6 +184,41 @@ class SqliteHistoryStore:
             self._drop_reader()
             raise _unavailable(self.path, exc) from None
         return [Seen(*row) for row in rows]
+
+    def changes(self, cursor: tuple[int, int] | None) -> Changes | None:
+        """The users written after `cursor`, read in one transaction (see the module's text)."""
+        conn = self._reader()
+        inode = self._local.conn[1]
+        try:
+            conn.execute("BEGIN")
+            try:
+                return self._changes(conn, inode, cursor)
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # a file made before the change feed
+                return None
+            self._drop_reader()
+            raise _unavailable(self.path, exc) from None
+        except sqlite3.Error as exc:
+            self._drop_reader()
+            raise _unavailable(self.path, exc) from None
+
+    @staticmethod
+    def _changes(
+        conn: sqlite3.Connection, inode: int, cursor: tuple[int, int] | None
+    ) -> Changes | None:
+        last_row = conn.execute(LAST_CHANGE).fetchone()
+        if last_row is None:  # the changes table exists but was never written
+            conn.execute(FIRST_CHANGE)  # raises "no such table" on a file without it
+        last = int(last_row[0]) if last_row else 0
+        first = conn.execute(FIRST_CHANGE).fetchone()[0]
+        oldest_left = int(first) if first is not None else last + 1
+        if cursor is None or cursor[0] != inode or cursor[1] > last or oldest_left > cursor[1] + 1:
+            rows = conn.execute(EVERY_USER).fetchall()
+            return Changes((inode, last), {int(u): int(ms) for u, ms in rows}, full=True)
+        rows = conn.execute(CHANGES_AFTER, (cursor[1],)).fetchall()
+        return Changes((inode, last), {int(u): int(ms) for u, ms in rows}, full=False)
 
     def close(self) -> None:
         if self._writer is not None:

@@ -17,7 +17,7 @@ the number of users.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,12 @@ class PrecomputedLists:
     users: np.ndarray
     items: np.ndarray
     movies: np.ndarray
+    # the movie ids as Python strings, made once: a request joins them without numpy's
+    # string arrays (a memory-mapped array's views also cost a subclass's bookkeeping each)
+    _names: list[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", self.movies.tolist())
 
     @classmethod
     def build(cls, lists: Mapping[int, Sequence[str]]) -> PrecomputedLists:
@@ -68,15 +74,16 @@ class PrecomputedLists:
 
     def row(self, user_id: int) -> int:
         """The user's row, -1 when the trainer did not know them."""
-        pos = int(np.searchsorted(self.users, user_id))
-        return pos if pos < self.users.size and int(self.users[pos]) == user_id else -1
+        users = self.users.view(np.ndarray)  # a memmap's views cost a subclass's bookkeeping
+        pos = int(users.searchsorted(user_id))
+        return pos if pos < users.size and int(users[pos]) == user_id else -1
 
     def get(self, user_id: int) -> list[str] | None:
         row = self.row(user_id)
         if row < 0:
             return None
-        positions = self.items[row]
-        return self.movies[positions[positions >= 0]].tolist()
+        names = self._names
+        return [names[i] for i in self.items.view(np.ndarray)[row].tolist() if i >= 0]
 
     def __len__(self) -> int:
         return int(self.users.size)

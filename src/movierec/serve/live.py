@@ -1,14 +1,18 @@
 """Live answers: a user with events since the model's training cutoff gets a list folded in
 from their whole history, without what they watched; a user without gets the precomputed list.
 
-The online store (`data.online_store`, SQLite or Redis) is read once per request. When it
-cannot answer - missing, locked, unreachable (Redis down), or anything else - the request is
-answered from the precomputed list, never a 5xx: `movierec_live_fallbacks_total{reason}`
-counts it, a warning is logged (at most one per reason every `WARN_EVERY_SECONDS`), and a
-store that is locked or unreachable is left alone for `RETRY_SECONDS`, so that its time-out
-does not slow every request (a missing SQLite file costs one stat: it is looked for each
-time). Which arms fold users in is a setting (`fold_in_arms`): the same model can be served
-precomputed as stable and folded in as canary, to measure what fold-in is worth online.
+The online store (`data.online_store`, SQLite or Redis) is asked once per request about a user
+who has events since the cutoff. A store with a change feed (SQLite) also tells each worker who
+has events (`serve.recent.RecentUsers`), so a user with none is answered without a query; a
+store without one (Redis) is asked on every request. When it cannot answer - missing, locked,
+unreachable (Redis down), or anything else - the request is answered from the precomputed
+list, never a 5xx: `movierec_live_fallbacks_total{reason}` counts it, a warning is logged (at
+most one per reason every `WARN_EVERY_SECONDS`), and a store that is locked or unreachable is
+left alone for `RETRY_SECONDS`, so that its time-out does not slow every request (a missing
+SQLite file costs one stat: it is looked for each time). While the index cannot read the
+feed, every request falls back the same way, counted with the index's reason. Which arms fold
+users in is a setting (`fold_in_arms`): the same model can be served precomputed as stable and
+folded in as canary, to measure what fold-in is worth online.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ import time
 from movierec.core.errors import OnlineStoreUnavailable
 from movierec.core.settings import Settings
 from movierec.core.validation import ARMS
-from movierec.data.history import HistoryStore, Seen
+from movierec.data.history import ChangeFeed, HistoryStore, Seen
 from movierec.data.online_store import open_online_store
 from movierec.serve.metrics import LIVE_ANSWERS, LIVE_FALLBACKS
 from movierec.serve.models import ServingModel
+from movierec.serve.recent import RecentUsers
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +43,9 @@ class LiveHistory:
     """The online store as the service reads it: a user's recent movies, or None when the
     store cannot answer (counted, warned, backed off)."""
 
-    def __init__(self, store: HistoryStore | None):
+    def __init__(self, store: HistoryStore | None, poll_seconds: float = 0.1):
         self.store = store
+        self.index = RecentUsers(store, poll_seconds) if isinstance(store, ChangeFeed) else None
         self._skip_until = 0.0
         self._skip_reason = ""
         self._warned: dict[str, float] = {}
@@ -52,6 +58,14 @@ class LiveHistory:
         if time.monotonic() < self._skip_until:
             LIVE_FALLBACKS.labels(reason=self._skip_reason).inc()
             return None
+        if self.index is not None:
+            self.index.start()
+            problem = self.index.problem
+            if problem is not None:
+                self.failed(problem.reason, str(problem))
+                return None
+            if self.index.ready and self.index.latest(user_id) <= since_ms:
+                return []
         try:
             return self.store.history(user_id, since_ms)
         except OnlineStoreUnavailable as exc:
@@ -80,7 +94,9 @@ class LiveRecommender:
         self.k = settings.training.recommendations_k
         arms = settings.serving.fold_in_arms.split(",")
         self.arms = frozenset(a.strip() for a in arms if a.strip())
-        self.history = history or LiveHistory(open_online_store(settings))
+        self.history = history or LiveHistory(
+            open_online_store(settings), settings.serving.online_store_poll_ms / 1000.0
+        )
         for reason in REASONS:  # every series exported from the start, at 0
             LIVE_FALLBACKS.labels(reason=reason)
         for arm in ARMS:
