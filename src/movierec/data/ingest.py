@@ -15,15 +15,16 @@ one-shot run. The state is the reference position: a batch keeps only the lines 
 
 `ingest` reads what is new and stops. `ingest(..., follow=Follow(stop))` (`ingest --follow`)
 keeps reading, committing within about `ingest_flush_seconds` of an event's arrival. After the
-batches (and, when following, every `ingest_refresh_seconds`) the lake's tables are rebuilt
-from every committed part (`data.lake`, which first merges the parts when there are many) and
-a refresh report is written (`data.refresh`). Rejected lines go to `data/quarantine.jsonl`
-with source, position and reason.
+batches (and, when following, every `ingest_refresh_seconds`, in a thread beside the batches)
+the lake's tables are rebuilt from every committed part (`data.lake`, which first merges the
+parts when there are many) and a refresh report is written (`data.refresh`). Rejected lines go
+to `data/quarantine.jsonl` with source, position and reason.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ from movierec.data.sources import Batch, Follow, open_source, unread
 log = logging.getLogger(__name__)
 
 SINK_RETRY_SECONDS = 2.0  # a follower whose sink is down tries the batch again this often
+PENDING_COUNTS = ("lines", "accepted", "quarantined")  # what a refresh report counts
 
 
 @dataclass
@@ -128,6 +130,7 @@ def _consume(
     )
     sinks = open_sinks(settings)
     bar = Progress(f"ingest {spec}", unit="lines")
+    refresher: threading.Thread | None = None
     try:
         for batch in src.batches(settings.data.ingest_batch_lines, follow):
             if batch.lines:
@@ -137,13 +140,31 @@ def _consume(
                 bar.update(len(batch.lines))
             if follow is not None:
                 follow.beat()
-                if _refresh_due(settings):
-                    _refresh(settings, spec, key, result)
+                if (refresher is None or not refresher.is_alive()) and _refresh_due(settings):
+                    refresher = _refresh_beside(settings, spec, key, result)
     finally:
+        if refresher is not None:
+            refresher.join()
         bar.close()
         for sink in sinks:
             sink.close()
         src.close()
+
+
+def _refresh_beside(
+    settings: Settings, spec: str, key: str, result: IngestResult
+) -> threading.Thread:
+    """A follower's periodic refresh, in a thread of its own: batches go on committing."""
+
+    def run() -> None:
+        try:
+            _refresh(settings, spec, key, result)
+        except Exception:  # the follower goes on; the next refresh that is due tries again
+            log.exception("refreshing the lake's tables failed")
+
+    thread = threading.Thread(target=run, name="lake-refresh", daemon=True)
+    thread.start()
+    return thread
 
 
 def _commit(
@@ -188,7 +209,7 @@ def _commit(
 
 def _count(state: dict[str, Any], batch: Batch, parsed: ParsedBatch) -> None:
     """What every pipeline committed since the last refresh report (the report's counts)."""
-    pending = state.setdefault("pending", {"lines": 0, "accepted": 0, "quarantined": 0})
+    pending = state.setdefault("pending", dict.fromkeys(PENDING_COUNTS, 0))
     pending["lines"] += len(batch.lines)
     pending["accepted"] += parsed.accepted
     pending["quarantined"] += len(parsed.rejects)
@@ -208,40 +229,60 @@ def _refresh_due(settings: Settings) -> bool:
 
 
 def _refresh(settings: Settings, spec: str, key: str, result: IngestResult) -> None:
-    """Rebuild the tables from every committed part and write the refresh report."""
+    """Rebuild the tables from every committed part and write the refresh report.
+
+    The lake's lock is held only to read the state and to write it back: the tables are built
+    from the parts committed when the refresh began, while batches go on committing (a
+    follower's answers stay fresh during a rebuild that takes seconds). Refreshes of several
+    pipelines take turns on their own lock, so no part a rebuild reads is merged away under it.
+    """
     start = time.perf_counter()
-    with _lake_lock(settings):
-        state = read_state(settings)
-        # Parts: merged into one per kind once there are many
-        replaced = _compact(settings, state)
-        # Tables: rebuilt from every committed part
+    with exclusive_lock(settings.lake_path / ".refresh.lock", wait=True):
+        with _lake_lock(settings):
+            state = read_state(settings)
+            # Parts: merged into one per kind once there are many (rare: under the lock)
+            replaced = _compact(settings, state)
+            if replaced:
+                atomic_write_json(state_file(settings), state)
+        _delete_parts(settings, replaced)
+        # Tables: rebuilt from the parts committed at the start
         old_ratings = read_table(settings, "ratings")
         tables = materialize(settings, state)
         previous = dict(state.get("totals", {}))
         result.totals = lake_totals(tables)
         result.deltas = {k: v - int(previous.get(k, 0)) for k, v in result.totals.items()}
         # Report: what was committed since the last one, drift and poisoning of the new ratings
-        pending = state.pop("pending", {})
+        pending = state.get("pending", {})
         run = {"source": spec, "lines": 0, "accepted": 0, "quarantined": 0, **pending}
         run.update(totals=result.totals, deltas=result.deltas)
         before = state.get("refreshed", {}).get("positions", {}).get(key, {})
         after = state.get("positions", {}).get(key, {})
-        report = refresh_report(run, run.pop("reasons", {}), before, after)
+        report = refresh_report(run, dict(run.pop("reasons", {})), before, after)
         new_ratings = new_rows(old_ratings, tables.ratings)
         report["drift"] = drift_section(settings, old_ratings, new_ratings)
         report["poisoning"] = poisoning_section(settings, old_ratings, new_ratings, tables)
         report["unknown_titles"] = unknown_titles_section(settings, tables)
         result.report_path = str(write_report(settings, report, time.perf_counter() - start))
-        # State: totals, the report's path, what this refresh covered
-        state["totals"] = result.totals
-        state["last_report"] = result.report_path
-        state["refreshed"] = {
-            "seq": int(state.get("seq", 0)),
-            "at": time.time(),
-            "positions": dict(state.get("positions", {})),
-        }
-        atomic_write_json(state_file(settings), state)
-        _delete_parts(settings, replaced)
+        # State: totals, the report's path, what this refresh covered (not what came since)
+        with _lake_lock(settings):
+            now = read_state(settings)
+            now["pending"] = _after(now.get("pending", {}), pending)
+            now["totals"] = result.totals
+            now["last_report"] = result.report_path
+            now["refreshed"] = {
+                "seq": int(state.get("seq", 0)),
+                "at": time.time(),
+                "positions": dict(state.get("positions", {})),
+            }
+            atomic_write_json(state_file(settings), now)
+
+
+def _after(pending: dict[str, Any], reported: dict[str, Any]) -> dict[str, Any]:
+    """The counts committed after `reported` was read (`_count`'s counters only grow)."""
+    out: dict[str, Any] = {k: pending.get(k, 0) - reported.get(k, 0) for k in PENDING_COUNTS}
+    reasons, done = pending.get("reasons", {}), reported.get("reasons", {})
+    out["reasons"] = {r: n - done.get(r, 0) for r, n in reasons.items() if n > done.get(r, 0)}
+    return out
 
 
 def _compact(settings: Settings, state: dict[str, Any]) -> list[str]:

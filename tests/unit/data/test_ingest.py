@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,9 +18,11 @@ import pandas as pd
 import pytest
 
 from movierec.core.settings import Settings
+from movierec.data import ingest as pipeline
 from movierec.data.events import format_rate, format_recommendation, format_watch, parse_lines
-from movierec.data.ingest import ingest
+from movierec.data.ingest import IngestResult, ingest
 from movierec.data.lake import load_lake, read_state
+from movierec.data.sources import Batch
 from tests.conftest import make_settings
 
 T = pd.Timestamp("2025-03-01T00:00:00Z").to_pydatetime()
@@ -226,3 +229,50 @@ def test_sigkill_at_the_worst_moments_and_at_random_then_resume_gives_the_same_t
     assert _run_ingest(victim.home, {}).returncode == 0
     _assert_same_tables(reference, victim)
     assert not any(p.name.startswith(".") for p in (victim.lake_path / "parts").iterdir())
+
+
+def test_batches_commit_while_the_tables_are_rebuilt(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild takes seconds on a large lake; a follower's commits (and so its online store
+    writes) must not wait for it. The old refresh held the lake's lock throughout."""
+    rng = random.Random(5)
+    source = settings.path(settings.data.event_source)
+    source.parent.mkdir(parents=True)
+    _write(source, _valid_lines(rng, 300))
+    ingest(settings)
+    started, release = threading.Event(), threading.Event()
+    real = pipeline.materialize
+
+    def slow(*args: object) -> object:
+        started.set()
+        release.wait(30)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "materialize", slow)
+    spec = settings.data.event_source
+    key = pipeline._source_key(spec, settings)
+    seq = read_state(settings)["seq"]
+    refresh = threading.Thread(
+        target=pipeline._refresh, args=(settings, spec, key, IngestResult(source=spec))
+    )
+    refresh.start()
+    assert started.wait(30)
+    lines = _valid_lines(rng, 50)
+    batch = Batch(lines, [str(i) for i in range(50)], {"offset": 1, "inode": -1})
+    commit = threading.Thread(
+        target=pipeline._commit,
+        args=(settings, "other", "other", batch, [], IngestResult(source="other")),
+    )
+    commit.start()
+    commit.join(10)
+    try:
+        assert not commit.is_alive(), "the batch waited for the tables' rebuild"
+    finally:
+        release.set()
+        refresh.join(60)
+        commit.join(60)
+    state = read_state(settings)
+    assert state["seq"] == seq + 1
+    assert state["refreshed"]["seq"] == seq  # the rebuild covered what was committed before it
+    assert state["pending"]["lines"] == 50  # the batch committed during it: in the next report
