@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 import pandas as pd
 
@@ -50,3 +52,11 @@ def block_movies() -> pd.DataFrame:
 
 def block_data(ratings: pd.DataFrame) -> TrainingData:
     return TrainingData.from_ratings(ratings, block_users(), block_movies())
+
+
+def file_mapped(array: np.ndarray) -> bool:
+    """The array's memory is a file mapping (through any views of it)."""
+    base: object = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, mmap.mmap)

@@ -28,9 +28,13 @@ def save_arrays(directory: Path, prefix: str, arrays: Mapping[str, np.ndarray]) 
 def load_arrays(
     directory: Path, prefix: str, names: Iterable[str], mmap: bool = False
 ) -> dict[str, np.ndarray]:
-    """The arrays `save_arrays` wrote; memory-mapped read-only with `mmap`."""
+    """The arrays `save_arrays` wrote; memory-mapped read-only with `mmap`, as plain arrays
+    over the mapping (a `np.memmap`'s every slice pays the subclass's bookkeeping: a fold-in
+    takes hundreds of slices)."""
     mode: Literal["r"] | None = "r" if mmap else None
     return {
-        name: np.load(directory / array_file(prefix, name), mmap_mode=mode, allow_pickle=False)
+        name: np.asarray(
+            np.load(directory / array_file(prefix, name), mmap_mode=mode, allow_pickle=False)
+        )
         for name in names
     }

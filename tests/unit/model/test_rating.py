@@ -9,10 +9,19 @@ import pandas as pd
 import pytest
 
 from movierec.model.cf import Index, Pairs
+from movierec.model.features import RECENCY, pair_features
 from movierec.model.fitting import fit_stage
 from movierec.model.params import ModelParams
-from movierec.model.rating import CASES, RatingModel, fit_rating_model, rating_training_matrix
+from movierec.model.rating import (
+    CASES,
+    RatingModel,
+    _matrix,
+    fit_rating_model,
+    predict_rows,
+    rating_training_matrix,
+)
 from movierec.model.recommender import TwoStageModel
+from movierec.model.stage import rating_cf_features
 from tests.modelkit import FAST, block_data
 
 
@@ -64,3 +73,17 @@ def test_the_boosters_save_per_case_and_a_bundle_without_the_warm_one_is_refused
     (tmp_path / "rating_model.warm.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"rating_model\.warm\.json"):
         RatingModel.load(tmp_path, "rating_model", rating.feature_names)
+
+
+def test_predictions_in_place_equal_a_dmatrix_with_the_prior_as_base_margin(
+    block_model: TwoStageModel,
+) -> None:
+    """`predict_rows` skips the DMatrix; it must give what the booster gives through one."""
+    rating, stage = block_model.parts.rating, block_model.parts.stage
+    pairs = Pairs.rows(np.array([0, 1, 2, -1, 4]), np.array([0, 5, -1, 3, 2]))
+    X, names = pair_features(stage.base, pairs, rating_cf_features(stage, pairs), RECENCY)
+    booster = rating.boosters["warm"]
+    through_dmatrix = booster.predict(_matrix(X, None, names))
+    assert np.allclose(predict_rows(booster, X, names), through_dmatrix, atol=1e-5)
+    with pytest.raises(ValueError, match="not the booster's"):
+        predict_rows(booster, X[:, ::-1], names[::-1])

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from movierec.registry.serving import Neighbours, PrecomputedLists
+from tests.modelkit import file_mapped
 
 
 def test_lists_round_trip_memory_mapped(tmp_path: Path) -> None:
@@ -16,7 +17,7 @@ def test_lists_round_trip_memory_mapped(tmp_path: Path) -> None:
     assert sorted(names) == ["lists.items.npy", "lists.movies.npy", "lists.users.npy"]
     assert PrecomputedLists.saved_in(tmp_path)
     loaded = PrecomputedLists.load(tmp_path, mmap=True)
-    assert isinstance(loaded.items, np.memmap)
+    assert file_mapped(loaded.items)
     assert [loaded.get(u) for u in (3, 7, 12, 4)] == [["c"], ["b", "a", "c"], [], None]
     assert len(loaded) == 3 and loaded.row(7) == 1 and loaded.row(99) == -1
 

@@ -6,10 +6,12 @@ import json
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.test import Client
 
 from movierec.core.settings import Settings
 from movierec.registry.routing import Routing, arm_for, set_canary, set_stable
 from movierec.serve import create_app
+from movierec.serve.app import RecommendFastPath
 from tests.servicekit import make_bundle, wait_until
 
 
@@ -197,3 +199,29 @@ def test_a_failing_model_gets_a_counted_and_logged_500(
     assert 'movierec_requests_total{arm="stable",model_version="v1",status="500"}' in text
     lines = _served_lines(client, served)
     assert any(line["status"] == 500 and line["user_id"] == 4 for line in lines)
+
+
+def test_the_fast_path_answers_as_flask_does_and_leaves_the_rest_to_it(
+    client: FlaskClient,
+) -> None:
+    fast = client.application.wsgi_app
+    assert isinstance(fast, RecommendFastPath)
+    through_flask = Client(fast.flask_wsgi)
+    paths = ["/recommend/7", "/recommend/0", "/recommend/123456789", "/recommend/00042"]
+    paths += ["/recommend/9223372036854775808", "/recommend/12345678901234567890"]
+    for path in paths:
+        a, b = client.get(path), through_flask.get(path)
+        assert a.status_code == b.status_code, path
+        assert a.get_data() == b.get_data(), path
+        assert a.headers["Content-Type"] == b.headers["Content-Type"], path
+        assert a.headers["X-Model-Version"] == b.headers["X-Model-Version"], path
+        assert a.headers["X-Request-ID"] != b.headers["X-Request-ID"], path
+
+    def nothing_else(environ: dict, start_response: object) -> list[bytes]:
+        raise AssertionError(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']} reached Flask")
+
+    fast.flask_wsgi = nothing_else  # type: ignore[method-assign]
+    assert client.get("/recommend/7").status_code == 200  # answered before Flask
+    for method, path in (("GET", "/recommend/x7"), ("HEAD", "/recommend/7"), ("GET", "/healthz")):
+        with pytest.raises(AssertionError, match="reached Flask"):
+            client.open(path, method=method)
