@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from movierec.core.errors import OnlineStoreUnavailable
-from movierec.data.online_redis import RedisHistoryStore, user_key
+from movierec.data.online_redis import CHANGES_KEY, RedisHistoryStore, user_key
 from movierec.data.online_sqlite import SqliteHistoryStore
 from movierec.ops.service import free_port
 from tests.historykit import check_contract, event_lines, stored, write
@@ -54,3 +54,25 @@ def test_nothing_listening_is_unreachable() -> None:
     with pytest.raises(OnlineStoreUnavailable) as err:
         store.history(1, 0)
     assert err.value.reason == "unreachable" and "127.0.0.1" in str(err.value)
+
+
+def test_the_change_feed_as_sqlites(tmp_path: Path) -> None:
+    """The same users and latest events as the SQLite store's feed; a trimmed stream reads
+    every user again."""
+    with redis_server() as server:
+        in_redis = RedisHistoryStore(server.url)
+        in_sqlite = SqliteHistoryStore(tmp_path / "store.sqlite")
+        a, b = event_lines(1, 300), event_lines(2, 300, users=50)
+        for store in (in_redis, in_sqlite):
+            write(store, a)
+        first, first_sqlite = in_redis.changes(None), in_sqlite.changes(None)
+        assert first.full and first.latest == first_sqlite.latest != {}  # type: ignore[union-attr]
+        for store in (in_redis, in_sqlite):
+            write(store, b)
+        later = in_redis.changes(first.cursor)
+        assert not later.full
+        assert later.latest == in_sqlite.changes(first_sqlite.cursor).latest  # type: ignore[union-attr]
+        assert in_redis.changes(later.cursor).latest == {}
+        redis.Redis.from_url(server.url).xtrim(CHANGES_KEY, maxlen=0)  # as MINID trims
+        again = in_redis.changes(first.cursor)
+        assert again.full and again.latest == in_sqlite.changes(None).latest  # type: ignore[union-attr]

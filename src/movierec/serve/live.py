@@ -2,9 +2,9 @@
 from their whole history, without what they watched; a user without gets the precomputed list.
 
 The online store (`data.online_store`, SQLite or Redis) is asked once per request about a user
-who has events since the cutoff. A store with a change feed (SQLite) also tells each worker who
-has events (`serve.recent.RecentUsers`), so a user with none is answered without a query; a
-store without one (Redis) is asked on every request. When it cannot answer - missing, locked,
+who has events since the cutoff. The store's change feed (SQLite's and Redis's) tells each
+worker who has events (`serve.recent.RecentUsers`), so a user with none is answered without a
+query; a store without one (a SQLite file made before the feed) is asked on every request. When it cannot answer - missing, locked,
 unreachable (Redis down), or anything else - the request is answered from the precomputed
 list, never a 5xx: `movierec_live_fallbacks_total{reason}` counts it, a warning is logged (at
 most one per reason every `WARN_EVERY_SECONDS`), and a store that is locked or unreachable is
