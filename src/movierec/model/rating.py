@@ -11,9 +11,9 @@ only the movie has none (`new_movie`). Each case has its own booster, trained on
 case: besides every training rating, the training matrix holds a share of them again with the
 user's history hidden (for half of those the demographics too), and a share with the movie's
 history hidden - rows that look like a new user or movie, with their true ratings. The
-new-user booster so learns what to predict from the movie's statistics and the user's
-demographics; the new-movie booster from the user's statistics and the movie's genres and
-year (none for a title the catalog does not know).
+new-user booster so learns what to predict from the movie's statistics; the new-movie
+booster from the user's statistics and the movie's genres and year (none for a title the
+catalog does not know).
 
 The new-user booster learns departures from its prior (the global mean plus the movie's bias)
 that carry over to the users who arrive next, and nothing else: its cold rows are the
