@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from movierec.core.threads import share_cores
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -159,6 +161,7 @@ def run_ours(
     train.to_parquet(train_f, index=False)
     test.to_parquet(test_f, index=False)
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    share_cores(env)  # as `movierec train` does
     args = [sys.executable, __file__, "--child", str(train_f), str(test_f), str(tmp / "out")]
     args += ["--dataset", dataset] + (["--by-rating"] if by_rating else [])
     args += ["--mitigations"] if mitigations else []

@@ -17,6 +17,7 @@ from movierec.cli.common import Handler, exit_codes
 from movierec.core.errors import MovierecError
 from movierec.core.logs import configure_logging
 from movierec.core.settings import Settings
+from movierec.core.threads import share_cores
 
 # the optional extra (pyproject.toml) that brings each training/report/tracking library
 _EXTRA_OF = {"implicit": "train", "sklearn": "train", "matplotlib": "report", "mlflow": "tracking"}
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    share_cores()  # before a handler imports XGBoost or implicit
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging("DEBUG" if args.verbose else None)

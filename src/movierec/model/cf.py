@@ -149,13 +149,17 @@ class BiasedMF:
     ) -> None:
         """Closed-form update of one side's [bias, factors] with the other side fixed, for
         every row at once: G_x = sum over its ratings of a a^T (a = [1, other's factors]) is
-        the sparse indicator times the other side's outer products."""
+        the sparse indicator times the other side's outer products - their upper triangles
+        only (G is symmetric: half the work of the fit's costliest product)."""
         X, Y = (self.P, self.Q) if u_side else (self.Q, self.P)
         b_self, b_other = (self.bu, self.bi) if u_side else (self.bi, self.bu)
         k = self.factors
         A = np.hstack([np.ones((Y.shape[0], 1)), Y])
-        outer = np.einsum("ni,nj->nij", A, A).reshape(Y.shape[0], -1)
-        G = np.asarray(M @ outer).reshape(-1, k + 1, k + 1)
+        upper_i, upper_j = np.triu_indices(k + 1)
+        upper = np.asarray(M @ (A[:, upper_i] * A[:, upper_j]))
+        G = np.empty((M.shape[0], k + 1, k + 1))
+        G[:, upper_i, upper_j] = upper
+        G[:, upper_j, upper_i] = upper
         resid = r - self.mu - b_other[other]
         rhs = np.asarray(sp.csr_matrix((resid, (own, other)), shape=M.shape) @ A)
         G += np.diag(np.r_[self.bias_reg, np.full(k, self.reg)])

@@ -126,10 +126,14 @@ def _sample_users(future: pd.DataFrame, stage: CFStage, seed: int, max_users: in
 
 
 def _labels(future: pd.DataFrame, stage: CFStage, u: np.ndarray, cands: Candidates) -> np.ndarray:
-    """2 for a candidate the user later rated >= 4, 1 for one they later watched, else 0."""
+    """2 for a candidate the user later rated >= 4, 1 for one they later watched without
+    rating it, else 0: a later rating below 4 is what the lists' metric calls irrelevant, as
+    an unwatched movie is (graded 1, it taught the ranker to favour them: ml-100k random
+    80/20, untuned, NDCG@10 0.3676 with 0, 0.3626 with 1)."""
     fu = stage.index.uidx(future["user_id"].to_numpy())
     fi = stage.index.midx(future["movie_id"].to_numpy())
-    grade = np.where(future["rating"].to_numpy(dtype=float) >= 4, 2.0, 1.0)
+    rating = future["rating"].to_numpy(dtype=float)
+    grade = np.where(rating >= 4, 2.0, np.where(np.isnan(rating), 1.0, 0.0))
     label_of = dict(zip(zip(fu, fi, strict=True), grade, strict=True))
     uu = np.repeat(u, cands.top.shape[1])
     pairs = zip(uu, cands.top.ravel(), strict=True)

@@ -5,7 +5,8 @@ the list is built in two stages: EASE proposes candidates from implicit feedback
 XGBoost ranker (LambdaMART, `rank:ndcg`) re-ranks them with the EASE score and rank, the ALS
 score, popularity, genre affinity, recency and a rating model's prediction. The ranker learns
 on a split inside the training data: generators fitted on each user's earlier interactions,
-labels from their later ones (2 = rated >= 4, 1 = watched otherwise); `model.fitting` fits it.
+labels from their later ones (2 = rated >= 4, 1 = watched without a rating, 0 = rated below
+4 or not watched); `model.fitting` fits it.
 """
 
 from __future__ import annotations

@@ -11,9 +11,18 @@ only the movie has none (`new_movie`). Each case has its own booster, trained on
 case: besides every training rating, the training matrix holds a share of them again with the
 user's history hidden (for half of those the demographics too), and a share with the movie's
 history hidden - rows that look like a new user or movie, with their true ratings. The
-new-user booster so learns what to predict from the movie's statistics and the user's
-demographics; the new-movie booster from the user's statistics and the movie's genres and
-year (none for a title the catalog does not know).
+new-user booster so learns what to predict from the movie's statistics; the new-movie
+booster from the user's statistics and the movie's genres and year (none for a title the
+catalog does not know).
+
+The new-user booster learns departures from its prior (the global mean plus the movie's bias)
+that carry over to the users who arrive next, and nothing else: its cold rows are the
+latest-arriving users of the training period, whose mean departure from the prior is their
+cohort's (on ml-100k's time cut they rated 0.08 below it; the users after the cut, 0.01
+below), so that mean is taken out of its targets; and it leaves out the demographics, which
+it learned from a few hundred users' ratings and which did not carry over (early-stopping
+RMSE on the latest-arriving cold users 0.9339 with them, 0.9305 without; new users after
+the time cut 1.0459 with, 1.0423 without).
 """
 
 from __future__ import annotations
@@ -43,6 +52,14 @@ INNER_VALID_SHARE = 0.1
 CASES = ("warm", "new_user", "new_movie")
 WARM, NEW_USER, NEW_MOVIE = range(3)
 MIN_CASE_ROWS = 50  # a case with fewer training rows is predicted by the warm booster
+LEFT_OUT = {"new_user": ("age", "female", "occupation")}  # features a case's booster lacks
+CENTRED = ("new_user",)  # cases whose targets lose their mean departure from the prior
+
+
+def case_columns(case: str, names: list[str]) -> list[int]:
+    """The positions in `names` of the features `case`'s booster reads."""
+    left_out = LEFT_OUT.get(case, ())
+    return [j for j, name in enumerate(names) if name not in left_out]
 
 
 def cases(base: FeatureBase, pairs: Pairs) -> np.ndarray:
@@ -67,8 +84,10 @@ class RatingModel:
         for code, name in enumerate(CASES):
             rows = case == code
             if rows.any():
-                booster = self.boosters.get(name, self.boosters["warm"])
-                out[rows] = predict_rows(booster, X[rows], self.feature_names)
+                used = name if name in self.boosters else "warm"
+                cols = case_columns(used, self.feature_names)
+                names = [self.feature_names[j] for j in cols]
+                out[rows] = predict_rows(self.boosters[used], X[rows][:, cols], names)
         return out
 
     def save(self, directory: Path, prefix: str) -> list[str]:
@@ -218,9 +237,13 @@ def fit_rating_model(
         X, y, group, when = m.of_case(code)
         if y.size < MIN_CASE_ROWS and case != "warm":
             continue
+        cols = case_columns(case, m.names)
+        names = [m.names[j] for j in cols]
+        if case in CENTRED:
+            y = y - float(np.mean(y - X[:, m.names.index("mf_pred")]))
         inner = _inner_split(group, when)
         boosters[case], info[case] = _fit_booster(
-            X, y, inner, m.names, params, threads, refit=case == "warm"
+            X[:, cols], y, inner, names, params, threads, refit=case == "warm"
         )
     return RatingModel(boosters, m.names, info)
 

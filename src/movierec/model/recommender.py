@@ -33,7 +33,8 @@ from movierec.model.ranking import Ranker, rank_users
 from movierec.model.rating import RatingModel, fit_rating_model
 from movierec.model.stage import CFStage, build_index
 
-FORMAT = 3  # of the saved files: 2 = arrays as separate .npy files, 3 = a rating booster per case
+FORMAT = 4  # of the saved files: 2 = arrays as separate .npy files, 3 = a rating booster per
+# case, 4 = the new-user booster without the demographics
 USER_CHUNK = 512  # users ranked at once
 
 Ids = Sequence[int] | np.ndarray

@@ -4,14 +4,15 @@ from their whole history, without what they watched; a user without gets the pre
 The online store (`data.online_store`, SQLite or Redis) is asked once per request about a user
 who has events since the cutoff. The store's change feed (SQLite's and Redis's) tells each
 worker who has events (`serve.recent.RecentUsers`), so a user with none is answered without a
-query; a store without one (a SQLite file made before the feed) is asked on every request. When it cannot answer - missing, locked,
-unreachable (Redis down), or anything else - the request is answered from the precomputed
-list, never a 5xx: `movierec_live_fallbacks_total{reason}` counts it, a warning is logged (at
-most one per reason every `WARN_EVERY_SECONDS`), and a store that is locked or unreachable is
-left alone for `RETRY_SECONDS`, so that its time-out does not slow every request (a missing
-SQLite file costs one stat: it is looked for each time). While the index cannot read the
-feed, every request falls back the same way, counted with the index's reason. Which arms fold
-users in is a setting (`fold_in_arms`): the same model can be served precomputed as stable and
+query; a store without one (a SQLite file made before the feed) is asked on every request.
+When it cannot answer - missing, locked, unreachable (Redis down), or anything else - the
+request is answered from the precomputed list, never a 5xx:
+`movierec_live_fallbacks_total{reason}` counts it, a warning is logged (at most one per reason
+every `WARN_EVERY_SECONDS`), and a store that is locked or unreachable is left alone for
+`RETRY_SECONDS`, so that its time-out does not slow every request (a missing SQLite file costs
+one stat: it is looked for each time). While the index cannot read the feed, every request
+falls back the same way, counted with the index's reason. Which arms fold users in is a
+setting (`fold_in_arms`): the same model can be served precomputed as stable and
 folded in as canary, to measure what fold-in is worth online.
 """
 

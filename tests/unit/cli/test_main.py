@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,17 @@ def test_a_bad_setting_is_one_line(
     assert main(["config"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("movierec: error:") and "MOVIEREC_PORT" in err and "\n" not in err
+
+
+def test_openmp_threads_sleep_while_waiting_unless_the_operator_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OMP_WAIT_POLICY", "unset below")
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

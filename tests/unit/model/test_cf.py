@@ -34,6 +34,31 @@ def test_mf_without_factors_learns_the_regularised_biases() -> None:
     np.testing.assert_allclose(unknown, [mf.mu + mf.bi[1]])
 
 
+def test_an_mf_update_is_each_users_ridge_regression_on_the_movies_fixed_side() -> None:
+    """One user-side update solves, for every user, the ridge regression of their residual
+    ratings (r - mu - b_i) on [1, q_i] with penalties (bias_reg, reg, ...): checked user by
+    user against numpy's least squares on the augmented system."""
+    rng = np.random.default_rng(3)
+    n_users, n_items, k = 6, 9, 3
+    u = np.repeat(np.arange(n_users), 5)
+    i = np.concatenate([rng.choice(n_items, 5, replace=False) for _ in range(n_users)])
+    r = rng.integers(1, 6, size=u.size).astype(float)
+    mf = BiasedMF(factors=k, reg=2.0, bias_reg=0.5, iters=0, seed=1).fit(u, i, r, n_users, 9)
+    mf.Q = rng.normal(size=(n_items, k))
+    mf.bi = rng.normal(size=n_items)
+    by_user = sp.csr_matrix((np.ones(u.size), (u, i)), shape=(n_users, n_items))
+    mf._solve(by_user, u, i, r, u_side=True)
+    penalty = np.sqrt(np.r_[0.5, np.full(k, 2.0)])
+    for user in range(n_users):
+        rows = u == user
+        A = np.hstack([np.ones((rows.sum(), 1)), mf.Q[i[rows]]])
+        y = r[rows] - mf.mu - mf.bi[i[rows]]
+        expected = np.linalg.lstsq(
+            np.vstack([A, np.diag(penalty)]), np.r_[y, np.zeros(k + 1)], rcond=None
+        )[0]
+        np.testing.assert_allclose(np.r_[mf.bu[user], mf.P[user]], expected, atol=1e-9)
+
+
 def test_ease_is_the_closed_form_and_never_scores_an_item_by_itself() -> None:
     X = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]], dtype=np.float32))
     lam = 2.0

@@ -26,7 +26,7 @@ def test_candidates_are_unseen_and_best_first(block_model: TwoStageModel) -> Non
     assert cands.ranks[0].tolist() == [0, 1, 2, 3]
 
 
-def test_labels_grade_later_ratings_and_watches() -> None:
+def test_labels_grade_later_liked_ratings_and_unrated_watches_never_low_ratings() -> None:
     index = Index.build(np.array([1, 2]), np.array(["a", "b", "c"], dtype=object))
     future = pd.DataFrame(
         {"user_id": [1, 1, 2], "movie_id": ["a", "b", "c"], "rating": [5.0, np.nan, 2.0]}
@@ -35,7 +35,7 @@ def test_labels_grade_later_ratings_and_watches() -> None:
     cands = Candidates(top, np.zeros((2, 3)), np.zeros((2, 3)))
     stage = SimpleNamespace(index=index)
     y = _labels(future, stage, np.array([0, 1]), cands)  # type: ignore[arg-type]
-    assert y.tolist() == [2.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    assert y.tolist() == [2.0, 1.0, 0.0, 0.0, 0.0, 0.0]
 
 
 def test_too_few_positives_keep_the_candidate_order(

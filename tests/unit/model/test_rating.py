@@ -9,19 +9,22 @@ import pandas as pd
 import pytest
 
 from movierec.model.cf import Index, Pairs
+from movierec.model.data import TrainingData
 from movierec.model.features import RECENCY, pair_features
 from movierec.model.fitting import fit_stage
 from movierec.model.params import ModelParams
 from movierec.model.rating import (
     CASES,
+    NEW_USER,
     RatingModel,
     _matrix,
+    cases,
     fit_rating_model,
     predict_rows,
     rating_training_matrix,
 )
 from movierec.model.recommender import TwoStageModel
-from movierec.model.stage import rating_cf_features
+from movierec.model.stage import build_index, rating_cf_features
 from tests.modelkit import FAST, block_data
 
 
@@ -87,3 +90,50 @@ def test_predictions_in_place_equal_a_dmatrix_with_the_prior_as_base_margin(
     assert np.allclose(predict_rows(booster, X, names), through_dmatrix, atol=1e-5)
     with pytest.raises(ValueError, match="not the booster's"):
         predict_rows(booster, X[:, ::-1], names[::-1])
+
+
+def _cohort_data() -> TrainingData:
+    """48 users who arrive first and rate 4-5 stars, then 12 (the cold-row share) of whom the
+    women rate 1 star and the men 2, each rating 10 of 30 movies; users 60 (a woman) and 61
+    (a man) are in the users table only, as new users."""
+    rng = np.random.default_rng(1)
+    t0 = pd.Timestamp("2025-01-01T00:00:00Z")
+    late = {u: 1 + u % 2 for u in range(48, 60)}
+    rows = [
+        (u, f"m+{j}+2000", late.get(u, int(rng.integers(4, 6))), t0)
+        for u in range(60)
+        for j in rng.choice(30, size=10, replace=False)
+    ]
+    ratings = pd.DataFrame(rows, columns=["user_id", "movie_id", "rating", "timestamp"])
+    ratings["timestamp"] = t0 + pd.to_timedelta(np.arange(len(ratings)), unit="min")
+    users = pd.DataFrame(
+        {
+            "user_id": np.arange(62),
+            "age": 30,
+            "gender": np.where(np.arange(62) % 2 == 0, "F", "M"),
+            "occupation": "other",
+        }
+    )
+    movies = pd.DataFrame(
+        {"movie_id": [f"m+{j}+2000" for j in range(30)], "year": 2000, "genres": [["Drama"]] * 30}
+    )
+    return TrainingData.from_ratings(ratings.astype({"rating": "int8"}), users, movies)
+
+
+def test_the_new_user_booster_learns_neither_the_cold_cohorts_mean_nor_demographics() -> None:
+    """The cold rows are the latest-arriving users', who here rate 3 stars below the rest,
+    their women 1 star below their men: a new user is still predicted near the prior (the
+    global mean plus the movie's bias), not pulled towards that cohort, and a new woman and
+    a new man get the same predictions."""
+    data = _cohort_data()
+    params = FAST.replace(cold_user_share=0.2, cold_movie_share=0.0)
+    stage = fit_stage(data, build_index(data), params, threads=1)
+    model = fit_rating_model(data, stage, params, threads=1)
+    assert "new_user" in model.boosters
+    movies = data.movies["movie_id"].to_numpy()
+    pairs = [stage.pairs(np.full(30, user), movies) for user in (60, 61)]
+    assert (cases(stage.base, pairs[0]) == NEW_USER).all()
+    woman, man = (model.predict(stage, p) for p in pairs)
+    np.testing.assert_allclose(woman, man)
+    prior = stage.mf.mu + stage.mf.bi[pairs[0].i]
+    assert abs(float(np.mean(woman - prior))) < 0.3
