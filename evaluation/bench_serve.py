@@ -10,9 +10,10 @@ gthread, MOVIEREC_WORKERS workers x MOVIEREC_THREADS threads) on loopback, loade
 (Debian's package) with --connections connections for --seconds seconds after a short warm-up:
 
 - the minimal Flask endpoint (`evaluation/minimal_app.py`, a fixed string): the baseline;
-- the precomputed path: every ml-1m user and 200 unknown ones (cold start); each request reads
-  the online store (SQLite), finds nothing since the training cutoff and answers the
-  precomputed list; it is logged to the served log and the prediction register;
+- the precomputed path: every ml-1m user and 200 unknown ones (cold start); each request finds
+  no event since the training cutoff (in the worker's index of the online store's change feed,
+  `serve.recent`) and answers the precomputed list; it is logged to the served log and the
+  prediction register;
 - the fold-in path: users with 50 movies in their history, 40 in the model's training data and
   10 new since its cutoff (watch events appended to the event source and ingested by the
   DataPipeline into the online store before the run), so each answer is folded in from the
