@@ -208,11 +208,9 @@ class SqliteHistoryStore:
     def _changes(
         conn: sqlite3.Connection, inode: int, cursor: tuple[int, int] | None
     ) -> Changes | None:
-        last_row = conn.execute(LAST_CHANGE).fetchone()
-        if last_row is None:  # the changes table exists but was never written
-            conn.execute(FIRST_CHANGE)  # raises "no such table" on a file without it
+        first = conn.execute(FIRST_CHANGE).fetchone()[0]  # "no such table": a file before it
+        last_row = conn.execute(LAST_CHANGE).fetchone()  # None: never written
         last = int(last_row[0]) if last_row else 0
-        first = conn.execute(FIRST_CHANGE).fetchone()[0]
         oldest_left = int(first) if first is not None else last + 1
         if cursor is None or cursor[0] != inode or cursor[1] > last or oldest_left > cursor[1] + 1:
             rows = conn.execute(EVERY_USER).fetchall()
