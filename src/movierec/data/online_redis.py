@@ -170,7 +170,8 @@ class RedisHistoryStore:
         out = {}
         for key, values in zip(keys, pipe.execute(), strict=True):
             if values:
-                out[int(key[len(KEY_PREFIX) :])] = max(int(v.split(",")[1]) for v in values)
+                latest = max(parse_field("", v).last_ms for v in values)
+                out[int(key[len(KEY_PREFIX) :])] = latest
         return out
 
     def close(self) -> None:
