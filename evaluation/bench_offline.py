@@ -15,7 +15,9 @@ rating), new movie (a known user, a movie without training rating); the baseline
 every row too (SVD++ falls back on its biases, the training mean is one number). NDCG@10 and
 Recall@20 with relevant = test rating >= 4 and candidates = every movie the user did not rate
 in train, for the test users with training data; the new users' cold-start lists against
-popularity apart. Ours is trained with tuning, as `movierec train` does; "ours: rank by
+popularity apart. Ours is trained with tuning, as `movierec train` does, its ranker on a split
+of the training data that mirrors the protocol (`RANKER_SPLIT`: random, each user's latest, a
+global time cut); "ours: rank by
 rating" ranks every unseen movie by our rating model. Training time is the child process's
 wall time (and its CPU time, which another job on the machine does not inflate); peak memory
 is its maximum resident set size. Results are printed as tables and written to
@@ -154,6 +156,7 @@ def run_ours(
     tmp: Path,
     by_rating: bool,
     mitigations: bool = False,
+    ranker_split: str = "random",
 ) -> dict[str, Any]:
     """Our whole pipeline (tuning included) in a child process (`_child`), to measure its
     time and peak memory alone."""
@@ -163,7 +166,8 @@ def run_ours(
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     share_cores(env)  # as `movierec train` does
     args = [sys.executable, __file__, "--child", str(train_f), str(test_f), str(tmp / "out")]
-    args += ["--dataset", dataset] + (["--by-rating"] if by_rating else [])
+    args += ["--dataset", dataset, "--ranker-split", ranker_split]
+    args += ["--by-rating"] if by_rating else []
     args += ["--mitigations"] if mitigations else []
     t0 = time.perf_counter()
     proc = subprocess.run(args, env=env, capture_output=True, text=True)
@@ -176,13 +180,19 @@ def run_ours(
 
 
 def _child(
-    train_f: Path, test_f: Path, out: Path, dataset: str, by_rating: bool, mitigations: bool
+    train_f: Path,
+    test_f: Path,
+    out: Path,
+    dataset: str,
+    by_rating: bool,
+    mitigations: bool,
+    ranker_split: str,
 ) -> None:
     from movierec.model.recommender import RankByRating
     from movierec.offline.metrics import ranking_metrics
     from movierec.offline.offline_eval import offline_eval, read_ratings
 
-    r = offline_eval(_settings(), train_f, test_f, out, dataset)
+    r = offline_eval(_settings(ranker_split=ranker_split), train_f, test_f, out, dataset)
     m = {k: v for k, v in r.metrics.items() if not isinstance(v, dict | list)}
     m["seconds_total"] = r.metrics["train_seconds"]
     if by_rating:
@@ -241,17 +251,24 @@ def _genres(model: Any, items: list[str]) -> int:
     return int((model.stage.base.item_genres[idx].sum(axis=0) > 0).sum())
 
 
-def _settings() -> Any:
+# The ranker's training split mirrors each protocol (the service's default is global_time)
+RANKER_SPLIT = {"random": "random", "time": "global_time", "user5": "user_latest"}
+
+
+def _settings(**overrides: Any) -> Any:
     from movierec.core.settings import Settings
 
     home = REPO / ".cache" / "test-data"
-    return Settings.from_env({}, home=home, cache_dir=REPO / ".cache", grouplens_url="")
+    return Settings.from_env(
+        {}, home=home, cache_dir=REPO / ".cache", grouplens_url="", **overrides
+    )
 
 
 def main() -> None:
     args = _arguments()
     if args.child:
-        _child(*(Path(p) for p in args.child), args.dataset, args.by_rating, args.mitigations)
+        paths = (Path(p) for p in args.child)
+        _child(*paths, args.dataset, args.by_rating, args.mitigations, args.ranker_split)
         return
     from movierec.core.progress import track
     from movierec.data.movielens import fetch, load_tables
@@ -279,6 +296,7 @@ def _arguments() -> argparse.Namespace:
         "--child", nargs=3, metavar=("TRAIN", "TEST", "OUT"), help=argparse.SUPPRESS
     )
     parser.add_argument("--by-rating", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--ranker-split", default="random", help=argparse.SUPPRESS)
     parser.add_argument(
         "--mitigations",
         action="store_true",
@@ -310,6 +328,7 @@ def _protocol(
             Path(tmp),
             by_rating=not args.no_by_rating,
             mitigations=args.mitigations and protocol == args.protocols[0],
+            ranker_split=RANKER_SPLIT[protocol],
         )
     mitigations = pd.DataFrame(ours.pop("mitigations")) if "mitigations" in ours else None
     preds = {"ours": ours["pred"], "mean": np.full(len(test), train["rating"].mean())}

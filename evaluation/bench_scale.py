@@ -40,7 +40,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -54,7 +54,7 @@ from movierec.core.settings import Settings
 from movierec.data.events import format_watch, parse_lines
 from movierec.data.online_sqlite import SqliteHistoryStore
 from movierec.data.sources import Batch
-from movierec.model.cf import Index
+from movierec.model.cf import Index, ItemNeighbours
 from movierec.model.features import BASE_ARRAYS, FeatureBase
 from movierec.model.recommender import TwoStageModel, _Fitted
 from movierec.model.stage import CFStage
@@ -171,6 +171,8 @@ def make_synthetic(source: str, users: int, movies: int) -> None:
     ease.B = np.lib.format.open_memmap(
         work / "zeros.npy", mode="w+", dtype=stage.ease.B.dtype, shape=(movies, movies)
     )
+    rp3 = copy_module.copy(stage.rp3)
+    rp3.W = synthetic_neighbours(stage.rp3.W, mrow, copy)
     mf = copy_module.copy(stage.mf)
     mf.bu, mf.bi, mf.P, mf.Q = mf.bu[urow], mf.bi[mrow], mf.P[urow], mf.Q[mrow]
     base = stage.base
@@ -184,6 +186,7 @@ def make_synthetic(source: str, users: int, movies: int) -> None:
             stage.als_u[urow],
             stage.als_i[mrow],
             ease,
+            rp3,
             seen,
         ),
         model.parts.rating,
@@ -207,6 +210,9 @@ def make_synthetic(source: str, users: int, movies: int) -> None:
     )
     set_stable(home, version, "scale benchmark")
     shutil.rmtree(work, ignore_errors=True)
+
+
+N = TypeVar("N", bound=ItemNeighbours)
 
 
 class Copies:
@@ -238,13 +244,13 @@ def synthetic_seen(seen: sp.csr_matrix, urow: np.ndarray, copy: Copies) -> sp.cs
     return sp.csr_matrix((ones, indices, indptr.astype(np.int64)), shape=(urow.size, movies))
 
 
-def synthetic_neighbours(src: Neighbours, mrow: np.ndarray, copy: Copies) -> Neighbours:
+def synthetic_neighbours(src: N, mrow: np.ndarray, copy: Copies) -> N:
     """Each movie's neighbours: its source's, each a copy of itself, with the same weights."""
     k = int(src.indptr[1] - src.indptr[0])
     indices = np.asarray(src.indices).reshape(-1, k)[mrow].ravel()
     scores = np.asarray(src.scores).reshape(-1, k)[mrow].ravel()
     indptr = np.arange(0, mrow.size * k + 1, k, dtype=np.int64)
-    return Neighbours(indptr, copy(indices).astype(np.int32), scores)
+    return type(src)(indptr, copy(indices).astype(np.int32), scores)
 
 
 def synthetic_lists(

@@ -55,12 +55,14 @@ class TrainingSettings:
     seed: int = 42
     tune_iterations: int = 12
     tune_seconds: float = 60.0
+    tune_max_rows: int = 200_000  # above this many ratings, trials see a sample of users
     max_train_rows: int = 2_000_000
     n_threads: int = 2
     holdout_fraction: float = 0.1
     recommendations_k: int = 20
     longtail_min_share: float = 0.0
     genre_diversity: float = 0.0
+    ranker_split: str = "global_time"  # the ranker learns to rank what comes after a time cut
 
 
 @dataclass(frozen=True)

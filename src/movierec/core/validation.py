@@ -14,6 +14,7 @@ from movierec.core.errors import ConfigError
 ENV_PREFIX = "MOVIEREC_"
 DATASETS = ("ml-100k", "ml-1m")
 ONLINE_STORES = ("sqlite", "redis", "none")
+RANKER_SPLITS = ("random", "user_latest", "global_time")  # the ranker's earlier/later split
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 ARMS = ("stable", "canary")
 
@@ -31,6 +32,7 @@ _AT_LEAST_ONE = (
     "threads",
     "n_threads",
     "tune_iterations",
+    "tune_max_rows",
     "max_train_rows",
     "ingest_batch_lines",
     "recommendations_k",
@@ -90,6 +92,10 @@ def _check_choices(values: Mapping[str, Any]) -> None:
     if values["release_rule"] not in RELEASE_RULES:
         raise ConfigError(
             f"MOVIEREC_RELEASE_RULE={values['release_rule']!r}: expected one of {RELEASE_RULES}"
+        )
+    if values["ranker_split"] not in RANKER_SPLITS:
+        raise ConfigError(
+            f"MOVIEREC_RANKER_SPLIT={values['ranker_split']!r}: expected one of {RANKER_SPLITS}"
         )
     if values["dataset"] not in DATASETS:
         raise ConfigError(f"MOVIEREC_DATASET={values['dataset']!r}: expected one of {DATASETS}")

@@ -14,7 +14,7 @@ import xgboost as xgb
 
 from movierec.core.progress import Progress
 from movierec.data.splits import latest_per_user, time_cut
-from movierec.model.cf import EASE, Index, interaction_matrix
+from movierec.model.cf import EASE, Index, RP3beta, interaction_matrix
 from movierec.model.data import TrainingData
 from movierec.model.features import build_base, occupations
 from movierec.model.params import ModelParams
@@ -48,9 +48,10 @@ def fit_stage(data: TrainingData, index: Index, params: ModelParams, threads: in
     X = interaction_matrix(iu[k], ii[k], len(index.users), len(index.movies), conf)
     als_u, als_i = implicit_als(X, params.als_factors, seed=params.seed, threads=threads)
     ease = EASE(params.ease_lambda).fit(X)
+    rp3 = RP3beta(params.rp3_beta, params.rp3_neighbours).fit(X)
     seen = X.copy()
     seen.data[:] = 1.0
-    return CFStage(index, base, mf, als_u, als_i, ease, seen)
+    return CFStage(index, base, mf, als_u, als_i, ease, rp3, seen)
 
 
 def implicit_als(
@@ -90,16 +91,17 @@ def fit_ranker(
     rating = fit_rating_model(past_data, stage, quick, threads)
     # Candidates and their features, for a sample of the users with history and a future
     u = _sample_users(future, stage, params.seed, max_users)
-    cands = candidates(stage, u, params.candidates)
+    cands = candidates(stage, u, params)
     X, names = rank_features(stage, rating, u, cands)
-    # Labels, then LambdaMART (or the candidate order when there is too little to learn from)
+    # Labels, then LambdaMART (or EASE's order when there is too little to learn from)
     y = _labels(future, stage, u, cands)
     positives = int((y > 0).sum())
     info = {"split": params.ranker_split, "users": int(u.size), "rows": int(y.size)}
     info["positives"] = positives
+    info["candidate_recall"] = round(positives / max(_later_positives(future, stage, u), 1), 4)
     if positives < MIN_RANKER_POSITIVES:
-        log.info("ranker: only %d positives, lists keep the candidate order", positives)
-        return Ranker(None, names, info | {"fallback": "candidate order"})
+        log.info("ranker: only %d positives, lists keep EASE's order", positives)
+        return Ranker(None, names, info | {"fallback": "EASE order"})
     return Ranker(_lambdamart(X, y, cands, params, threads, names), names, info)
 
 
@@ -138,6 +140,16 @@ def _labels(future: pd.DataFrame, stage: CFStage, u: np.ndarray, cands: Candidat
     uu = np.repeat(u, cands.top.shape[1])
     pairs = zip(uu, cands.top.ravel(), strict=True)
     return np.array([label_of.get((a, b), 0.0) for a, b in pairs], dtype=np.float32)
+
+
+def _later_positives(future: pd.DataFrame, stage: CFStage, u: np.ndarray) -> int:
+    """How many (user, movie) pairs of users `u` the labels grade above 0 - in the candidates
+    or not: the denominator of the candidates' recall."""
+    fu = stage.index.uidx(future["user_id"].to_numpy())
+    fi = stage.index.midx(future["movie_id"].to_numpy())
+    rating = future["rating"].to_numpy(dtype=float)
+    positive = np.isin(fu, u) & (fi >= 0) & ~(rating < 4)
+    return int(np.unique(fu[positive] * len(stage.index.movies) + fi[positive]).size)
 
 
 def _lambdamart(

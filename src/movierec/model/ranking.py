@@ -1,9 +1,11 @@
 """The list: candidates, then a learned ranker.
 
 Ranking unseen movies by predicted rating favours obscure movies with a few high ratings, so
-the list is built in two stages: EASE proposes candidates from implicit feedback, and an
-XGBoost ranker (LambdaMART, `rank:ndcg`) re-ranks them with the EASE score and rank, the ALS
-score, popularity, genre affinity, recency and a rating model's prediction. The ranker learns
+the list is built in two stages. Three generators propose candidates from implicit feedback -
+EASE, RP3beta (`cf`) and the movies most watched in the data's last days - merged by rank
+relative to each one's quota (`merge`); an XGBoost ranker (LambdaMART, `rank:ndcg`) re-ranks
+them with both item-item scores, the merged rank, how many generators proposed the movie, the
+ALS score, popularity, genre affinity, recency and a rating model's prediction. The ranker learns
 on a split inside the training data: generators fitted on each user's earlier interactions,
 labels from their later ones (2 = rated >= 4, 1 = watched without a rating, 0 = rated below
 4 or not watched); `model.fitting` fits it.
@@ -28,16 +30,19 @@ from movierec.model.stage import CFStage, cf_features
 
 @dataclass
 class Candidates:
-    """Each user's top-n unseen movies by EASE (users x n): movie indexes, scores, ranks."""
+    """Each user's n merged candidates (users x n), best first: movie indexes, EASE scores,
+    merged ranks and the other generators' features (`merge`)."""
 
     top: np.ndarray
     scores: np.ndarray  # -inf for a seen movie (filler for a user who has seen almost all)
     ranks: np.ndarray
+    features: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
 class Ranker:
-    """A LambdaMART booster over candidate features; None keeps the candidate order."""
+    """A LambdaMART booster over candidate features; None orders the candidates by EASE's
+    score (what the lists were before the other generators and the ranker)."""
 
     booster: xgb.Booster | None
     feature_names: list[str]
@@ -70,18 +75,72 @@ class Ranker:
         return cls(booster, feature_names)
 
 
-def candidates(stage: CFStage, u: np.ndarray, n: int) -> Candidates:
-    """Top-n unseen movies by EASE for each user row `u`, best first."""
+def candidates(stage: CFStage, u: np.ndarray, params: ModelParams) -> Candidates:
+    """The merged candidates of each user row `u` (see `merge`)."""
     seen = stage.seen[u]
-    scores = stage.ease.scores(seen)
-    scores[seen.nonzero()] = -np.inf
-    n = min(n, scores.shape[1])
-    top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    return merge(stage.ease.scores(seen), stage.rp3.scores(seen), stage, seen.nonzero(), params)
+
+
+def merge(
+    ease: np.ndarray,
+    rp3: np.ndarray,
+    stage: CFStage,
+    seen: tuple[np.ndarray, np.ndarray],
+    params: ModelParams,
+) -> Candidates:
+    """`params.candidates` unseen movies per user (rows of `ease` and `rp3`, users x movies)
+    from three generators: EASE's top `candidates`, RP3beta's top `rp3_candidates` and the
+    recently popular's top `recent_candidates`. A movie's priority is its best rank relative to
+    the quota of a generator that proposed it ((rank + 1) / quota): the generators' lists are
+    interleaved in proportion to their quotas, each movie once. Ties, and the order among
+    movies of equal priority, follow EASE's score. `seen` (rows, columns) are never proposed;
+    a user who has seen almost everything gets seen filler at -inf."""
+    recent = np.asarray(stage.base.item_stats[:, 6], dtype=np.float64)  # log(1 + recent views)
+    scores = {
+        "ease": ease,
+        "rp3": rp3,
+        "recent": np.repeat(recent[None, :], ease.shape[0], axis=0),
+    }
+    for name in scores:
+        scores[name][seen] = -np.inf
+    quotas = {
+        "ease": params.candidates,
+        "rp3": params.rp3_candidates,
+        "recent": params.recent_candidates,
+    }
+    priority = np.full(ease.shape, np.inf)
+    proposed = np.zeros(ease.shape, dtype=np.float32)
+    for name, quota in quotas.items():
+        top, top_scores = _best(scores[name], quota)
+        rank = np.where(np.isfinite(top_scores), (np.arange(top.shape[1]) + 1.0) / quota, np.inf)
+        np.put_along_axis(
+            priority, top, np.minimum(np.take_along_axis(priority, top, axis=1), rank), axis=1
+        )
+        np.put_along_axis(proposed, top, np.take_along_axis(proposed, top, axis=1) + 1, axis=1)
+    n = min(params.candidates, ease.shape[1])
+    top = np.argpartition(priority, n - 1, axis=1)[:, :n]
+    order = np.lexsort(
+        (-np.take_along_axis(ease, top, axis=1), np.take_along_axis(priority, top, axis=1)),
+        axis=1,
+    )
+    top = np.take_along_axis(top, order, axis=1)
+    features = {
+        "rp3_score": np.take_along_axis(np.where(np.isfinite(rp3), rp3, 0.0), top, axis=1),
+        "generators": np.take_along_axis(proposed, top, axis=1),
+    }
+    ranks = np.broadcast_to(np.arange(n), top.shape)
+    return Candidates(top, np.take_along_axis(ease, top, axis=1), ranks, features)
+
+
+def _best(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k best columns, best first, and their scores."""
+    k = min(k, scores.shape[1])
+    if k <= 0:
+        return np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0))
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     top_scores = np.take_along_axis(scores, top, axis=1)
     order = np.argsort(-top_scores, axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    top_scores = np.take_along_axis(top_scores, order, axis=1)
-    return Candidates(top, top_scores, np.broadcast_to(np.arange(n), top.shape))
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
 
 
 def rank_features(
@@ -93,7 +152,8 @@ def rank_features(
     floor = np.float32(-1e6)  # a seen filler candidate's score
     extra = {
         "ease_score": np.where(np.isfinite(cands.scores), cands.scores, floor).ravel(),
-        "ease_rank": cands.ranks.ravel().astype(np.float32),
+        "candidate_rank": cands.ranks.ravel().astype(np.float32),
+        **{name: values.ravel().astype(np.float32) for name, values in cands.features.items()},
         "rating_pred": rating.predict(stage, pairs),
         **cf_features(stage, pairs),
     }
@@ -111,7 +171,7 @@ def rank_users(
 ) -> dict[int, list[str]]:
     """The k best unseen movies of each user with history (rows `u` of the stage), best
     first."""
-    cands = candidates(stage, u, params.candidates)
+    cands = candidates(stage, u, params)
     scores = ranker.scores(stage, rating, u, cands)
     unseen = np.isfinite(cands.scores)
     scores[~unseen] = -np.inf

@@ -2,10 +2,11 @@
 
 `TwoStageModel` (see the package's modules for each part): CF models and a feature base
 (`stage.py`); a stacked XGBoost rating model (`rating.py`) whose RMSE on the holdout is the
-promotion metric; lists from EASE candidates re-ranked by LambdaMART (`ranking.py`), with
-optional long-tail and diversity re-ranking (`rerank.py`); and cold-start lists for users it
-has no history of (`cold_start.py`). Hyperparameters are a `ModelParams` given to the
-constructor; a model is complete once fitted or loaded.
+promotion metric; lists from the candidates of three generators (EASE, RP3beta, the recently
+popular) re-ranked by LambdaMART (`ranking.py`), with optional long-tail and diversity
+re-ranking (`rerank.py`); and cold-start lists for users it has no history of
+(`cold_start.py`). Hyperparameters are a `ModelParams` given to the constructor; a model is
+complete once fitted or loaded.
 
 `RankByRating` wraps a two-stage model and ranks every unseen movie by predicted rating alone:
 as good a rating model, a poor list - the demo's deliberately bad canary.
@@ -33,8 +34,8 @@ from movierec.model.ranking import Ranker, rank_users
 from movierec.model.rating import RatingModel, fit_rating_model
 from movierec.model.stage import CFStage, build_index
 
-FORMAT = 4  # of the saved files: 2 = arrays as separate .npy files, 3 = a rating booster per
-# case, 4 = the new-user booster without the demographics
+FORMAT = 5  # of the saved files: 2 = arrays as separate .npy files, 3 = a rating booster per
+# case, 4 = the new-user booster without the demographics, 5 = RP3beta's rows (a generator)
 USER_CHUNK = 512  # users ranked at once
 
 Ids = Sequence[int] | np.ndarray
@@ -94,7 +95,7 @@ class _Fitted:
 
 
 class TwoStageModel(Recommender):
-    """CF + features -> stacked XGBoost ratings; EASE candidates -> LambdaMART lists."""
+    """CF + features -> stacked XGBoost ratings; merged candidates -> LambdaMART lists."""
 
     def __init__(self, params: ModelParams | None = None, *, threads: int = 2) -> None:
         self.params = params or ModelParams()

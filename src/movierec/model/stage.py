@@ -1,6 +1,6 @@
 """`CFStage`: the fitted collaborative-filtering state of one slice of the data - the dense
-index, the feature base, the explicit MF, the implicit ALS embeddings, EASE and the seen
-matrix - and the CF features it gives (user, movie) pairs.
+index, the feature base, the explicit MF, the implicit ALS embeddings, EASE, RP3beta and the
+seen matrix - and the CF features it gives (user, movie) pairs.
 
 The index holds every user and movie the data names: the users table's users (so that a user
 without history still has demographics), the catalog's movies (so that a new movie still has
@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.model.arrays import load_arrays, save_arrays
-from movierec.model.cf import EASE, BiasedMF, Index, Pairs
+from movierec.model.cf import EASE, BiasedMF, Index, ItemNeighbours, Pairs, RP3beta
 from movierec.model.data import TrainingData
 from movierec.model.features import BASE_ARRAYS, FeatureBase
 from movierec.model.params import ModelParams
@@ -37,6 +37,9 @@ _CF_ARRAYS = (
     "als_u",
     "als_i",
     "ease_B",
+    "rp3_indptr",
+    "rp3_indices",
+    "rp3_scores",
     "seen_indptr",
     "seen_indices",
 )
@@ -52,6 +55,7 @@ class CFStage:
     als_u: np.ndarray
     als_i: np.ndarray
     ease: EASE
+    rp3: RP3beta
     seen: sp.csr_matrix  # users x movies, 1 where the user interacted
 
     def pairs(self, user_ids: np.ndarray, movie_ids: np.ndarray) -> Pairs:
@@ -74,6 +78,9 @@ class CFStage:
             "als_u": self.als_u,
             "als_i": self.als_i,
             "ease_B": self.ease.B,
+            "rp3_indptr": self.rp3.W.indptr,
+            "rp3_indices": self.rp3.W.indices,
+            "rp3_scores": self.rp3.W.scores,
             "seen_indptr": self.seen.indptr,
             "seen_indices": self.seen.indices,
         }
@@ -99,6 +106,8 @@ class CFStage:
         )
         ease = EASE(params.ease_lambda)
         ease.B = cf["ease_B"]
+        rp3 = RP3beta(params.rp3_beta, params.rp3_neighbours)
+        rp3.W = ItemNeighbours(cf["rp3_indptr"], cf["rp3_indices"], cf["rp3_scores"])
         # a read-only view of ones, not an array as long as the interactions: serving memory-maps
         ones = np.broadcast_to(np.float32(1.0), cf["seen_indices"].shape)
         seen = sp.csr_matrix(
@@ -106,7 +115,7 @@ class CFStage:
             shape=(len(index.users), len(index.movies)),
         )
         base = FeatureBase.from_saved(index, features, scalars["features"])
-        return cls(index, base, mf, cf["als_u"], cf["als_i"], ease, seen)
+        return cls(index, base, mf, cf["als_u"], cf["als_i"], ease, rp3, seen)
 
 
 def build_index(data: TrainingData) -> Index:

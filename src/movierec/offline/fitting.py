@@ -23,16 +23,19 @@ class Fitted:
 
 
 def model_params(settings: Settings) -> ModelParams:
-    """The default parameters, with the settings' seed and re-ranking knobs."""
+    """The default parameters, with the settings' seed, ranker split and re-ranking knobs."""
     t = settings.training
     return ModelParams(
-        seed=t.seed, longtail_min_share=t.longtail_min_share, genre_diversity=t.genre_diversity
+        seed=t.seed,
+        ranker_split=t.ranker_split,
+        longtail_min_share=t.longtail_min_share,
+        genre_diversity=t.genre_diversity,
     )
 
 
 def tuning_budget(settings: Settings) -> TuningBudget:
     t = settings.training
-    return TuningBudget(t.tune_iterations, t.tune_seconds, t.seed, t.n_threads)
+    return TuningBudget(t.tune_iterations, t.tune_seconds, t.seed, t.n_threads, t.tune_max_rows)
 
 
 def fit_model(data: TrainingData, settings: Settings, *, tune: bool = True) -> Fitted:

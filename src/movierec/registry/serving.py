@@ -24,13 +24,13 @@ import numpy as np
 
 from movierec.core.errors import ModelLoadError
 from movierec.model.arrays import array_file, load_arrays, save_arrays
+from movierec.model.cf import ItemNeighbours
 
 LISTS = "lists"
 NEIGHBOURS_PREFIX = "neighbours"
 LIST_ARRAYS = ("users", "items", "movies")
 NEIGHBOUR_ARRAYS = ("indptr", "indices", "scores")
 NEIGHBOURS = 200  # item-item weights kept per movie
-_ROWS_AT_ONCE = 1024  # rows of a dense item-item matrix cut at a time
 
 
 @dataclass(frozen=True)
@@ -89,29 +89,9 @@ class PrecomputedLists:
         return int(self.users.size)
 
 
-@dataclass(frozen=True)
-class Neighbours:
-    """Each movie's strongest item-item weights, a sparse row per movie of the model's index."""
-
-    indptr: np.ndarray
-    indices: np.ndarray
-    scores: np.ndarray
-
-    @classmethod
-    def from_dense(cls, item_item: np.ndarray, k: int = NEIGHBOURS) -> Neighbours:
-        """The k largest weights of each row (the diagonal excluded), row block by row block."""
-        n = item_item.shape[0]
-        k = max(0, min(k, n - 1))
-        indices = np.empty((n, k), dtype=np.int32)
-        scores = np.empty((n, k), dtype=np.float32)
-        for start in range(0, n, _ROWS_AT_ONCE):
-            block = np.array(item_item[start : start + _ROWS_AT_ONCE], dtype=np.float32)
-            block[np.arange(block.shape[0]), np.arange(start, start + block.shape[0])] = -np.inf
-            top = np.argpartition(-block, max(k - 1, 0), axis=1)[:, :k]
-            indices[start : start + block.shape[0]] = top
-            scores[start : start + block.shape[0]] = np.take_along_axis(block, top, axis=1)
-        indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
-        return cls(indptr, indices.ravel(), scores.ravel())
+class Neighbours(ItemNeighbours):
+    """EASE's `NEIGHBOURS` strongest item-item weights per movie, as the bundle carries them
+    for fold-in."""
 
     def save(self, directory: Path) -> list[str]:
         arrays = {"indptr": self.indptr, "indices": self.indices, "scores": self.scores}
@@ -127,22 +107,6 @@ class Neighbours:
         return all(
             (directory / array_file(NEIGHBOURS_PREFIX, n)).exists() for n in NEIGHBOUR_ARRAYS
         )
-
-    @property
-    def movies(self) -> int:
-        return int(self.indptr.size - 1)
-
-    def fold_in(self, history: np.ndarray) -> np.ndarray:
-        """Scores of every movie for a user whose history is `history` (movie positions)."""
-        rows = [
-            slice(int(self.indptr[i]), int(self.indptr[i + 1]))
-            for i in np.asarray(history, dtype=np.int64).tolist()
-        ]
-        if not rows:
-            return np.zeros(self.movies)
-        indices = np.concatenate([self.indices[r] for r in rows])
-        weights = np.concatenate([self.scores[r] for r in rows])
-        return np.bincount(indices, weights=weights, minlength=self.movies)
 
 
 def check_neighbours(neighbours: Neighbours, movies: int, where: Path) -> None:

@@ -43,7 +43,7 @@ from movierec.registry.bundles import (
     verify_bundle,
 )
 from movierec.registry.routing import read_routing, set_stable
-from movierec.registry.serving import Neighbours, PrecomputedLists
+from movierec.registry.serving import NEIGHBOURS, Neighbours, PrecomputedLists
 from movierec.registry.tracking import log_bundle
 from movierec.retrain.gate import lake_counts, write_state
 
@@ -191,7 +191,7 @@ def write_bundle_files(
     names += PrecomputedLists.build(lists).save(folder)
     two_stage = model.model if isinstance(model, RankByRating) else model
     if isinstance(two_stage, TwoStageModel):
-        names += Neighbours.from_dense(two_stage.stage.ease.B).save(folder)
+        names += Neighbours.from_dense(two_stage.stage.ease.B, NEIGHBOURS).save(folder)
     return names, len(recs)
 
 

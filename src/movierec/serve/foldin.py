@@ -1,8 +1,9 @@
 """Fold-in at request time: a list recomputed from a user's whole history - what the model
 trained on plus what the online store saw since - with every movie of that history removed.
 
-For the two-stage model, as its precomputed lists are made: candidates by item-item scores
-(EASE's, from the bundle's neighbours, `registry.serving`), re-ranked by the bundle's XGBoost
+For the two-stage model, as its precomputed lists are made: candidates merged from the
+generators (EASE's item-item scores from the bundle's neighbours, `registry.serving`;
+RP3beta's, the model's own sparse rows; the recently popular), re-ranked by the bundle's XGBoost
 ranker (LambdaMART over the stacked rating model's prediction and the pair features), then the
 model's re-ranking knobs. A user the model does not know gets the same pipeline with unknown
 user features, so a personal list from their first watch. The rank-by-rating variant (the
@@ -29,7 +30,7 @@ import numpy as np
 from movierec.core.errors import ModelLoadError
 from movierec.core.schema import MODEL_JSON, RANKER, RATING_MODEL, VARIANT_JSON
 from movierec.model.params import ModelParams
-from movierec.model.ranking import Candidates, Ranker
+from movierec.model.ranking import Ranker, merge
 from movierec.model.rating import RatingModel
 from movierec.model.rerank import choose
 from movierec.model.stage import CFStage
@@ -111,22 +112,23 @@ class FoldIn:
         u, history = self.history(user_id, recent)
         if self.by_rating:
             return self._by_rating(user_id, history, k)
-        # Candidates: item-item scores of the whole history, the history itself removed
-        scores = self.neighbours.fold_in(history) + self._prior
-        scores[history] = -np.inf
-        n = min(self.params.candidates, scores.size - history.size)
-        if n <= 0:
+        # Candidates: the generators' scores of the whole history, the history itself removed
+        ease = self.neighbours.fold_in(history) + self._prior
+        rp3 = self.stage.rp3.W.fold_in(history)
+        if ease.size - history.size <= 0:
             return []
-        top = np.argpartition(-scores, n - 1)[:n]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        cands = Candidates(top[None, :], scores[top][None, :], np.arange(n)[None, :])
+        seen = (np.zeros(history.size, dtype=np.int64), history)
+        cands = merge(ease[None, :], rp3[None, :], self.stage, seen, self.params)
         # Ranking: the bundle's LambdaMART, then its re-ranking knobs
         ranked = self.ranker.scores(self.stage, self.rating, np.array([u]), cands)
+        ranked[~np.isfinite(cands.scores)] = -np.inf
         p = self.params
         best = choose(
             ranked, cands.top, self.stage.base, k, p.longtail_min_share, p.genre_diversity
         )
-        return [str(m) for m in self.stage.index.movies[top[best[0]]]]
+        chosen = cands.top[0, best[0]]
+        unseen = np.isfinite(cands.scores[0, best[0]])  # none of the seen filler
+        return [str(m) for m in self.stage.index.movies[chosen[unseen]]]
 
     def _by_rating(self, user_id: int, history: np.ndarray, k: int) -> list[str]:
         movies = self.stage.index.movies

@@ -20,6 +20,8 @@ def test_params_round_trip_through_a_dictionary() -> None:
         ({"ranker_split": "sideways"}, "ranker_split='sideways'"),
         ({"longtail_min_share": 1.5}, "longtail_min_share=1.5"),
         ({"candidates": 0}, "candidates=0"),
+        ({"rp3_candidates": -1}, "rp3_candidates=-1"),
+        ({"rp3_neighbours": 0}, "rp3_neighbours=0"),
         ({"oof_folds": 1}, "oof_folds=1"),
     ],
 )

@@ -1,11 +1,17 @@
 """Randomized search: scikit-learn's ParameterSampler, the same seed gives the same trials,
-and the time budget only cuts the sequence short."""
+and the time budget only cuts the sequence short; large data is tuned on a sample of users."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from movierec.model.tune import MF_CHOICES, TuningBudget, randomized_search, sample_params
+from movierec.model.tune import (
+    MF_CHOICES,
+    TuningBudget,
+    randomized_search,
+    sample_params,
+    sample_users,
+)
 from tests.modelkit import FAST, block_data
 
 
@@ -45,3 +51,17 @@ def test_a_spent_time_budget_stops_after_a_prefix_of_the_same_trials(
     assert len(trials) == 1  # the first trial always runs
     first = sample_params(FAST, budget)[0]
     assert trials[0]["params"] == {k: getattr(first, k) for k in trials[0]["params"]}
+
+
+def test_above_max_rows_the_trials_see_every_rating_of_a_sample_of_users(
+    block_ratings: pd.DataFrame,
+) -> None:
+    data = block_data(block_ratings)  # 20 users x 6 ratings
+    assert sample_users(data, len(data.ratings), seed=1) is data
+    sample = sample_users(data, 30, seed=1)
+    users = set(sample.ratings["user_id"])
+    assert len(users) == 5 and len(sample.ratings) == 30  # whole users: 6 ratings each
+    mine = block_ratings[block_ratings["user_id"].isin(users)]
+    assert len(sample.ratings) == len(mine)  # every rating of the chosen users
+    assert set(sample.interactions["user_id"]) == users
+    assert users != set(sample_users(data, 30, seed=2).ratings["user_id"])
