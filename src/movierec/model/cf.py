@@ -250,14 +250,17 @@ class ItemNeighbours:
 
     def fold_in(self, history: np.ndarray) -> np.ndarray:
         """Scores of every movie for a user whose history is `history` (movie positions)."""
-        rows = [
-            slice(int(self.indptr[i]), int(self.indptr[i + 1]))
-            for i in np.asarray(history, dtype=np.int64).tolist()
-        ]
-        if not rows:
+        history = np.asarray(history, dtype=np.int64)
+        if history.size == 0:
             return np.zeros(self.movies)
-        indices = np.concatenate([self.indices[r] for r in rows])
-        weights = np.concatenate([self.scores[r] for r in rows])
+        k = int(self.indptr[1] - self.indptr[0]) if self.movies else 0
+        if k and int(self.indptr[-1]) == k * self.movies:  # k per row, as `from_dense` makes
+            indices = np.asarray(self.indices).reshape(-1, k)[history].ravel()
+            weights = np.asarray(self.scores).reshape(-1, k)[history].ravel()
+        else:
+            rows = [slice(int(self.indptr[i]), int(self.indptr[i + 1])) for i in history.tolist()]
+            indices = np.concatenate([self.indices[r] for r in rows])
+            weights = np.concatenate([self.scores[r] for r in rows])
         return np.bincount(indices, weights=weights, minlength=self.movies)
 
     def scores_of(self, X_rows: sp.csr_matrix) -> np.ndarray:

@@ -23,7 +23,7 @@ import xgboost as xgb
 from movierec.model.cf import Pairs
 from movierec.model.features import pair_features
 from movierec.model.params import ModelParams
-from movierec.model.rating import RatingModel
+from movierec.model.rating import RatingModel, check_features
 from movierec.model.rerank import choose
 from movierec.model.stage import CFStage, cf_features
 
@@ -54,8 +54,7 @@ class Ranker:
         if self.booster is None:
             return cands.scores.copy()
         X, names = rank_features(stage, rating, u, cands)
-        if self.booster.feature_names is not None and self.booster.feature_names != names:
-            raise ValueError(f"features {names} are not the ranker's {self.booster.feature_names}")
+        check_features(self.booster, names)
         # in place, without a DMatrix (see rating.predict_rows)
         return np.asarray(self.booster.inplace_predict(X)).reshape(cands.top.shape)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from movierec.model.cf import EASE, BiasedMF, Index, interaction_matrix
+from movierec.model.cf import EASE, BiasedMF, Index, ItemNeighbours, interaction_matrix
 
 
 def test_the_index_gives_minus_one_for_unknown_ids() -> None:
@@ -74,3 +74,17 @@ def test_ease_is_the_closed_form_and_never_scores_an_item_by_itself() -> None:
 def test_the_interaction_matrix_sums_repeated_pairs() -> None:
     m = interaction_matrix(np.array([0, 0, 1]), np.array([1, 1, 0]), 2, 2, np.array([1, 2, 5]))
     assert m.toarray().tolist() == [[0.0, 3.0], [5.0, 0.0]]
+
+
+def test_item_neighbours_fold_in_one_user_as_scores_of_many_rows() -> None:
+    rng = np.random.default_rng(1)
+    ragged = sp.random(12, 12, density=0.3, format="csr", random_state=1, dtype=np.float32)
+    for W in (
+        ItemNeighbours.from_dense(rng.random((12, 12)), k=4),  # k per row: the fast path
+        ItemNeighbours(ragged.indptr, ragged.indices, ragged.data),  # rows of any length
+    ):
+        users = sp.csr_matrix(np.array([[1, 0, 0, 1] * 3, [0] * 12, [0, 1] * 6], dtype=float))
+        many = W.scores_of(users)
+        for row in range(3):
+            one = W.fold_in(users[row].indices)
+            np.testing.assert_allclose(one, many[row], rtol=1e-6, atol=1e-6)
