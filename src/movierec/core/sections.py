@@ -62,7 +62,7 @@ class TrainingSettings:
     recommendations_k: int = 20
     longtail_min_share: float = 0.0
     genre_diversity: float = 0.0
-    ranker_split: str = "global_time"  # the ranker learns to rank what comes after a time cut
+    ranker_split: str = "random"  # how the ranker's split picks its labels (model.params)
 
 
 @dataclass(frozen=True)
