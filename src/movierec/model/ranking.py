@@ -21,7 +21,7 @@ import numpy as np
 import xgboost as xgb
 
 from movierec.model.cf import Pairs
-from movierec.model.features import pair_features
+from movierec.model.features import FeatureBase, pair_features
 from movierec.model.params import ModelParams
 from movierec.model.rating import RatingModel, check_features
 from movierec.model.rerank import choose
@@ -92,9 +92,11 @@ def merge(
     recently popular's top `recent_candidates`. A movie's priority is its best rank relative to
     the quota of a generator that proposed it ((rank + 1) / quota): the generators' lists are
     interleaved in proportion to their quotas, each movie once. Ties, and the order among
-    movies of equal priority, follow EASE's score. `seen` (rows, columns) are never proposed;
-    a user who has seen almost everything gets seen filler at -inf."""
-    recent = np.asarray(stage.base.item_stats[:, 6], dtype=np.float64)  # log(1 + recent views)
+    movies of equal priority, follow EASE's score. `seen` (rows, columns) are never proposed:
+    they are set to -inf in `ease` and `rp3` themselves; a user who has seen almost everything
+    gets seen filler at -inf."""
+    column = FeatureBase.ITEM_COLS.index("i_recent_pop")  # log(1 + recent views)
+    recent = np.asarray(stage.base.item_stats[:, column], dtype=np.float64)
     scores = {
         "ease": ease,
         "rp3": rp3,
@@ -171,6 +173,24 @@ def rank_users(
     """The k best unseen movies of each user with history (rows `u` of the stage), best
     first."""
     cands = candidates(stage, u, params)
+    chosen = rank_candidates(stage, rating, ranker, params, u, cands, k)
+    return {
+        int(uid): list(stage.index.movies[row]) for uid, row in zip(user_ids, chosen, strict=True)
+    }
+
+
+def rank_candidates(
+    stage: CFStage,
+    rating: RatingModel,
+    ranker: Ranker,
+    params: ModelParams,
+    u: np.ndarray,
+    cands: Candidates,
+    k: int,
+) -> list[np.ndarray]:
+    """Each user's k best unseen candidates (movie positions), best first: the ranker's order,
+    then the re-ranking knobs; seen filler is never chosen. Precomputed lists and fold-in both
+    end here."""
     scores = ranker.scores(stage, rating, u, cands)
     unseen = np.isfinite(cands.scores)
     scores[~unseen] = -np.inf
@@ -179,7 +199,4 @@ def rank_users(
     )
     chosen = np.take_along_axis(cands.top, best, axis=1)
     keep = np.take_along_axis(unseen, best, axis=1)
-    return {
-        int(uid): list(stage.index.movies[row[ok]])
-        for uid, row, ok in zip(user_ids, chosen, keep, strict=True)
-    }
+    return [row[ok] for row, ok in zip(chosen, keep, strict=True)]

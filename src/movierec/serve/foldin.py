@@ -30,9 +30,8 @@ import numpy as np
 from movierec.core.errors import ModelLoadError
 from movierec.core.schema import MODEL_JSON, RANKER, RATING_MODEL, VARIANT_JSON
 from movierec.model.params import ModelParams
-from movierec.model.ranking import Ranker, merge
+from movierec.model.ranking import Ranker, merge, rank_candidates
 from movierec.model.rating import RatingModel
-from movierec.model.rerank import choose
 from movierec.model.stage import CFStage
 from movierec.registry.serving import Neighbours, check_neighbours
 
@@ -120,15 +119,9 @@ class FoldIn:
         seen = (np.zeros(history.size, dtype=np.int64), history)
         cands = merge(ease[None, :], rp3[None, :], self.stage, seen, self.params)
         # Ranking: the bundle's LambdaMART, then its re-ranking knobs
-        ranked = self.ranker.scores(self.stage, self.rating, np.array([u]), cands)
-        ranked[~np.isfinite(cands.scores)] = -np.inf
         p = self.params
-        best = choose(
-            ranked, cands.top, self.stage.base, k, p.longtail_min_share, p.genre_diversity
-        )
-        chosen = cands.top[0, best[0]]
-        unseen = np.isfinite(cands.scores[0, best[0]])  # none of the seen filler
-        return [str(m) for m in self.stage.index.movies[chosen[unseen]]]
+        best = rank_candidates(self.stage, self.rating, self.ranker, p, np.array([u]), cands, k)
+        return [str(m) for m in self.stage.index.movies[best[0]]]
 
     def _by_rating(self, user_id: int, history: np.ndarray, k: int) -> list[str]:
         movies = self.stage.index.movies
