@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,12 @@ def append_daily_jsonl(base: Path, records: Iterable[dict[str, Any]]) -> None:
     by_day: dict[str, list[str]] = {}
     for rec in records:
         by_day.setdefault(rec["ts"][:10], []).append(json.dumps(rec, separators=(",", ":")))
+    append_daily_lines(base, by_day)
+
+
+def append_daily_lines(base: Path, by_day: Mapping[str, list[str]]) -> None:
+    """Append each day's lines (already encoded) to `<stem>-YYYY-MM-DD<suffix>` beside
+    `base`, one locked write per file."""
     for day, lines in by_day.items():
         append_lines(base.with_name(f"{base.stem}-{day}{base.suffix}"), lines)
 

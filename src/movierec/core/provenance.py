@@ -102,11 +102,10 @@ def _cell(value: Any) -> str:
 
 
 def _to_csv(rows: Sequence[Any], header: bool) -> str:
-    buf = io.StringIO()
+    buf = io.StringIO(_to_csv_header(type(rows[0])) if header else "")
+    buf.seek(0, io.SEEK_END)
     writer = csv.writer(buf, lineterminator="\n")
     columns = _columns(type(rows[0]))
-    if header:
-        writer.writerow(columns)
     for row in rows:  # getattr, not asdict: asdict deep-copies every value
         writer.writerow([_cell(getattr(row, c)) for c in columns])
     return buf.getvalue()
@@ -116,6 +115,25 @@ def append_rows(path: Path, rows: Sequence[Any]) -> None:
     """Append rows (one dataclass type) in one locked write, with the header if new."""
     if rows:
         append_whole(path, lambda size: _to_csv(rows, header=size == 0).encode("utf-8"))
+
+
+def csv_line(row: Any) -> str:
+    """One row (a dataclass) as `append_rows` writes it, newline included."""
+    return _to_csv([row], header=False)
+
+
+def append_csv_lines(path: Path, cls: type, lines: Sequence[str]) -> None:
+    """Append rows of `cls` already made by `csv_line`, as `append_rows` does."""
+    if lines:
+        header = _to_csv_header(cls)
+        payload = "".join(lines)
+        append_whole(path, lambda size: ((header if size == 0 else "") + payload).encode("utf-8"))
+
+
+def _to_csv_header(cls: type) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(_columns(cls))
+    return buf.getvalue()
 
 
 def _parse(cls: type[R], raw: dict[str, str]) -> R:

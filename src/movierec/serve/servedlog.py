@@ -1,9 +1,12 @@
 """The served log (JSONL) and the prediction events register, written off the request path.
 
-A request only puts a record on a bounded queue; one background thread per worker writes
-what has gathered every 200 ms (sooner only when a full batch of 5,000 waits) with one
-flock'ed, fsync'ed, all-or-nothing write per file, so lines of several workers never
-interleave and the disk sees a few writes a second, not one per request.
+A request encodes its record's lines (the served log's JSON, the register's CSV row: 13 us)
+and puts them on a bounded queue; one background thread per worker writes what has gathered
+every 200 ms (sooner only when a full batch of 5,000 waits) with one flock'ed, fsync'ed,
+all-or-nothing write per file, so lines of several workers never interleave and the disk sees
+a few writes a second, not one per request. The writer only joins lines: when it encoded them
+itself, a batch (450 records at 2,250 requests/s per worker) held the GIL for 6 ms every
+200 ms, and the requests that came meanwhile waited for it.
 
 Nothing is lost silently. A record that cannot go where it belongs goes to a spill file
 (`serve.spill`, under `spill_dir`) and is read back into the log once the log can be written
@@ -28,19 +31,26 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import json
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from movierec.core.files import append_daily_jsonl
+from movierec.core.files import append_daily_jsonl, append_daily_lines
 from movierec.core.gaps import SPILL_SINKS, record_gap
-from movierec.core.provenance import PredictionRecord, append_predictions
+from movierec.core.provenance import (
+    PredictionRecord,
+    append_csv_lines,
+    append_predictions,
+    csv_line,
+)
 from movierec.core.schema import PREDICTION_EVENTS
 from movierec.core.settings import Settings
 from movierec.serve.metrics import LOG_DROPPED, SERVED_LOG_DEGRADED, SERVED_LOG_SPILLED
@@ -57,19 +67,35 @@ Records = list[dict[str, Any]]
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A record and its lines, encoded by the request that made it."""
+
+    rec: dict[str, Any]
+    served: str  # its JSON line
+    prediction: str | None  # its register row (answered requests only)
+
+    @classmethod
+    def of(cls, rec: dict[str, Any]) -> Entry:
+        served = json.dumps(rec, separators=(",", ":")) + "\n"
+        answered = rec["status"] == 200
+        return cls(rec, served, csv_line(_prediction(rec)) if answered else None)
+
+
+Entries = list[Entry]
+
+
 class ServedLog:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.queue: queue.Queue[dict[str, Any]] = queue.Queue(
-            maxsize=settings.serving.log_queue_size
-        )
+        self.queue: queue.Queue[Entry] = queue.Queue(maxsize=settings.serving.log_queue_size)
         self.spill = SpillFiles(settings.spill_path)
         self.backlog_size = settings.serving.log_backlog_size
         self.writers: dict[str, Callable[[Settings, Records], None]] = {
             "served": write_served,
             "predictions": write_predictions,
         }
-        self._pending: dict[str, Records] = {sink: [] for sink in SPILL_SINKS}
+        self._pending: dict[str, Entries] = {sink: [] for sink in SPILL_SINKS}
         self.problems: dict[str, str] = {}  # sink -> why it cannot be written now
         self._next_try = 0.0  # while degraded, spill files are tried at most once a second
         self._stop = threading.Event()
@@ -79,7 +105,7 @@ class ServedLog:
 
     def record(self, rec: dict[str, Any]) -> None:
         try:
-            self.queue.put(rec, timeout=_PUT_WAIT)
+            self.queue.put(Entry.of(rec), timeout=_PUT_WAIT)
         except queue.Full:
             for sink, recs in _by_sink([rec]).items():
                 try:
@@ -104,39 +130,40 @@ class ServedLog:
 
     def flush(self, block: bool = False) -> None:
         """Write what has gathered; then, if the logs can be written, read spill files back."""
-        for sink, recs in _by_sink(self._drain(block)).items():
-            self._pending[sink].extend(recs)
+        for sink, entries in _entries_by_sink(self._drain(block)).items():
+            self._pending[sink].extend(entries)
         for sink in SPILL_SINKS:
             self._write_pending(sink)
         if not any(self._pending.values()):
             self._read_back()
 
-    def _drain(self, block: bool) -> Records:
+    def _drain(self, block: bool) -> Entries:
         return drain(self.queue, block)
 
     def _write_pending(self, sink: str) -> None:
-        recs = self._pending[sink]
-        if not recs:
+        entries = self._pending[sink]
+        if not entries:
             return
         try:
-            self.writers[sink](self.settings, recs)
+            LINE_WRITERS[sink](self.settings, entries)
         except OSError as exc:
             self._failed(sink, exc)
-            self._pending[sink] = self._spill_or_keep(sink, recs, str(exc))
+            self._pending[sink] = self._spill_or_keep(sink, entries, str(exc))
             return
         self._pending[sink] = []
         self._recovered(sink)
 
-    def _spill_or_keep(self, sink: str, recs: Records, why: str) -> Records:
+    def _spill_or_keep(self, sink: str, entries: Entries, why: str) -> Entries:
         """Spill the records; if that fails too, keep the newest `backlog_size` in memory."""
         try:
-            self._spill(sink, recs)
+            self._spill(sink, _records(entries))
             return []
         except OSError as exc:
-            keep = recs[-self.backlog_size :]
-            lost = recs[: len(recs) - len(keep)]
+            keep = entries[-self.backlog_size :]
+            lost = entries[: len(entries) - len(keep)]
             if lost:
-                self._drop(sink, lost, f"{why}; spill failed ({exc}); memory backlog full")
+                why = f"{why}; spill failed ({exc}); memory backlog full"
+                self._drop(sink, _records(lost), why)
             return keep
 
     def _read_back(self) -> None:
@@ -190,7 +217,8 @@ class ServedLog:
         self.flush()
         for sink in SPILL_SINKS:
             if self._pending[sink]:
-                self._drop(sink, self._pending[sink], "worker exit: the log cannot be written")
+                why = "worker exit: the log cannot be written"
+                self._drop(sink, _records(self._pending[sink]), why)
                 self._pending[sink] = []
 
 
@@ -205,6 +233,19 @@ def drain(q: queue.Queue[T], block: bool, limit: int = _BATCH) -> list[T]:
     except queue.Empty:
         pass
     return batch
+
+
+def _entries_by_sink(entries: Entries) -> dict[str, Entries]:
+    """`_by_sink` of entries."""
+    out: dict[str, Entries] = {"served": entries} if entries else {}
+    answered = [e for e in entries if e.prediction is not None]
+    if answered:
+        out["predictions"] = answered
+    return out
+
+
+def _records(entries: Sequence[Entry]) -> Records:
+    return [e.rec for e in entries]
 
 
 def _by_sink(recs: Records) -> dict[str, Records]:
@@ -223,22 +264,40 @@ def write_served(settings: Settings, recs: Records) -> None:
 def write_predictions(settings: Settings, recs: Records) -> None:
     path = settings.models_path / PREDICTION_EVENTS
     _rotate_daily(path)
-    append_predictions(
-        settings,
-        [
-            PredictionRecord(
-                request_id=r["request_id"],
-                timestamp=r["ts"],
-                user_id=r["user_id"],
-                model_version=r["model_version"],
-                arm=r["arm"],
-                features_sha256=r["features_sha256"],
-                latency_ms=r["latency_ms"],
-            )
-            for r in recs
-        ],
-        path,
+    append_predictions(settings, [_prediction(r) for r in recs], path)
+
+
+def _prediction(rec: dict[str, Any]) -> PredictionRecord:
+    return PredictionRecord(
+        request_id=rec["request_id"],
+        timestamp=rec["ts"],
+        user_id=rec["user_id"],
+        model_version=rec["model_version"],
+        arm=rec["arm"],
+        features_sha256=rec["features_sha256"],
+        latency_ms=rec["latency_ms"],
     )
+
+
+def write_served_lines(settings: Settings, entries: Entries) -> None:
+    """`write_served` of lines the requests encoded."""
+    by_day: dict[str, list[str]] = {}
+    for e in entries:
+        by_day.setdefault(e.rec["ts"][:10], []).append(e.served)
+    append_daily_lines(settings.served_log_file, by_day)
+
+
+def write_prediction_lines(settings: Settings, entries: Entries) -> None:
+    """`write_predictions` of rows the requests encoded."""
+    path = settings.models_path / PREDICTION_EVENTS
+    _rotate_daily(path)
+    append_csv_lines(path, PredictionRecord, [e.prediction for e in entries if e.prediction])
+
+
+LINE_WRITERS: dict[str, Callable[[Settings, Entries], None]] = {
+    "served": write_served_lines,
+    "predictions": write_prediction_lines,
+}
 
 
 def _rotate_daily(path: Path) -> None:

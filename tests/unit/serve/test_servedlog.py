@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from movierec.core.gaps import pending_records, read_gaps
+from movierec.core.provenance import read_predictions
+from movierec.core.schema import PREDICTION_EVENTS
 from movierec.core.settings import Settings
 from movierec.serve.metrics import LOG_DROPPED
-from movierec.serve.servedlog import ServedLog
+from movierec.serve.servedlog import ServedLog, write_predictions, write_served
 from movierec.serve.spill import SpillFiles
 
 
@@ -131,3 +133,27 @@ def test_a_dead_workers_spill_file_is_taken_over(settings: Settings) -> None:
     assert sorted(_logged(settings)) == ["r7", "r8"]
     assert [p.name.split("-")[2] for p in settings.spill_path.glob("served-*")] == ["1"]
     shutil.rmtree(settings.spill_path)
+
+
+def test_lines_encoded_by_the_requests_are_the_lines_the_writer_would_have_made(
+    tmp_path: Path, settings: Settings
+) -> None:
+    recs = [_rec(i, 200 if i % 3 else 404) for i in range(7)]
+    recs[1]["request_id"] = 'quoted "id", with a comma'  # a client's id, CSV-quoted
+    served = _stopped(settings)
+    for rec in recs:
+        served.record(rec)
+    served.flush()
+    other = settings.replace(logs_dir=tmp_path / "other-logs", models_dir=tmp_path / "other")
+    write_served(other, recs)
+    write_predictions(other, [r for r in recs if r["status"] == 200])
+    for mine, theirs in (
+        (settings.served_log_file, other.served_log_file),
+        (settings.models_path / PREDICTION_EVENTS, other.models_path / PREDICTION_EVENTS),
+    ):
+        mine_files = sorted(mine.parent.glob(f"{mine.stem}*"))
+        theirs_files = sorted(theirs.parent.glob(f"{theirs.stem}*"))
+        assert [f.name for f in mine_files] == [f.name for f in theirs_files] != []
+        for a, b in zip(mine_files, theirs_files, strict=True):
+            assert a.read_bytes() == b.read_bytes()
+    assert read_predictions(settings)[0].request_id == recs[1]["request_id"]
