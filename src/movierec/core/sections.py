@@ -103,6 +103,9 @@ class ServingSettings:
     # precomputed lists), and the lists each worker keeps per (user, history)
     fold_in_arms: str = "stable,canary"
     fold_in_cache_users: int = 10_000
+    # users whose lists each worker folds in when their events arrive, off the request path
+    # (serve.warm): the most waiting and the most kept; 0: only on the request
+    fold_in_warm_users: int = 10_000
     # served-log records kept in memory while the log cannot be written (then: the spill file)
     log_backlog_size: int = 100_000
 

@@ -48,6 +48,7 @@ _COUNTS = (
     "gate_min_new_interactions",
     "keep_rejected_models",
     "fold_in_cache_users",
+    "fold_in_warm_users",
 )
 _POSITIVE = (
     "tune_seconds",

@@ -246,7 +246,7 @@ class AppState:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.models = ModelSet(settings)
-        self.live = LiveRecommender(settings)
+        self.live = LiveRecommender(settings, snapshot=lambda: self.models.snapshot)
         self.served = ServedLog(settings)
         self.shadow = ShadowRunner(settings)
         self.identity = ClientIdentity(settings.serving.trusted_proxies)

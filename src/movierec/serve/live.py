@@ -14,6 +14,11 @@ one stat: it is looked for each time). While the index cannot read the feed, eve
 falls back the same way, counted with the index's reason. Which arms fold users in is a
 setting (`fold_in_arms`): the same model can be served precomputed as stable and
 folded in as canary, to measure what fold-in is worth online.
+
+Most fold-ins are made before the request: each worker's warmer (`serve.warm`) folds a user in
+when the change feed shows their events, and a request finds that list first, while the store
+answers (a list kept from before an outage is not served during it: the precomputed list is,
+counted, as for everyone). A user the warmer has not reached is folded in on the request.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from movierec.core.errors import OnlineStoreUnavailable
 from movierec.core.settings import Settings
@@ -28,8 +34,9 @@ from movierec.core.validation import ARMS
 from movierec.data.history import ChangeFeed, HistoryStore, Seen
 from movierec.data.online_store import open_online_store
 from movierec.serve.metrics import LIVE_ANSWERS, LIVE_FALLBACKS
-from movierec.serve.models import ServingModel
+from movierec.serve.models import ServingModel, Snapshot
 from movierec.serve.recent import RecentUsers
+from movierec.serve.warm import FoldInWarmer
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +82,12 @@ class LiveHistory:
             self.failed("error", f"online store: {type(exc).__name__}: {exc}")
         return None
 
+    def answering(self) -> bool:
+        """Whether the store answered its last read (a list folded in from it may be served
+        while it does; while it does not, every answer is the precomputed list, counted)."""
+        index = self.index
+        return time.monotonic() >= self._skip_until and (index is None or index.problem is None)
+
     def failed(self, reason: str, message: str) -> None:
         """Count one fallback, warn now and then, and skip the store for a moment."""
         LIVE_FALLBACKS.labels(reason=reason).inc()
@@ -91,13 +104,26 @@ class LiveHistory:
 class LiveRecommender:
     """Picks, per request, the precomputed list or a fold-in, as the module docstring says."""
 
-    def __init__(self, settings: Settings, history: LiveHistory | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        history: LiveHistory | None = None,
+        snapshot: Callable[[], Snapshot] | None = None,
+    ):
         self.k = settings.training.recommendations_k
         arms = settings.serving.fold_in_arms.split(",")
         self.arms = frozenset(a.strip() for a in arms if a.strip())
         self.history = history or LiveHistory(
             open_online_store(settings), settings.serving.online_store_poll_ms / 1000.0
         )
+        # with the models' snapshot and a change feed: fold-ins made when the events arrive
+        self.warm: FoldInWarmer | None = None
+        index, store = self.history.index, self.history.store
+        warm_users = settings.serving.fold_in_warm_users
+        if snapshot and index and store and self.arms and warm_users > 0:
+            salt = settings.serving.release_salt
+            self.warm = FoldInWarmer(store, snapshot, self.arms, salt, self.k, warm_users)
+            index.listener = self.warm.changed
         for reason in REASONS:  # every series exported from the start, at 0
             LIVE_FALLBACKS.labels(reason=reason)
         for arm in ARMS:
@@ -108,6 +134,10 @@ class LiveRecommender:
         """Comma-joined movie ids, best first."""
         if arm not in self.arms:
             return self._answer(arm, "precomputed", model.recommend(user_id))
+        if self.warm is not None and self.history.answering():
+            warmed = self.warm.get(model.version, user_id)
+            if warmed is not None:
+                return self._answer(arm, "fold_in", warmed)
         recent = self.history.recent(user_id, model.cutoff_ms)
         if recent is None:
             return self._answer(arm, "fallback", model.recommend(user_id))

@@ -85,6 +85,13 @@ LIVE_FALLBACKS = Counter(
     "(missing, locked, unreachable, error) or fold-in failed (fold_in_error)",
     ["reason"],
 )
+FOLD_IN_WARM = Counter(
+    "movierec_fold_in_warm_total",
+    "Fold-ins computed when the events arrived, off the request path (serve.warm): computed "
+    "(kept for the user's requests), stale (the user changed again meanwhile: queued anew), "
+    "dropped (the queue was full: folded in on the request), failed (the store or the model)",
+    ["event"],
+)
 ROUTING_REFUSED = Counter(
     "movierec_routing_refused_total",
     "Changes of routing.json refused as unreadable or invalid (the previous routing serves on)",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -43,6 +44,8 @@ class RecentUsers:
         self._cursor: tuple[int, int] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # told every read's changes before they show (serve.warm: fold-ins made on arrival)
+        self.listener: Callable[[Changes], None] | None = None
 
     def start(self) -> None:
         """Read the feed in the background (once: later calls do nothing)."""
@@ -87,6 +90,8 @@ class RecentUsers:
         self.ready = True
 
     def _apply(self, changes: Changes) -> None:
+        if self.listener is not None:
+            self.listener(changes)
         self._cursor = changes.cursor
         if changes.full:
             self._state = (*_sorted(changes.latest), {})
