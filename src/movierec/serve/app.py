@@ -263,6 +263,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask("movierec")
     state = AppState(settings)
     state.models.start()
+    state.live.start()
     app.extensions["movierec"] = state
     app.register_blueprint(bp)
     app.wsgi_app = RecommendFastPath(app.wsgi_app, state)  # type: ignore[method-assign]

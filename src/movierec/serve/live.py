@@ -130,6 +130,12 @@ class LiveRecommender:
             for path in PATHS:
                 LIVE_ANSWERS.labels(arm=arm, path=path)
 
+    def start(self) -> None:
+        """Read the change feed from now on (the warmer folds the latest users in at once),
+        rather than from the first request that asks."""
+        if self.history.index is not None:
+            self.history.index.start()
+
     def recommend(self, model: ServingModel, arm: str, user_id: int) -> str:
         """Comma-joined movie ids, best first."""
         if arm not in self.arms:
