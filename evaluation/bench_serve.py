@@ -28,8 +28,8 @@ gthread, MOVIEREC_WORKERS workers x MOVIEREC_THREADS threads) on loopback, loade
   - events arriving: the defaults with `movierec ingest --follow` beside the service and
     --arrivals watches a second appended to the event source during the load, each a random
     fold-in user's watch of a random popular movie. Each retires that user's list until the
-    worker's warmer has folded the event in (a request meanwhile folds in itself): the real
-    path. These events stay in the store for the later configurations;
+    worker's warmer has folded the event in (a request meanwhile gets the previous list without
+    the movie): the real path. These events stay in the store for the later configurations;
 - the precomputed path with the per-client rate limit on (never reached): its bookkeeping.
 
 They run in turn, --rounds times; each figure is the median over the rounds. Memory: after each
@@ -378,13 +378,14 @@ def measure(
 ) -> dict[str, Any]:
     """One load of one configuration; `beside`: what runs next to the service meanwhile."""
     app, env, cwd, ids = run
-    with gunicorn(app, env, cwd) as (url, master), beside() if beside else nullcontext() as n:
+    with gunicorn(app, env, cwd) as (url, master):
         settled = warmers_settled(url)
-        wrk(url, 2, args.connections, ids)  # warm-up
-        before = n[0] if n else 0
-        result = wrk(url, args.seconds, args.connections, ids)
-        if n:
-            result["events_during_load"] = n[0] - before
+        with beside() if beside else nullcontext() as n:
+            wrk(url, 2, args.connections, ids)  # warm-up
+            before = n[0] if n else 0
+            result = wrk(url, args.seconds, args.connections, ids)
+            if n:
+                result["events_during_load"] = n[0] - before
         result["workers"] = worker_memory(master)
         result["master_pss_mb"] = round(memory_mb(master)["pss"], 1)
         result["warm_start"] = settled

@@ -18,7 +18,9 @@ folded in as canary, to measure what fold-in is worth online.
 Most fold-ins are made before the request: each worker's warmer (`serve.warm`) folds a user in
 when the change feed shows their events, and a request finds that list first, while the store
 answers (a list kept from before an outage is not served during it: the precomputed list is,
-counted, as for everyone). A user the warmer has not reached is folded in on the request.
+counted, as for everyone). Until the warmer has made a changed user's new list, their previous
+one is served without the movies of their history (`filtered`); a user with no list kept is
+folded in on the request.
 """
 
 from __future__ import annotations
@@ -150,6 +152,10 @@ class LiveRecommender:
         if not recent:
             return self._answer(arm, "precomputed", model.recommend(user_id))
         movies = [s.movie_id for s in recent]
+        if self.warm is not None:  # the next list is being made: the previous one, filtered
+            previous = self.warm.previous(model.version, user_id, set(movies))
+            if previous is not None:
+                return self._answer(arm, "filtered", previous)
         try:
             items, path = model.recommend_live(user_id, movies, self.k)
         except Exception as exc:  # counted and answered from the precomputed list

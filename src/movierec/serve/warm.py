@@ -8,7 +8,9 @@ does, and the store's change feed says whose did: each worker's index of it
 (`serve.recent.RecentUsers`) hands every read's users to the warmer, whose one thread
 recomputes each user's list for the model that serves them (their arm, from the routing) and
 keeps it. A request then finds the list with one dictionary lookup, as cheap as a precomputed
-one; a user the warmer has not reached yet is folded in on the request, as before.
+one. Between an event and its user's new list (the feed's next read, then the fold-in: tens of
+milliseconds, more when many users change at once), a request gets the user's previous list
+without every movie of their history; a user with no list kept is folded in on the request.
 
 An answer never predates an event the worker has seen. Every user has a generation, and the
 feed's reader bumps it before its index shows the user's new events; a kept list is served
@@ -39,6 +41,7 @@ from movierec.serve.models import ServingModel, Snapshot
 log = logging.getLogger(__name__)
 
 START_USERS = 2_000  # queued at a full read of the feed: its most recently active users
+SPARE = 10  # movies made beyond k: they replace those watched before the next list is made
 PRUNE_AT = 4  # generations kept, in multiples of max_users, before those no list needs go
 IDLE_SECONDS = 1.0  # the thread's wait when nothing is queued (a change wakes it at once)
 EVENTS = ("computed", "stale", "dropped", "failed")
@@ -63,7 +66,8 @@ class FoldInWarmer:
         self._counter = itertools.count(1)
         self._floor = next(self._counter)  # every generation below it is gone (a full read)
         self._generation: dict[int, int] = {}
-        self._lists: OrderedDict[tuple[str, int], tuple[int, str]] = OrderedDict()
+        # (version, user) -> (generation, the answer, the list with SPARE more)
+        self._lists: OrderedDict[tuple[str, int], tuple[int, str, list[str]]] = OrderedDict()
         self._queue: OrderedDict[int, None] = OrderedDict()
         self._busy = -1  # the user being folded in
         self._lock = threading.Lock()
@@ -80,6 +84,15 @@ class FoldInWarmer:
         if kept is None or kept[0] != self._generation.get(user_id, self._floor):
             return None
         return kept[1]
+
+    def previous(self, version: str, user_id: int, watched: set[str]) -> str | None:
+        """The user's kept list for the model, whatever its generation, without `watched`:
+        the answer while their next list is being made (their previous history's list, so
+        without what they watched before; `SPARE` more movies make up for those removed)."""
+        kept = self._lists.get((version, user_id))
+        if kept is None:
+            return None
+        return ",".join([m for m in kept[2] if m not in watched][: self.k])
 
     # ---- the feed's reader --------------------------------------------------------------------
     def changed(self, changes: Changes) -> None:
@@ -155,7 +168,7 @@ class FoldInWarmer:
             recent = self.store.history(user_id, model.cutoff_ms)
             if not recent:  # nothing since this model's cutoff: the precomputed list
                 return True
-            items, _ = model.recommend_live(user_id, [s.movie_id for s in recent], self.k)
+            made, _ = model.recommend_live(user_id, [s.movie_id for s in recent], self.k + SPARE)
         except OnlineStoreUnavailable:  # the requests fall back, warned and counted there
             FOLD_IN_WARM.labels(event="failed").inc()
             return True
@@ -168,7 +181,8 @@ class FoldInWarmer:
                 FOLD_IN_WARM.labels(event="stale").inc()  # queued again by the newer change
                 return True
             key = (model.version, user_id)
-            self._lists[key] = (generation, items)
+            items = made.split(",")
+            self._lists[key] = (generation, ",".join(items[: self.k]), items)
             self._lists.move_to_end(key)
             while len(self._lists) > self.max_users:
                 self._lists.popitem(last=False)

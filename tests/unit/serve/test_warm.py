@@ -23,6 +23,20 @@ from movierec.serve.models import Snapshot
 from tests.historykit import T0, write
 
 
+POOL = [f"m+{j}+2000" for j in range(100)]
+
+
+def made(version: str, history: list[str], k: int = 20) -> str:
+    """The fake model's fold-in: its history's size, then the pool without the history."""
+    return ",".join([f"{version}/{len(history)}", *[m for m in POOL if m not in history]][:k])
+
+
+def previous(version: str, history: list[str], watched: list[str]) -> str:
+    """The kept list (made with SPARE more movies) without the movies watched since."""
+    kept = made(version, history, 20 + warm.SPARE).split(",")
+    return ",".join([m for m in kept if m not in history + watched][:20])
+
+
 class Model:
     """A served model whose fold-in is a known function of the history, counted."""
 
@@ -35,7 +49,7 @@ class Model:
 
     def recommend_live(self, user_id: int, recent: list[str], k: int) -> tuple[str, str]:
         self.folds.append(user_id)
-        return f"{self.version}:" + ",".join(sorted(recent)), "fold_in"
+        return made(self.version, sorted(recent), k), "fold_in"
 
 
 class Setup:
@@ -100,23 +114,30 @@ def test_a_user_reached_by_the_warmer_is_answered_without_the_store_or_the_model
     assert setup.stable.folds == [4, 5]
     reads = setup.reads
     for _ in range(3):
-        assert setup.ask(5) == "v1:m+1+2000,m+2+2000"
+        assert setup.ask(5) == made("v1", ["m+1+2000", "m+2+2000"])
     assert setup.reads == reads and setup.stable.folds == [4, 5]  # neither asked again
     assert setup.ask(6) == "precomputed"  # no events: the precomputed list, as before
 
 
-def test_a_new_event_seen_by_the_index_retires_the_kept_list_at_once(setup: Setup) -> None:
+def test_a_new_event_retires_the_kept_list_at_once_and_its_movie_leaves_the_answer(
+    setup: Setup,
+) -> None:
     setup.watch(5, "m+1+2000")
     setup.index.poll()
     setup.warm_all()
-    assert setup.ask(5) == "v1:m+1+2000"
+    assert setup.ask(5) == made("v1", ["m+1+2000"])
     setup.watch(5, "m+2+2000")
-    assert setup.ask(5) == "v1:m+1+2000"  # the index has not read the feed yet
-    setup.index.poll()  # now it has, and the warmer has not run: the request folds in
-    assert setup.ask(5) == "v1:m+1+2000,m+2+2000"
-    assert setup.stable.folds == [5, 5]
-    setup.warm_all()  # and the warmer's list is the same
-    assert setup.ask(5) == "v1:m+1+2000,m+2+2000" and setup.stable.folds == [5, 5, 5]
+    assert setup.ask(5) == made("v1", ["m+1+2000"])  # the index has not read the feed yet
+    setup.index.poll()  # now it has, and the warmer has not run: the previous list, filtered
+    answer = setup.ask(5)
+    assert answer == previous("v1", ["m+1+2000"], ["m+2+2000"])
+    assert "m+2+2000" not in answer.split(",") and len(answer.split(",")) == 20
+    assert setup.stable.folds == [5]  # not folded in on the request
+    setup.warm_all()  # then the new list
+    assert setup.ask(5) == made("v1", ["m+1+2000", "m+2+2000"]) and setup.stable.folds == [5, 5]
+    setup.watch(6, "m+3+2000")  # a user with no list kept yet: folded in on the request
+    setup.index.poll()
+    assert setup.ask(6) == made("v1", ["m+3+2000"]) and setup.stable.folds == [5, 5, 6]
 
 
 def test_a_list_made_while_the_user_changed_again_is_not_kept(setup: Setup) -> None:
@@ -137,7 +158,7 @@ def test_a_list_made_while_the_user_changed_again_is_not_kept(setup: Setup) -> N
     setup.stable.recommend_live = model_fold  # type: ignore[method-assign]
     assert setup.warm.get("v1", 5) is None
     setup.warm_all()  # queued again by the newer change
-    assert setup.warm.get("v1", 5) == "v1:m+1+2000,m+2+2000"
+    assert setup.warm.get("v1", 5) == made("v1", ["m+1+2000", "m+2+2000"])
 
 
 def test_a_full_read_forgets_every_kept_list_and_queues_the_latest_users(
@@ -214,7 +235,7 @@ def test_while_the_store_cannot_answer_kept_lists_give_way_to_the_precomputed(
     setup.watch(5, "m+1+2000")
     setup.index.poll()
     setup.warm_all()
-    assert setup.ask(5) == "v1:m+1+2000"
+    assert setup.ask(5) == made("v1", ["m+1+2000"])
 
     def down(cursor: tuple[int, int] | None) -> Changes | None:
         raise OnlineStoreUnavailable("locked", "the store is locked")
@@ -235,4 +256,5 @@ def test_generations_stay_bounded_and_kept_lists_stay_right_after_a_prune(small:
     assert kept == [37, 38, 39]  # the last three made
     s.watch(38, "m+99+2000")
     s.index.poll()
-    assert s.warm.get("v1", 38) is None and s.ask(38) == "v1:m+38+2000,m+99+2000"
+    assert s.warm.get("v1", 38) is None
+    assert s.ask(38) == previous("v1", ["m+38+2000"], ["m+99+2000"])
