@@ -22,7 +22,6 @@ from movierec.serve.live import LiveHistory, LiveRecommender
 from movierec.serve.models import Snapshot
 from tests.historykit import T0, write
 
-
 POOL = [f"m+{j}+2000" for j in range(100)]
 
 
