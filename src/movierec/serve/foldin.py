@@ -50,7 +50,7 @@ class FoldIn:
     by_rating: bool = False  # the rank-by-rating variant
     cache_size: int = 10_000
     _prior: np.ndarray = field(init=False, repr=False)
-    _cache: OrderedDict[tuple[int, frozenset[str]], list[str]] = field(
+    _cache: OrderedDict[tuple[int, frozenset[str]], tuple[int, list[str]]] = field(
         init=False, repr=False, default_factory=OrderedDict
     )
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
@@ -85,13 +85,13 @@ class FoldIn:
         key = (user_id, frozenset(recent))
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None:
+            if cached is not None and cached[0] >= k:  # made for k movies or more
                 self._cache.move_to_end(key)
-                return cached
+                return cached[1] if cached[0] == k else cached[1][:k]
         chosen = self._compute(user_id, recent, k)
         if self.cache_size > 0:
             with self._lock:
-                self._cache[key] = chosen
+                self._cache[key] = (k, chosen)
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
         return chosen

@@ -78,6 +78,18 @@ def test_unknown_titles_in_the_history_are_ignored_and_lists_are_cached(served) 
     assert fold.recommend(12, ["a+movie+0+2000"], 20) is first  # the cached list
 
 
+def test_a_cached_list_answers_for_its_own_length_or_shorter(served) -> None:  # type: ignore[no-untyped-def]
+    # the warmer makes lists with spare movies (k + 10); a request's fold-in of the same
+    # history must still answer k movies, and a longer request must not get the shorter list
+    fold, _ = served
+    longer = fold.recommend(4, ["b+movie+0+2000"], 8)
+    assert len(longer) == 8
+    assert fold.recommend(4, ["b+movie+0+2000"], 5) == longer[:5]
+    shorter = fold.recommend(6, ["b+movie+0+2000"], 3)
+    assert len(shorter) == 3 and fold.recommend(6, ["b+movie+0+2000"], 8)[:3] == shorter
+    assert len(fold.recommend(6, ["b+movie+0+2000"], 8)) == 8
+
+
 def test_the_rank_by_rating_variant_folds_in_by_predicted_rating(
     tmp_path: Path, block_model: TwoStageModel
 ) -> None:
