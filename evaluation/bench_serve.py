@@ -345,7 +345,8 @@ def arrivals(
     tables' cost, not serving's) are put off past the run: on these 2 cores one would take a
     core from the service mid-load. Its batches, the online store's writes and the change feed
     run as in production."""
-    source = bench_settings().path(bench_settings().data.event_source)
+    s = bench_settings()
+    source = s.path(s.data.event_source)
     count = [0]
     stop = threading.Event()
 

@@ -102,8 +102,9 @@ def _cell(value: Any) -> str:
 
 
 def _to_csv(rows: Sequence[Any], header: bool) -> str:
-    buf = io.StringIO(_to_csv_header(type(rows[0])) if header else "")
-    buf.seek(0, io.SEEK_END)
+    buf = io.StringIO()
+    if header:
+        buf.write(_to_csv_header(type(rows[0])))
     writer = csv.writer(buf, lineterminator="\n")
     columns = _columns(type(rows[0]))
     for row in rows:  # getattr, not asdict: asdict deep-copies every value

@@ -78,6 +78,12 @@ class Setup:
         self.clock += timedelta(seconds=1)
         write(self.store, [format_watch(self.clock, user, movie, minute)])
 
+    def warmed(self, user: int, movie: str) -> None:
+        """The user watches the movie, the index reads the feed and the warmer folds in."""
+        self.watch(user, movie)
+        self.index.poll()
+        self.warm_all()
+
     def warm_all(self) -> int:
         done = 0
         while self.warm.warm_next():
@@ -121,9 +127,7 @@ def test_a_user_reached_by_the_warmer_is_answered_without_the_store_or_the_model
 def test_a_new_event_retires_the_kept_list_at_once_and_its_movie_leaves_the_answer(
     setup: Setup,
 ) -> None:
-    setup.watch(5, "m+1+2000")
-    setup.index.poll()
-    setup.warm_all()
+    setup.warmed(5, "m+1+2000")
     assert setup.ask(5) == made("v1", ["m+1+2000"])
     setup.watch(5, "m+2+2000")
     assert setup.ask(5) == made("v1", ["m+1+2000"])  # the index has not read the feed yet
@@ -195,9 +199,7 @@ def test_each_user_is_warmed_with_the_model_of_their_arm_and_only_where_it_folds
 def small(tmp_path: Path, settings: Settings) -> Iterator[Setup]:
     """At most 3 users waiting and 3 lists kept; user 99's list made."""
     s = Setup(tmp_path, settings, fold_in_warm_users=3)
-    s.watch(99, "m+1+2000")
-    s.index.poll()
-    s.warm_all()
+    s.warmed(99, "m+1+2000")
     yield s
     s.store.close()
 
@@ -231,9 +233,7 @@ def test_warming_is_off_with_no_users_to_keep(tmp_path: Path, settings: Settings
 def test_while_the_store_cannot_answer_kept_lists_give_way_to_the_precomputed(
     setup: Setup,
 ) -> None:
-    setup.watch(5, "m+1+2000")
-    setup.index.poll()
-    setup.warm_all()
+    setup.warmed(5, "m+1+2000")
     assert setup.ask(5) == made("v1", ["m+1+2000"])
 
     def down(cursor: tuple[int, int] | None) -> Changes | None:
