@@ -73,9 +73,17 @@ PIPELINE_JOBS ?= lint test train evaluate
 $(GCL):
 	npm install --silent --no-audit --no-fund --prefix .cache/gitlab-ci-local gitlab-ci-local@$(GCL_VERSION)
 
+# One gitlab-ci-local run per job: a later job takes an earlier one's artifacts from
+# .gitlab-ci-local/artifacts, and a job's copy of the checkout and of the cached .venv (about
+# 1.2 GB) is removed once the job passes, so the pipeline holds one such copy at a time rather
+# than four (stop 22's CI ran out of disk copying the fourth). A failed job's copy is kept.
 pipeline: $(GCL)
 	bash scripts/system_deps.sh
-	$(GCL) --force-shell-executor --shell-isolation $(PIPELINE_JOBS)
+	@for job in $(PIPELINE_JOBS); do \
+	  echo "pipeline: $$job ($$(df -h --output=avail . | tail -n 1 | tr -d ' ') free on this disk)"; \
+	  $(GCL) --force-shell-executor --shell-isolation $$job || exit 1; \
+	  rm -rf .gitlab-ci-local/builds/$$job; \
+	done
 
 # Re-lock after changing pyproject.toml; the lock keeps no URLs (not even in summaries).
 lock: | $(PDM)
