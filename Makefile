@@ -74,9 +74,9 @@ $(GCL):
 	npm install --silent --no-audit --no-fund --prefix .cache/gitlab-ci-local gitlab-ci-local@$(GCL_VERSION)
 
 # One gitlab-ci-local run per job: a later job takes an earlier one's artifacts from
-# .gitlab-ci-local/artifacts, and a job's copy of the checkout and of the cached .venv (about
-# 1.2 GB) is removed once the job passes, so the pipeline holds one such copy at a time rather
-# than four (stop 22's CI ran out of disk copying the fourth). A failed job's copy is kept.
+# .gitlab-ci-local/artifacts, and a job's copy of the checkout, with the .venv it made (about
+# 1.2 GB), is removed once the job passes, so the pipeline holds one such copy at a time rather
+# than four (stop 22's CI ran out of disk making the fourth). A failed job's copy is kept.
 pipeline: $(GCL)
 	bash scripts/system_deps.sh
 	@for job in $(PIPELINE_JOBS); do \
