@@ -1,15 +1,18 @@
-"""`movierec serve`: the service under gunicorn (HUP reloads gracefully)."""
+"""`movierec serve`: the service under gunicorn (HUP reloads gracefully); `movierec fold-in`:
+the process beside it that folds users in as their events arrive (`serve.folder`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
-from movierec.cli.common import add_command
+from movierec.cli.common import add_command, emit
 from movierec.core.settings import Settings
 
 GUNICORN_CONF = Path(__file__).resolve().parents[1] / "serve" / "gunicorn_conf.py"
@@ -33,6 +36,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0  # pragma: no cover - exec does not return
 
 
+def _fold_in(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.serve.folder import Folder  # lazy: loading models imports xgboost
+
+    folder = Folder(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    report = folder.run(stop)
+    emit(args, report.summary(), f"fold-in stopped: {report.computed:,} lists folded in")
+    return 0
+
+
 def register(sub: Any) -> None:
     p = add_command(sub, "serve", "run the service under gunicorn (HUP reloads gracefully)", _serve)
     p.description = (
@@ -51,3 +66,17 @@ def register(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--daemon", action="store_true")
     p.add_argument("--pidfile", default=None)
+
+    f = add_command(
+        sub,
+        "fold-in",
+        "fold users in as their events arrive, for every worker (until SIGTERM/SIGINT)",
+        _fold_in,
+    )
+    f.description = (
+        f"{f.description} Follows the online store's change feed, folds each changed user in "
+        "with the model of their arm, and writes the list beside the store (SQLite: "
+        "data/fold_in_lists.sqlite; Redis: movierec:lists:<version>). While it runs, the "
+        "workers take its lists instead of folding in themselves (waiting at most "
+        "MOVIEREC_FOLD_IN_DEFER_MS for one); without it they fold in themselves."
+    )

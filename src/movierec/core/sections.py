@@ -106,6 +106,9 @@ class ServingSettings:
     # users whose lists each worker folds in when their events arrive, off the request path
     # (serve.warm): the most waiting and the most kept; 0: only on the request
     fold_in_warm_users: int = 10_000
+    # while `movierec fold-in` runs, how long a worker waits for its list of a changed user
+    # before folding the user in itself (serve.shared); 0: never waits
+    fold_in_defer_ms: float = 500.0
     # served-log records kept in memory while the log cannot be written (then: the spill file)
     log_backlog_size: int = 100_000
 

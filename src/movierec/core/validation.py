@@ -76,6 +76,7 @@ def validate(values: Mapping[str, Any]) -> None:
         (_AT_LEAST_TWO, lambda v: v >= 2, "at least 2"),
         (_OPEN_FRACTIONS, lambda v: 0.0 < v < 1.0, "a fraction in (0, 1)"),
         ((*_COUNTS, "rate_limit_per_minute"), lambda v: v >= 0, "a count >= 0"),
+        (("fold_in_defer_ms",), lambda v: v >= 0, "a number >= 0"),
         (_POSITIVE, lambda v: v > 0, "a positive number"),
         (_PERCENTS, lambda v: 0 <= v <= 100, "0..100"),
         (("port",), lambda v: 0 < v < 65536, "1..65535"),

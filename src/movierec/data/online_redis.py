@@ -108,14 +108,14 @@ class RedisHistoryStore:
                     self._merge(keys=keys, args=[*head, *args], client=pipe)
                 pipe.execute()
         except redis.RedisError as exc:
-            raise _unavailable(self.url, exc) from None
+            raise redis_unavailable(self.url, exc) from None
         return len(rows)
 
     def history(self, user_id: int, since_ms: int) -> list[Seen]:
         try:
             fields: dict[str, str] = self.client.hgetall(user_key(user_id))  # type: ignore[assignment]
         except redis.RedisError as exc:
-            raise _unavailable(self.url, exc) from None
+            raise redis_unavailable(self.url, exc) from None
         seen = (parse_field(movie, value) for movie, value in fields.items())
         return [s for s in seen if s.last_ms > since_ms]
 
@@ -128,7 +128,7 @@ class RedisHistoryStore:
                 return Changes(last, self._every_user(), full=True)
             return Changes(last, self._changes_after(cursor, last), full=False)
         except redis.RedisError as exc:
-            raise _unavailable(self.url, exc) from None
+            raise redis_unavailable(self.url, exc) from None
 
     def _stream_info(self) -> dict[str, Any]:
         try:
@@ -209,7 +209,7 @@ def _by_user(rows: pd.DataFrame, size: int) -> Iterator[list[tuple[int, list[Any
         yield chunk
 
 
-def _unavailable(url: str, exc: redis.RedisError) -> OnlineStoreUnavailable:
+def redis_unavailable(url: str, exc: redis.RedisError) -> OnlineStoreUnavailable:
     where = url.split("@")[-1]  # never a password in a message
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return OnlineStoreUnavailable("unreachable", f"Redis at {where}: {exc}")

@@ -166,7 +166,7 @@ class SqliteHistoryStore:
                 f"file:{self.path}?mode=ro", uri=True, timeout=self.timeout, check_same_thread=True
             )
         except sqlite3.Error as exc:
-            raise _unavailable(self.path, exc) from None
+            raise sqlite_unavailable(self.path, exc) from None
         self._local.conn = (conn, inode)
         return conn
 
@@ -182,7 +182,7 @@ class SqliteHistoryStore:
             rows = conn.execute(SELECT, (user_id, since_ms)).fetchall()
         except sqlite3.Error as exc:
             self._drop_reader()
-            raise _unavailable(self.path, exc) from None
+            raise sqlite_unavailable(self.path, exc) from None
         return [Seen(*row) for row in rows]
 
     def changes(self, cursor: tuple[int, int] | None) -> Changes | None:
@@ -199,10 +199,10 @@ class SqliteHistoryStore:
             if "no such table" in str(exc):  # a file made before the change feed
                 return None
             self._drop_reader()
-            raise _unavailable(self.path, exc) from None
+            raise sqlite_unavailable(self.path, exc) from None
         except sqlite3.Error as exc:
             self._drop_reader()
-            raise _unavailable(self.path, exc) from None
+            raise sqlite_unavailable(self.path, exc) from None
 
     @staticmethod
     def _changes(
@@ -225,7 +225,7 @@ class SqliteHistoryStore:
         self._drop_reader()
 
 
-def _unavailable(path: Path, exc: sqlite3.Error) -> OnlineStoreUnavailable:
+def sqlite_unavailable(path: Path, exc: sqlite3.Error) -> OnlineStoreUnavailable:
     text = str(exc)
     if "locked" in text or "busy" in text:
         return OnlineStoreUnavailable("locked", f"{path}: {text}")

@@ -38,6 +38,7 @@ from movierec.data.online_store import open_online_store
 from movierec.serve.metrics import LIVE_ANSWERS, LIVE_FALLBACKS
 from movierec.serve.models import ServingModel, Snapshot
 from movierec.serve.recent import RecentUsers
+from movierec.serve.shared import open_shared_lists
 from movierec.serve.warm import FoldInWarmer
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,11 @@ class LiveRecommender:
         warm_users = settings.serving.fold_in_warm_users
         if snapshot and index and store and self.arms and warm_users > 0:
             salt = settings.serving.release_salt
-            self.warm = FoldInWarmer(store, snapshot, self.arms, salt, self.k, warm_users)
+            shared = open_shared_lists(settings)
+            defer = settings.serving.fold_in_defer_ms / 1000.0
+            self.warm = FoldInWarmer(
+                store, snapshot, self.arms, salt, self.k, warm_users, shared, defer
+            )
             index.listener = self.warm.changed
         for reason in REASONS:  # every series exported from the start, at 0
             LIVE_FALLBACKS.labels(reason=reason)

@@ -89,9 +89,12 @@ LIVE_FALLBACKS = Counter(
 )
 FOLD_IN_WARM = Counter(
     "movierec_fold_in_warm_total",
-    "Fold-ins computed when the events arrived, off the request path (serve.warm): computed "
-    "(kept for the user's requests), stale (the user changed again meanwhile: queued anew), "
-    "dropped (the queue was full: folded in on the request), failed (the store or the model)",
+    "Fold-ins made when the events arrived, off the request path (serve.warm): computed "
+    "(folded in here, kept for the user's requests and shared), shared (the list another "
+    "worker or movierec fold-in made from the same history, kept), deferred (put off to wait "
+    "for movierec fold-in's list), stale (the user changed again meanwhile: queued anew), "
+    "dropped (the queue was full: folded in on the request), failed (the store or the model), "
+    "share_failed (the shared lists could not be read or written: folded in here)",
     ["event"],
 )
 ROUTING_REFUSED = Counter(

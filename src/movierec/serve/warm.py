@@ -21,6 +21,12 @@ cursor went stale) moves every user's generation and queues the `START_USERS` mo
 
 Bounded: at most `max_users` users wait (the oldest are dropped, counted, and folded in on
 their request) and at most `max_users` lists are kept (the oldest made go).
+
+Shared (`serve.shared`): before folding a user in, the warmer looks for the list another worker,
+replica or `movierec fold-in` made from the same history, and takes it if there is one; a list
+it makes itself it shares. While `movierec fold-in` runs, a user with no shared list yet is put
+off for `defer_seconds` (with a jitter of as much again, so that two workers rarely both give
+up at once), once per change, before the warmer folds them in itself.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import random
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -37,6 +45,13 @@ from movierec.data.history import Changes, HistoryStore
 from movierec.registry.routing import arm_for
 from movierec.serve.metrics import FOLD_IN_WARM
 from movierec.serve.models import ServingModel, Snapshot
+from movierec.serve.shared import (
+    HEARTBEAT_SECONDS,
+    HEARTBEAT_STALE_SECONDS,
+    SharedLists,
+    fingerprint,
+    now_ms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +59,7 @@ START_USERS = 2_000  # queued at a full read of the feed: its most recently acti
 SPARE = 10  # movies made beyond k: they replace those watched before the next list is made
 PRUNE_AT = 4  # generations kept, in multiples of max_users, before those no list needs go
 IDLE_SECONDS = 1.0  # the thread's wait when nothing is queued (a change wakes it at once)
-EVENTS = ("computed", "stale", "dropped", "failed")
+EVENTS = ("computed", "shared", "deferred", "stale", "dropped", "failed", "share_failed")
 
 
 class FoldInWarmer:
@@ -56,8 +71,14 @@ class FoldInWarmer:
         salt: str,
         k: int,
         max_users: int,
+        shared: SharedLists | None = None,
+        defer_seconds: float = 0.0,
     ):
         self.store = store
+        self.shared = shared
+        self.defer_seconds = defer_seconds
+        self._folder_checked = -float("inf")
+        self._folder_alive = False
         self.snapshot = snapshot
         self.arms = arms
         self.salt = salt
@@ -68,12 +89,14 @@ class FoldInWarmer:
         self._generation: dict[int, int] = {}
         # (version, user) -> (generation, the answer, the list with SPARE more)
         self._lists: OrderedDict[tuple[str, int], tuple[int, str, list[str]]] = OrderedDict()
-        self._queue: OrderedDict[int, None] = OrderedDict()
+        self._queue: OrderedDict[int, bool] = OrderedDict()  # user -> put off once already
+        self._deferred: list[tuple[float, int, int]] = []  # heap of (due, user, generation)
         self._busy = -1  # the user being folded in
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.counts = dict.fromkeys(EVENTS, 0)  # this warmer's own (the metric is per process)
         for event in EVENTS:  # every series exported from the start, at 0
             FOLD_IN_WARM.labels(event=event)
 
@@ -103,6 +126,7 @@ class FoldInWarmer:
                 self._generation.clear()
                 self._lists.clear()
                 self._queue.clear()
+                self._deferred.clear()
                 start = min(START_USERS, self.max_users)
                 users = heapq.nlargest(start, changes.latest, key=changes.latest.__getitem__)
             else:
@@ -110,7 +134,7 @@ class FoldInWarmer:
                 for user_id in users:
                     self._generation[user_id] = next(self._counter)
             for user_id in users:
-                self._queue[user_id] = None
+                self._queue[user_id] = False
                 self._queue.move_to_end(user_id)
             dropped = len(self._queue) - self.max_users
             for _ in range(max(dropped, 0)):
@@ -118,7 +142,7 @@ class FoldInWarmer:
             if len(self._generation) > PRUNE_AT * self.max_users:
                 self._prune()
         if dropped > 0:
-            FOLD_IN_WARM.labels(event="dropped").inc(dropped)
+            self._count("dropped", dropped)
         if users:
             self.start()
             self._wake.set()
@@ -129,6 +153,7 @@ class FoldInWarmer:
         floor's generation, as everyone's after a full read.)"""
         needed = {user_id for _, user_id in self._lists}
         needed.update(self._queue)
+        needed.update(user_id for _, user_id, _ in self._deferred)
         needed.add(self._busy)
         self._generation = {u: g for u, g in self._generation.items() if u in needed}
 
@@ -145,7 +170,7 @@ class FoldInWarmer:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(IDLE_SECONDS)
+            self._wake.wait(self._idle_seconds())
             self._wake.clear()
             while not self._stop.is_set() and self.warm_next():
                 pass
@@ -156,9 +181,10 @@ class FoldInWarmer:
         if snap.stable is None:
             return False
         with self._lock:
+            self._release_due()
             if not self._queue:
                 return False
-            user_id, _ = self._queue.popitem(last=False)
+            user_id, put_off = self._queue.popitem(last=False)
             generation = self._generation.get(user_id, self._floor)
             self._busy = user_id
         model = self._model_of(snap, user_id)
@@ -168,17 +194,28 @@ class FoldInWarmer:
             recent = self.store.history(user_id, model.cutoff_ms)
             if not recent:  # nothing since this model's cutoff: the precomputed list
                 return True
-            made, _ = model.recommend_live(user_id, [s.movie_id for s in recent], self.k + SPARE)
+            movies = [s.movie_id for s in recent]
+            fp = fingerprint(movies, self.k + SPARE)
+            made = self._shared_list(model.version, user_id, fp)
+            if made is None and not put_off and self._folder_running():
+                self._put_off(user_id, generation)
+                return True
+            if made is None:
+                made, _ = model.recommend_live(user_id, movies, self.k + SPARE)
+                self._share(model.version, user_id, fp, made)
+                event = "computed"
+            else:
+                event = "shared"
         except OnlineStoreUnavailable:  # the requests fall back, warned and counted there
-            FOLD_IN_WARM.labels(event="failed").inc()
+            self._count("failed")
             return True
         except Exception:  # the request folds the user in again, and counts a failure there
             log.exception("warming user %d's fold-in (model %s) failed", user_id, model.version)
-            FOLD_IN_WARM.labels(event="failed").inc()
+            self._count("failed")
             return True
         with self._lock:
             if generation != self._generation.get(user_id, self._floor):
-                FOLD_IN_WARM.labels(event="stale").inc()  # queued again by the newer change
+                self._count("stale")  # queued again by the newer change
                 return True
             key = (model.version, user_id)
             items = made.split(",")
@@ -186,8 +223,74 @@ class FoldInWarmer:
             self._lists.move_to_end(key)
             while len(self._lists) > self.max_users:
                 self._lists.popitem(last=False)
-        FOLD_IN_WARM.labels(event="computed").inc()
+        self._count(event)
         return True
+
+    def _count(self, event: str, n: int = 1) -> None:
+        self.counts[event] += n
+        FOLD_IN_WARM.labels(event=event).inc(n)
+
+    # ---- sharing ------------------------------------------------------------------------------
+    def _shared_list(self, version: str, user_id: int, fp: str) -> str | None:
+        """The list made from this very history by another worker or process, if any."""
+        if self.shared is None:
+            return None
+        try:
+            found = self.shared.get(version, user_id)
+        except OnlineStoreUnavailable as exc:
+            self._share_failed(exc)
+            return None
+        return found[1] if found is not None and found[0] == fp else None
+
+    def _share(self, version: str, user_id: int, fp: str, items: str) -> None:
+        if self.shared is not None:
+            try:
+                self.shared.put(version, user_id, fp, items)
+            except OnlineStoreUnavailable as exc:
+                self._share_failed(exc)
+
+    def _share_failed(self, exc: OnlineStoreUnavailable) -> None:
+        self._count("share_failed")
+        log.debug("shared fold-in lists: %s", exc)
+
+    def _folder_running(self) -> bool:
+        """Whether `movierec fold-in` beat lately (read at most every HEARTBEAT_SECONDS)."""
+        if self.shared is None or self.defer_seconds <= 0:
+            return False
+        now = time.monotonic()
+        if now - self._folder_checked >= HEARTBEAT_SECONDS:
+            self._folder_checked = now
+            try:
+                seen = self.shared.folder_seen_ms()
+            except OnlineStoreUnavailable as exc:
+                self._share_failed(exc)
+                seen = None
+            stale = HEARTBEAT_STALE_SECONDS * 1000
+            self._folder_alive = seen is not None and now_ms() - seen < stale
+        return self._folder_alive
+
+    def _put_off(self, user_id: int, generation: int) -> None:
+        """Look for the user's shared list again in `defer_seconds` (plus jitter)."""
+        due = time.monotonic() + self.defer_seconds * (1.0 + random.random())
+        with self._lock:
+            heapq.heappush(self._deferred, (due, user_id, generation))
+        self._count("deferred")
+
+    def _release_due(self) -> None:
+        """Queue the users put off whose time came, unless they changed since (then they are
+        queued already, as a new change). Called with the lock held."""
+        now = time.monotonic()
+        while self._deferred and self._deferred[0][0] <= now:
+            _, user_id, generation = heapq.heappop(self._deferred)
+            if generation == self._generation.get(user_id, self._floor):
+                self._queue.setdefault(user_id, True)
+
+    def _idle_seconds(self) -> float:
+        """How long the thread may sleep: until the next user put off is due, at most IDLE."""
+        with self._lock:
+            if not self._deferred:
+                return IDLE_SECONDS
+            return min(IDLE_SECONDS, max(self._deferred[0][0] - time.monotonic(), 0.0))
 
     def _model_of(self, snap: Snapshot, user_id: int) -> ServingModel | None:
         """The model that answers the user, when its arm folds in and it has a fold-in."""

@@ -1,0 +1,131 @@
+"""`movierec fold-in`: a process beside the service that folds users in as their events arrive
+and shares the lists (`serve.shared`), so the workers that answer requests take them instead of
+folding in themselves.
+
+It runs what a worker runs off the request path, without Flask:
+- the routing and the models (`ModelSet`, hash-checked, re-read on a change);
+- an index of the online store's change feed (`RecentUsers`);
+- a warmer that never puts a user off (`FoldInWarmer` with `defer_seconds=0`).
+
+Two things are its own. Every `HEARTBEAT_SECONDS` it renews its heartbeat, which makes the
+workers wait for its lists. Every `PRUNE_SECONDS` it forgets the shared lists of versions that
+are no longer served.
+
+Without it, the workers fold in themselves, and still share. When it stops (SIGTERM/SIGINT)
+the heartbeat goes stale within `HEARTBEAT_STALE_SECONDS`, and the workers stop waiting. One
+such process is enough; several would do the same work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from movierec.core.errors import ConfigError, OnlineStoreUnavailable
+from movierec.core.settings import Settings
+from movierec.data.history import ChangeFeed
+from movierec.data.online_store import open_online_store
+from movierec.serve.models import ModelSet
+from movierec.serve.recent import RecentUsers
+from movierec.serve.shared import HEARTBEAT_SECONDS, open_shared_lists
+from movierec.serve.warm import FoldInWarmer
+
+log = logging.getLogger(__name__)
+
+PRUNE_SECONDS = 600.0
+REPORT_SECONDS = 60.0
+
+
+@dataclass
+class FolderReport:
+    computed: int
+    shared: int
+    failed: int
+    seconds: float
+
+    def summary(self) -> dict[str, float]:
+        return {k: round(v, 1) if isinstance(v, float) else v for k, v in vars(self).items()}
+
+
+class Folder:
+    def __init__(self, settings: Settings):
+        store = open_online_store(settings)
+        shared = open_shared_lists(settings)
+        if store is None or shared is None or not isinstance(store, ChangeFeed):
+            raise ConfigError(
+                "movierec fold-in needs an online store with a change feed "
+                "(MOVIEREC_ONLINE_STORE=sqlite or redis)"
+            )
+        arms = frozenset(a.strip() for a in settings.serving.fold_in_arms.split(",") if a.strip())
+        if not arms:
+            raise ConfigError("MOVIEREC_FOLD_IN_ARMS is empty: no arm folds users in")
+        self.settings = settings
+        self.store, self.shared = store, shared
+        self.models = ModelSet(settings)
+        self.index = RecentUsers(store, settings.serving.online_store_poll_ms / 1000.0)
+        self.warm = FoldInWarmer(
+            store,
+            lambda: self.models.snapshot,
+            arms,
+            settings.serving.release_salt,
+            settings.training.recommendations_k,
+            max(settings.serving.fold_in_warm_users, 1),
+            shared,
+            defer_seconds=0.0,
+        )
+        self.index.listener = self.warm.changed
+
+    def run(self, stop: threading.Event) -> FolderReport:
+        """Fold in until `stop` is set; what was done."""
+        start = time.monotonic()
+        self.models.start()
+        self.index.start()
+        self.warm.start()
+        log.info("fold-in: following the online store; lists shared in %s", self.shared)
+        pruned = reported = start
+        try:
+            while True:
+                self._beat()
+                if stop.wait(HEARTBEAT_SECONDS):
+                    break
+                now = time.monotonic()
+                if now - pruned >= PRUNE_SECONDS:
+                    pruned = now
+                    self._prune()
+                if now - reported >= REPORT_SECONDS:
+                    reported = now
+                    log.info("fold-in: %s", self._report(start).summary())
+        finally:
+            self.warm.stop()
+            self.index.stop()
+            self.models.stop()
+        report = self._report(start)
+        self.store.close()
+        self.shared.close()
+        return report
+
+    def _beat(self) -> None:
+        try:
+            self.shared.beat()
+        except OnlineStoreUnavailable as exc:
+            log.warning("fold-in: the heartbeat could not be written: %s", exc)
+
+    def _prune(self) -> None:
+        snap = self.models.snapshot
+        served = {m.version for m in (snap.stable, snap.canary) if m is not None}
+        if not served:
+            return
+        try:
+            gone = self.shared.prune(served)
+        except OnlineStoreUnavailable as exc:
+            log.warning("fold-in: pruning the shared lists failed: %s", exc)
+            return
+        if gone:
+            log.info("fold-in: forgot %d lists of versions no longer served", gone)
+
+    def _report(self, start: float) -> FolderReport:
+        done = self.warm.counts
+        elapsed = time.monotonic() - start
+        return FolderReport(done["computed"], done["shared"], done["failed"], elapsed)
