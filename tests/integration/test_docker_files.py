@@ -92,6 +92,11 @@ def test_compose_has_the_replicas_balancer_and_retrainer() -> None:
     assert ingest["image"] == services["app1"]["image"] and ingest["build"]["args"]["EXTRAS"] == ""
     assert "/tmp/movierec-ingest.heartbeat" in " ".join(ingest["healthcheck"]["test"])
     assert "ipv4_address" not in str(ingest.get("networks"))  # it can be scaled
+    # the fold-in process shares its lists with both replicas, from the lean image too
+    fold_in = services["fold-in"]
+    assert fold_in["entrypoint"][:2] == ["movierec", "fold-in"]
+    assert fold_in["image"] == services["app1"]["image"]
+    assert "/tmp/movierec-fold-in.heartbeat" in " ".join(fold_in["healthcheck"]["test"])
     assert services["redis"]["profiles"] == ["redis"]
     # monitoring sits in its own profile, with the rules and the provisioned Grafana
     assert services["prometheus"]["profiles"] == ["monitoring"]

@@ -32,9 +32,10 @@ def fold_in_process(settings: Settings, **env_extra: str) -> Iterator[subprocess
     env = dict(os.environ) | settings.env() | env_extra
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # its counters are its own, not the service's
     log_path = settings.home / "fold-in.log"
+    heartbeat = settings.home / "fold-in.heartbeat"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "movierec.cli", "fold-in"],
+            [sys.executable, "-m", "movierec.cli", "fold-in", "--heartbeat", str(heartbeat)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -43,6 +44,7 @@ def fold_in_process(settings: Settings, **env_extra: str) -> Iterator[subprocess
     assert lists is not None
     try:
         wait_until(lambda: proc.poll() is None and lists.folder_seen_ms() is not None, 60.0)
+        wait_until(heartbeat.exists, 5.0)  # a container's health check reads it
         yield proc
     finally:
         stop_process(proc)
@@ -70,9 +72,7 @@ def _takes_the_process_lists_then_folds_in_itself(settings: Settings, **env: str
         # user 3 in itself
         _watch(settings, 3, [before[2]])
         _seen_by_the_service(lambda: before[2] not in _get(url, 3)[0])
-        wait_until(
-            lambda: _metric(url, "movierec_fold_in_warm_total", event="computed") >= 1, 10.0
-        )
+        wait_until(lambda: _metric(url, "movierec_fold_in_warm_total", event="computed") >= 1, 10.0)
 
 
 @pytest.mark.slow

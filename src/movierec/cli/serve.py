@@ -43,7 +43,7 @@ def _fold_in(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    report = folder.run(stop)
+    report = folder.run(stop, args.heartbeat)
     emit(args, report.summary(), f"fold-in stopped: {report.computed:,} lists folded in")
     return 0
 
@@ -79,4 +79,10 @@ def register(sub: Any) -> None:
         "data/fold_in_lists.sqlite; Redis: movierec:lists:<version>). While it runs, the "
         "workers take its lists instead of folding in themselves (waiting at most "
         "MOVIEREC_FOLD_IN_DEFER_MS for one); without it they fold in themselves."
+    )
+    f.add_argument(
+        "--heartbeat",
+        type=Path,
+        default=None,
+        help="a file touched every second while the shared lists take writes (a health check)",
     )

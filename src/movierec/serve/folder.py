@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from movierec.core.errors import ConfigError, OnlineStoreUnavailable
 from movierec.core.settings import Settings
@@ -76,9 +77,11 @@ class Folder:
             defer_seconds=0.0,
         )
         self.index.listener = self.warm.changed
+        self._beat_failing = False
 
-    def run(self, stop: threading.Event) -> FolderReport:
-        """Fold in until `stop` is set; what was done."""
+    def run(self, stop: threading.Event, heartbeat: Path | None = None) -> FolderReport:
+        """Fold in until `stop` is set; what was done. `heartbeat`: a file touched with every
+        heartbeat written (for a container's health check)."""
         start = time.monotonic()
         self.models.start()
         self.index.start()
@@ -87,7 +90,8 @@ class Folder:
         pruned = reported = start
         try:
             while True:
-                self._beat()
+                if self._beat() and heartbeat is not None:
+                    heartbeat.touch()
                 if stop.wait(HEARTBEAT_SECONDS):
                     break
                 now = time.monotonic()
@@ -106,11 +110,19 @@ class Folder:
         self.shared.close()
         return report
 
-    def _beat(self) -> None:
+    def _beat(self) -> bool:
+        """Write the heartbeat; warns when it starts failing and says when it works again."""
         try:
             self.shared.beat()
         except OnlineStoreUnavailable as exc:
-            log.warning("fold-in: the heartbeat could not be written: %s", exc)
+            if not self._beat_failing:
+                log.warning("fold-in: the heartbeat cannot be written: %s", exc)
+            self._beat_failing = True
+            return False
+        if self._beat_failing:
+            log.info("fold-in: the heartbeat is written again")
+        self._beat_failing = False
+        return True
 
     def _prune(self) -> None:
         snap = self.models.snapshot
