@@ -27,7 +27,8 @@ gthread, MOVIEREC_WORKERS workers x MOVIEREC_THREADS threads) on loopback, loade
     before the start), during the warm-up;
   - events arriving: the defaults with `movierec ingest --follow` beside the service and
     --arrivals watches a second appended to the event source during the load, each a random
-    fold-in user's watch of a random popular movie. Each retires that user's list until the
+    fold-in user's watch of a popular movie new to them (never one they watched: that would
+    leave the list as it was). Each retires that user's list until the
     worker's warmer has folded the event in (a request meanwhile gets the previous list without
     the movie): the real path. The workers share their lists (`serve.shared`): a user folded
     in by one is taken by the other. These events stay in the store for the later
@@ -242,10 +243,10 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 # ---- the fold-in users ----------------------------------------------------------------------
-def fold_in_users(version: str, count: int) -> tuple[dict[int, list[str]], list[str]]:
+def fold_in_users(version: str, count: int) -> tuple[dict[int, list[str]], NewWatches]:
     """Up to `count` users with TRAINED movies in the model's data (the closest counts if too
     few have exactly that many), and NEW movies each that they never watched (popular ones,
-    drawn with a fixed seed); and the 500 most popular movies."""
+    drawn with a fixed seed); and the watches that arrive during the loads."""
     from movierec.registry.bundles import bundle_path
     from movierec.serve.foldin import FoldIn
 
@@ -258,17 +259,40 @@ def fold_in_users(version: str, count: int) -> tuple[dict[int, list[str]], list[
     popular = [int(i) for i in (-fold.stage.base.item_stats[:, 2]).argsort()[:500]]
     rng = random.Random(15)
     new: dict[int, list[str]] = {}
+    history: dict[int, set[str]] = {}
     for row in rows:
         watched = set(seen.indices[seen.indptr[row] : seen.indptr[row + 1]].tolist())
         fresh = [i for i in popular if i not in watched]
-        new[int(index.users[row])] = [str(index.movies[i]) for i in rng.sample(fresh, NEW)]
+        user = int(index.users[row])
+        new[user] = [str(index.movies[i]) for i in rng.sample(fresh, NEW)]
+        history[user] = {str(index.movies[i]) for i in watched} | set(new[user])
     spread = sorted({counts[r] for r in rows})
     print(
         f"fold-in users: {len(rows)}, trained history {spread[0]}..{spread[-1]} movies, "
         f"+{NEW} new each",
         flush=True,
     )
-    return new, [str(index.movies[i]) for i in popular]
+    return new, NewWatches(history, [str(index.movies[i]) for i in popular])
+
+
+class NewWatches:
+    """The watches that arrive during the loads: each a random fold-in user's watch of one of
+    the 500 most popular movies that they have not watched yet (in the training data, the
+    events written before the loads, or an earlier arrival of this run). Every arrival then
+    changes its user's history, so the user's list must be made again. Watching a movie twice
+    would leave the list as it was, and a cache would answer it."""
+
+    def __init__(self, history: dict[int, set[str]], popular: list[str], seed: int = 16):
+        self.history, self.popular = history, popular
+        self.users = sorted(history)
+        self.rng = random.Random(seed)
+
+    def next(self) -> tuple[int, str]:
+        while True:
+            user, movie = self.rng.choice(self.users), self.rng.choice(self.popular)
+            if movie not in self.history[user]:
+                self.history[user].add(movie)
+                return user, movie
 
 
 def write_new_events(new: dict[int, list[str]]) -> float:
@@ -342,11 +366,9 @@ def idle(pid: int, timeout: float = 60.0) -> float:
 
 
 @contextmanager
-def arrivals(
-    env: dict[str, str], users: Sequence[int], movies: Sequence[str], rate: float
-) -> Iterator[list[int]]:
-    """The follower, and `rate` watches a second appended to the event source by a thread (a
-    random user of `users` watches a random movie of `movies`); yields [events appended].
+def arrivals(env: dict[str, str], watches: NewWatches, rate: float) -> Iterator[list[int]]:
+    """The follower, and `rate` watches a second appended to the event source by a thread
+    (`watches`: each a new movie for its user); yields [events appended].
 
     The follower's start-up work (about a core for 5 s after it has caught up, measured) is
     waited out before the load, as the warmers' is. Its rebuilds of the lake's tables (every
@@ -360,9 +382,9 @@ def arrivals(
     stop = threading.Event()
 
     def append() -> None:
-        rng = random.Random(16)
         while not stop.wait(1.0 / rate):
-            line = format_watch(datetime.now(UTC), rng.choice(users), rng.choice(movies), 0)
+            user, movie = watches.next()
+            line = format_watch(datetime.now(UTC), user, movie, 0)
             with open(source, "a") as f:
                 f.write(line + "\n")
             count[0] += 1
@@ -380,7 +402,7 @@ def arrivals(
 
 @contextmanager
 def arrivals_and_process(
-    env: dict[str, str], users: Sequence[int], movies: Sequence[str], rate: float
+    env: dict[str, str], watches: NewWatches, rate: float
 ) -> Iterator[list[int]]:
     """`movierec fold-in` beside the service (its start-up work waited out), then `arrivals`;
     yields [events appended, lists the process folded in]."""
@@ -406,7 +428,7 @@ def arrivals_and_process(
                 raise RuntimeError(f"movierec fold-in did not start: see {log_path}")
             time.sleep(0.1)
         idle(proc.pid)
-        with arrivals(env, users, movies, rate) as count:
+        with arrivals(env, watches, rate) as count:
             yield count
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -449,6 +471,7 @@ def measure(
         (bench_settings().data_path / f"fold_in_lists.sqlite{suffix}").unlink(missing_ok=True)
     with gunicorn(app, env, cwd) as (url, master):
         settled = warmers_settled(url)
+        events = warm_events(url)
         with beside() if beside else nullcontext() as n:
             wrk(url, 2, args.connections, ids)  # warm-up
             before = n[0] if n else 0
@@ -458,7 +481,8 @@ def measure(
         result["workers"] = worker_memory(master)
         result["master_pss_mb"] = round(memory_mb(master)["pss"], 1)
         result["warm_start"] = settled
-        result["fold_in_events"] = warm_events(url)
+        after = warm_events(url)  # since the warmers settled: during the load, mostly
+        result["fold_in_events"] = {e: after[e] - events.get(e, 0.0) for e in after if after[e]}
     print(f"{name}: {json.dumps(result)}", flush=True)
     return result
 
@@ -615,7 +639,7 @@ def main() -> int:
         return 2
     # Model, fold-in users and their new events in the online store
     version = prepare_model()
-    new, popular = fold_in_users(version, args.fold_in_users)
+    new, watches = fold_in_users(version, args.fold_in_users)
     print(f"ingested {len(new) * NEW * 3} new watch events in {write_new_events(new):.1f} s")
     fold_users = sorted(new)
     runs = configs(version, fold_users)
@@ -623,9 +647,9 @@ def main() -> int:
 
     def beside(name: str) -> Callable[[], AbstractContextManager[list[int]]] | None:
         if name == ARRIVING:
-            return lambda: arrivals(env, fold_users, popular, args.arrivals)
+            return lambda: arrivals(env, watches, args.arrivals)
         if name == PROCESS:
-            return lambda: arrivals_and_process(env, fold_users, popular, args.arrivals)
+            return lambda: arrivals_and_process(env, watches, args.arrivals)
         return None
 
     workers_env = runs["precomputed"][1]
