@@ -302,8 +302,8 @@ stack_up() {
   STACK_UP=1
   "${COMPOSE[@]}" up -d >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; die "compose up failed"; }
   LB="http://127.0.0.1:$MOVIEREC_LB_PORT"
-  say "up: nginx on $LB; waiting for both replicas to be healthy"
-  wait_healthy app1 app2 nginx
+  say "up: nginx on $LB; waiting for both replicas and the fold-in process to be healthy"
+  wait_healthy app1 app2 nginx fold-in
   say "up: $(docker ps --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
     --format '{{.Names}} ({{.Status}})' | sort | paste -sd ' ')"
 }

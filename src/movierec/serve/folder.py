@@ -75,6 +75,7 @@ class Folder:
             max(settings.serving.fold_in_warm_users, 1),
             shared,
             defer_seconds=0.0,
+            recent_users=self.index.most_recent,
         )
         self.index.listener = self.warm.changed
         self._beat_failing = False

@@ -128,7 +128,15 @@ class LiveRecommender:
             shared = open_shared_lists(settings)
             defer = settings.serving.fold_in_defer_ms / 1000.0
             self.warm = FoldInWarmer(
-                store, snapshot, self.arms, salt, self.k, warm_users, shared, defer
+                store,
+                snapshot,
+                self.arms,
+                salt,
+                self.k,
+                warm_users,
+                shared,
+                defer,
+                recent_users=index.most_recent,
             )
             index.listener = self.warm.changed
         for reason in REASONS:  # every series exported from the start, at 0

@@ -19,6 +19,7 @@ until the next read succeeds: the service then answers from the precomputed list
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 from collections.abc import Callable
@@ -64,6 +65,17 @@ class RecentUsers:
         if pos < users.size and users[pos] == user_id:
             return max(found, int(last[pos]))
         return found
+
+    def most_recent(self, n: int) -> list[int]:
+        """The `n` users with the latest events as of the last read, latest first."""
+        users, last, recent = self._state
+        if users.size > n:
+            top = np.argpartition(-last, n - 1)[:n]
+            users, last = users[top], last[top]
+        latest = dict(zip(users.tolist(), last.tolist(), strict=True))
+        for user_id, ms in list(recent.items()):
+            latest[user_id] = max(ms, latest.get(user_id, -1))
+        return heapq.nlargest(n, latest, key=latest.__getitem__)
 
     def _run(self) -> None:
         while True:

@@ -73,10 +73,13 @@ class FoldInWarmer:
         max_users: int,
         shared: SharedLists | None = None,
         defer_seconds: float = 0.0,
+        recent_users: Callable[[int], list[int]] | None = None,
     ):
         self.store = store
         self.shared = shared
         self.defer_seconds = defer_seconds
+        self.recent_users = recent_users  # the index's most recently active users
+        self._served: tuple[str, ...] | None = None  # the versions the lists are made for
         self._folder_checked = -float("inf")
         self._folder_alive = False
         self.snapshot = snapshot
@@ -136,16 +139,21 @@ class FoldInWarmer:
             for user_id in users:
                 self._queue[user_id] = False
                 self._queue.move_to_end(user_id)
-            dropped = len(self._queue) - self.max_users
-            for _ in range(max(dropped, 0)):
-                self._queue.popitem(last=False)
+            dropped = self._bound_queue()
             if len(self._generation) > PRUNE_AT * self.max_users:
                 self._prune()
-        if dropped > 0:
+        if dropped:
             self._count("dropped", dropped)
         if users:
             self.start()
             self._wake.set()
+
+    def _bound_queue(self) -> int:
+        """Drop the oldest waiting users beyond `max_users` (lock held); how many went."""
+        dropped = max(len(self._queue) - self.max_users, 0)
+        for _ in range(dropped):
+            self._queue.popitem(last=False)
+        return dropped
 
     def _prune(self) -> None:
         """Forget the generations of users with no kept list who neither wait nor are being
@@ -180,6 +188,7 @@ class FoldInWarmer:
         snap = self.snapshot()
         if snap.stable is None:
             return False
+        self._follow_versions(snap)
         with self._lock:
             self._release_due()
             if not self._queue:
@@ -291,6 +300,32 @@ class FoldInWarmer:
             if not self._deferred:
                 return IDLE_SECONDS
             return min(IDLE_SECONDS, max(self._deferred[0][0] - time.monotonic(), 0.0))
+
+    def _follow_versions(self, snap: Snapshot) -> None:
+        """When another model comes to serve (a new stable or canary), queue the most recently
+        active users (`START_USERS`) who have no list kept for the model that serves them now:
+        their lists are made before their requests, as at a worker's start, rather than on
+        them. (A worker's first models need nothing: its first read of the feed queues them.)"""
+        served = tuple(m.version for m in (snap.stable, snap.canary) if m is not None)
+        if served == self._served:
+            return
+        first, self._served = self._served is None, served
+        if first or self.recent_users is None:
+            return
+        users = self.recent_users(min(START_USERS, self.max_users))
+        with self._lock:
+            for user_id in users:
+                model = self._model_of(snap, user_id)
+                if model is None or user_id in self._queue:
+                    continue
+                kept = self._lists.get((model.version, user_id))
+                if kept is None or kept[0] != self._generation.get(user_id, self._floor):
+                    self._queue[user_id] = False
+            dropped = self._bound_queue()
+        if dropped:
+            self._count("dropped", dropped)
+        self.start()
+        self._wake.set()
 
     def _model_of(self, snap: Snapshot, user_id: int) -> ServingModel | None:
         """The model that answers the user, when its arm folds in and it has a fold-in."""

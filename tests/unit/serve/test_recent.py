@@ -47,6 +47,19 @@ def test_a_full_read_then_changes_give_each_users_latest_event() -> None:
     assert (index.latest(1), index.latest(3), index.latest(9)) == (50, 100, 300)
 
 
+def test_the_most_recent_users_come_from_the_arrays_and_the_changes_since() -> None:
+    feed = Feed()
+    feed.answers = [
+        Changes((1, 5), {u: 100 * u for u in range(1, 9)}, full=True),
+        Changes((1, 7), {2: 5_000, 20: 950}, full=False),
+    ]
+    index = RecentUsers(feed, 0.1)
+    index.poll()
+    assert index.most_recent(3) == [8, 7, 6] and index.most_recent(50)[-1] == 1
+    index.poll()
+    assert index.most_recent(3) == [2, 20, 8]
+
+
 def test_changes_beyond_the_merge_size_are_merged_into_the_arrays(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -257,3 +257,20 @@ def test_generations_stay_bounded_and_kept_lists_stay_right_after_a_prune(small:
     s.index.poll()
     assert s.warm.get("v1", 38) is None
     assert s.ask(38) == previous("v1", ["m+38+2000"], ["m+99+2000"])
+
+
+def test_a_newly_routed_model_gets_the_recent_users_lists_before_their_requests(
+    setup: Setup,
+) -> None:
+    setup.warmed(5, "m+1+2000")
+    setup.warmed(6, "m+2+2000")
+    assert setup.stable.folds == [5, 6]
+    setup.warm.warm_next()  # the warmer has seen v1 serve
+    v2 = Model("v2")
+    setup.snapshot = Snapshot(None, v2, None)  # type: ignore[arg-type]
+    setup.warm_all()  # no new event: the users active last are folded in with v2
+    assert sorted(v2.folds) == [5, 6]
+    assert setup.ask(5, v2) == made("v2", ["m+1+2000"]) and sorted(v2.folds) == [5, 6]
+    setup.snapshot = Snapshot(None, setup.stable, None)  # type: ignore[arg-type]
+    setup.warm_all()  # back to v1, whose lists are still kept at the users' generations
+    assert setup.stable.folds == [5, 6]
