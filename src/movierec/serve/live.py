@@ -47,7 +47,7 @@ WARN_EVERY_SECONDS = 60.0
 RETRY_SECONDS = 1.0
 BACK_OFF = ("locked", "unreachable", "error")  # costly to try (a time-out): not per request
 REASONS = ("missing", "locked", "unreachable", "error", "fold_in_error")
-PATHS = ("precomputed", "fold_in", "filtered", "fallback")
+PATHS = ("precomputed", "kept", "fold_in", "filtered", "fallback")
 
 
 class LiveHistory:
@@ -158,7 +158,7 @@ class LiveRecommender:
         if self.warm is not None and self.history.answering():
             warmed = self.warm.get(model.version, user_id)
             if warmed is not None:
-                return self._answer(arm, "fold_in", warmed)
+                return self._answer(arm, "kept", warmed)
         recent = self.history.recent(user_id, model.cutoff_ms)
         if recent is None:
             return self._answer(arm, "fallback", model.recommend(user_id))

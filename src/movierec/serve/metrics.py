@@ -74,8 +74,9 @@ RATE_LIMIT_ERRORS = Counter(
 )
 LIVE_ANSWERS = Counter(
     "movierec_live_answers_total",
-    "Answers of /recommend by how the list was made: precomputed (no new events), fold_in "
-    "(recomputed from the user's whole history), filtered (a list made before the user's "
+    "Answers of /recommend by how the list was made: precomputed (no new events), kept (folded "
+    "in from the user's whole history when their events arrived, off the request path), "
+    "fold_in (folded in on the request), filtered (a list made before the user's "
     "latest events, without every movie of their history: a lists-only bundle's, or their "
     "previous fold-in while the next is being made), fallback (the online store could not "
     "answer)",
