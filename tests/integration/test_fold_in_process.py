@@ -30,7 +30,6 @@ __all__ = ["home"]  # the fixture, used by the tests below
 def fold_in_process(settings: Settings, **env_extra: str) -> Iterator[subprocess.Popen[bytes]]:
     """`movierec fold-in`, once its first heartbeat is written."""
     env = dict(os.environ) | settings.env() | env_extra
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # its counters are its own, not the service's
     log_path = settings.home / "fold-in.log"
     heartbeat = settings.home / "fold-in.heartbeat"
     with open(log_path, "ab") as log:
@@ -43,7 +42,13 @@ def fold_in_process(settings: Settings, **env_extra: str) -> Iterator[subprocess
     lists = open_shared_lists(settings)
     assert lists is not None
     try:
-        wait_until(lambda: proc.poll() is None and lists.folder_seen_ms() is not None, 60.0)
+
+        def beating() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"movierec fold-in exited: {log_path.read_text()[-2000:]}")
+            return lists.folder_seen_ms() is not None
+
+        wait_until(beating, 60.0)
         wait_until(heartbeat.exists, 5.0)  # a container's health check reads it
         yield proc
     finally:
@@ -86,6 +91,15 @@ def test_the_workers_take_the_fold_in_process_lists_on_redis(home: Settings) -> 
         redis_home = home.replace(online_store="redis", online_store_redis_url=server.url)
         env = {"MOVIEREC_ONLINE_STORE": "redis", "MOVIEREC_ONLINE_STORE_REDIS_URL": server.url}
         _takes_the_process_lists_then_folds_in_itself(redis_home, **env)
+
+
+@pytest.mark.slow
+def test_the_process_starts_where_the_service_s_metrics_folder_is_set(home: Settings) -> None:
+    """The image sets PROMETHEUS_MULTIPROC_DIR for gunicorn, whose configuration makes the
+    folder; `movierec fold-in` keeps its counters to itself and starts without it."""
+    missing = str(home.home / "no-such-metrics-folder")
+    with fold_in_process(home, PROMETHEUS_MULTIPROC_DIR=missing) as folder:
+        assert folder.poll() is None
 
 
 def test_the_redis_shared_lists_and_redis_down() -> None:

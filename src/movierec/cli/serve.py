@@ -37,6 +37,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _fold_in(args: argparse.Namespace, settings: Settings) -> int:
+    # Its counters are its own (it serves no /metrics), never in the service's multiprocess
+    # folder: the image names that folder for every process, and only gunicorn makes it.
+    # prometheus_client reads the variable when it is first imported, below.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from movierec.serve.folder import Folder  # lazy: loading models imports xgboost
 
     folder = Folder(settings)
