@@ -385,7 +385,7 @@ class Beside:
 @contextmanager
 def arrivals(env: dict[str, str], watches: NewWatches, rate: float) -> Iterator[Beside]:
     """The follower, and `rate` watches a second appended to the event source by a thread
-    (`watches`: each a new movie for its user); yields [events appended].
+    (`watches`: each a new movie for its user); yields the events appended and the follower.
 
     The follower's start-up work (about a core for 5 s after it has caught up, measured) is
     waited out before the load, as the warmers' is. Its rebuilds of the lake's tables (every
@@ -421,11 +421,11 @@ def arrivals(env: dict[str, str], watches: NewWatches, rate: float) -> Iterator[
 @contextmanager
 def arrivals_and_process(env: dict[str, str], watches: NewWatches, rate: float) -> Iterator[Beside]:
     """`movierec fold-in` beside the service (its start-up work waited out), then `arrivals`;
-    yields [events appended, lists the process folded in]."""
+    yields the events appended, the follower and the process. Its summary is printed at the
+    end."""
     from movierec.serve.shared import open_shared_lists
 
     s = bench_settings()
-    env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}  # its own counters
     log_path = s.home / "fold-in.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -493,14 +493,15 @@ def measure(
             wrk(url, 2, args.connections, ids)  # warm-up
             before = n.events if n else 0
             pids = workers(master)
-            cpu = [cpu_seconds(pid) for pid in pids], n.cpu() if n else 0.0, time.perf_counter()
+            worker_cpu, beside_cpu = sum(map(cpu_seconds, pids)), n.cpu() if n else 0.0
+            t0 = time.perf_counter()
             result = wrk(url, args.seconds, args.connections, ids)
-            took = time.perf_counter() - cpu[2]
-            used = sum(cpu_seconds(pid) for pid in pids) - sum(cpu[0])
+            took = time.perf_counter() - t0
+            used = sum(map(cpu_seconds, pids)) - worker_cpu
             result["worker_cores"] = round(used / took, 2)  # CPU during the load, in cores
             if n:
                 result["events_during_load"] = n.events - before
-                result["beside_cores"] = round((n.cpu() - cpu[1]) / took, 2)
+                result["beside_cores"] = round((n.cpu() - beside_cpu) / took, 2)
         result["workers"] = worker_memory(master)
         result["master_pss_mb"] = round(memory_mb(master)["pss"], 1)
         result["warm_start"] = settled
@@ -614,35 +615,19 @@ def report(
     limited = medians["precomputed, rate limit"]
     pss = max(medians[n]["max_pss_mb"] for n in medians if n not in (MINIMAL, MINIMAL_BUSY))
     fresh50, fresh99 = percentile(delays, 50), percentile(delays, 99)
+
+    def p99_ratio(name: str, base: dict[str, Any] = mini) -> tuple[float, str, float]:
+        return (medians[name]["p99_ms"] / base["p99_ms"], "<=", 1.5)
+
     figures = {
         "precomputed_throughput_ratio": (pre["rps"] / mini["rps"], ">=", 0.85),
         "precomputed_p99_ratio": (pre["p99_ms"] / mini["p99_ms"], "<=", 1.15),
-        "fold_in_p99_ratio": (
-            medians[PROCESS]["p99_ms"] / medians[MINIMAL_BUSY]["p99_ms"],
-            "<=",
-            1.5,
-        ),
-        "fold_in_arriving_process_vs_quiet_p99_ratio": (
-            medians[PROCESS]["p99_ms"] / mini["p99_ms"],
-            "<=",
-            1.5,
-        ),
-        "fold_in_arriving_no_process_vs_quiet_p99_ratio": (
-            medians[ARRIVING]["p99_ms"] / mini["p99_ms"],
-            "<=",
-            1.5,
-        ),
-        "fold_in_warmed_p99_ratio": (medians[WARMED]["p99_ms"] / mini["p99_ms"], "<=", 1.5),
-        "fold_in_cache_only_p99_ratio": (
-            medians[CACHE_ONLY]["p99_ms"] / mini["p99_ms"],
-            "<=",
-            1.5,
-        ),
-        "fold_in_on_request_p99_ratio": (
-            medians[ON_REQUEST]["p99_ms"] / mini["p99_ms"],
-            "<=",
-            1.5,
-        ),
+        "fold_in_p99_ratio": p99_ratio(PROCESS, medians[MINIMAL_BUSY]),
+        "fold_in_arriving_process_vs_quiet_p99_ratio": p99_ratio(PROCESS),
+        "fold_in_arriving_no_process_vs_quiet_p99_ratio": p99_ratio(ARRIVING),
+        "fold_in_warmed_p99_ratio": p99_ratio(WARMED),
+        "fold_in_cache_only_p99_ratio": p99_ratio(CACHE_ONLY),
+        "fold_in_on_request_p99_ratio": p99_ratio(ON_REQUEST),
         "worker_pss_mb": (pss, "<=", 150.0),
         "freshness_p50_s": (fresh50, "<=", 2.0),
         "freshness_p99_s": (fresh99, "<=", 2.0),

@@ -30,8 +30,8 @@ from movierec.data.history import ChangeFeed
 from movierec.data.online_store import open_online_store
 from movierec.serve.models import ModelSet
 from movierec.serve.recent import RecentUsers
-from movierec.serve.shared import HEARTBEAT_SECONDS, open_shared_lists
-from movierec.serve.warm import FoldInWarmer
+from movierec.serve.shared import HEARTBEAT_SECONDS
+from movierec.serve.warm import FoldInWarmer, fold_in_arms
 
 log = logging.getLogger(__name__)
 
@@ -53,31 +53,22 @@ class FolderReport:
 class Folder:
     def __init__(self, settings: Settings):
         store = open_online_store(settings)
-        shared = open_shared_lists(settings)
-        if store is None or shared is None or not isinstance(store, ChangeFeed):
+        if store is None or not isinstance(store, ChangeFeed):
             raise ConfigError(
                 "movierec fold-in needs an online store with a change feed "
                 "(MOVIEREC_ONLINE_STORE=sqlite or redis)"
             )
-        arms = frozenset(a.strip() for a in settings.serving.fold_in_arms.split(",") if a.strip())
-        if not arms:
+        if not fold_in_arms(settings):
             raise ConfigError("MOVIEREC_FOLD_IN_ARMS is empty: no arm folds users in")
         self.settings = settings
-        self.store, self.shared = store, shared
+        self.store = store
         self.models = ModelSet(settings)
         self.index = RecentUsers(store, settings.serving.online_store_poll_ms / 1000.0)
-        self.warm = FoldInWarmer(
-            store,
-            lambda: self.models.snapshot,
-            arms,
-            settings.serving.release_salt,
-            settings.training.recommendations_k,
-            max(settings.serving.fold_in_warm_users, 1),
-            shared,
-            defer_seconds=0.0,
-            recent_users=self.index.most_recent,
+        self.warm = FoldInWarmer.for_settings(
+            settings, store, lambda: self.models.snapshot, self.index, defer_seconds=0.0
         )
-        self.index.listener = self.warm.changed
+        assert self.warm.shared is not None
+        self.shared = self.warm.shared
         self._beat_failing = False
 
     def run(self, stop: threading.Event, heartbeat: Path | None = None) -> FolderReport:

@@ -38,8 +38,7 @@ from movierec.data.online_store import open_online_store
 from movierec.serve.metrics import LIVE_ANSWERS, LIVE_FALLBACKS
 from movierec.serve.models import ServingModel, Snapshot
 from movierec.serve.recent import RecentUsers
-from movierec.serve.shared import open_shared_lists
-from movierec.serve.warm import FoldInWarmer
+from movierec.serve.warm import FoldInWarmer, fold_in_arms
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +113,7 @@ class LiveRecommender:
         snapshot: Callable[[], Snapshot] | None = None,
     ):
         self.k = settings.training.recommendations_k
-        arms = settings.serving.fold_in_arms.split(",")
-        self.arms = frozenset(a.strip() for a in arms if a.strip())
+        self.arms = fold_in_arms(settings)
         self.history = history or LiveHistory(
             open_online_store(settings), settings.serving.online_store_poll_ms / 1000.0
         )
@@ -124,21 +122,8 @@ class LiveRecommender:
         index, store = self.history.index, self.history.store
         warm_users = settings.serving.fold_in_warm_users
         if snapshot and index and store and self.arms and warm_users > 0:
-            salt = settings.serving.release_salt
-            shared = open_shared_lists(settings)
             defer = settings.serving.fold_in_defer_ms / 1000.0
-            self.warm = FoldInWarmer(
-                store,
-                snapshot,
-                self.arms,
-                salt,
-                self.k,
-                warm_users,
-                shared,
-                defer,
-                recent_users=index.most_recent,
-            )
-            index.listener = self.warm.changed
+            self.warm = FoldInWarmer.for_settings(settings, store, snapshot, index, defer)
         for reason in REASONS:  # every series exported from the start, at 0
             LIVE_FALLBACKS.labels(reason=reason)
         for arm in ARMS:

@@ -41,16 +41,19 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from movierec.core.errors import OnlineStoreUnavailable
+from movierec.core.settings import Settings
 from movierec.data.history import Changes, HistoryStore
 from movierec.registry.routing import arm_for
 from movierec.serve.metrics import FOLD_IN_WARM
 from movierec.serve.models import ServingModel, Snapshot
+from movierec.serve.recent import RecentUsers
 from movierec.serve.shared import (
     HEARTBEAT_SECONDS,
     HEARTBEAT_STALE_SECONDS,
     SharedLists,
     fingerprint,
     now_ms,
+    open_shared_lists,
 )
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,36 @@ IDLE_SECONDS = 1.0  # the thread's wait when nothing is queued (a change wakes i
 EVENTS = ("computed", "shared", "deferred", "stale", "dropped", "failed", "share_failed")
 
 
+def fold_in_arms(settings: Settings) -> frozenset[str]:
+    """The arms that fold users in (`fold_in_arms`, comma-separated)."""
+    return frozenset(a.strip() for a in settings.serving.fold_in_arms.split(",") if a.strip())
+
+
 class FoldInWarmer:
+    @classmethod
+    def for_settings(
+        cls,
+        settings: Settings,
+        store: HistoryStore,
+        snapshot: Callable[[], Snapshot],
+        index: RecentUsers,
+        defer_seconds: float,
+    ) -> FoldInWarmer:
+        """A warmer fed by `index`, sharing its lists beside the settings' online store."""
+        warmer = cls(
+            store,
+            snapshot,
+            fold_in_arms(settings),
+            settings.serving.release_salt,
+            settings.training.recommendations_k,
+            max(settings.serving.fold_in_warm_users, 1),
+            open_shared_lists(settings),
+            defer_seconds,
+            recent_users=index.most_recent,
+        )
+        index.listener = warmer.changed
+        return warmer
+
     def __init__(
         self,
         store: HistoryStore,
@@ -318,8 +350,7 @@ class FoldInWarmer:
                 model = self._model_of(snap, user_id)
                 if model is None or user_id in self._queue:
                     continue
-                kept = self._lists.get((model.version, user_id))
-                if kept is None or kept[0] != self._generation.get(user_id, self._floor):
+                if self.get(model.version, user_id) is None:
                     self._queue[user_id] = False
             dropped = self._bound_queue()
         if dropped:
