@@ -35,7 +35,7 @@ from movierec.core.settings import Settings
 from movierec.core.validation import ARMS
 from movierec.data.history import ChangeFeed, HistoryStore, Seen
 from movierec.data.online_store import open_online_store
-from movierec.serve.metrics import LIVE_ANSWERS, LIVE_FALLBACKS
+from movierec.serve.metrics import LIVE_ANSWERS_BY, LIVE_FALLBACKS
 from movierec.serve.models import ServingModel, Snapshot
 from movierec.serve.recent import RecentUsers
 from movierec.serve.warm import FoldInWarmer, fold_in_arms
@@ -128,7 +128,7 @@ class LiveRecommender:
             LIVE_FALLBACKS.labels(reason=reason)
         for arm in ARMS:
             for path in PATHS:
-                LIVE_ANSWERS.labels(arm=arm, path=path)
+                LIVE_ANSWERS_BY(arm, path)
 
     def start(self) -> None:
         """Read the change feed from now on (the warmer folds the latest users in at once),
@@ -164,5 +164,5 @@ class LiveRecommender:
 
     @staticmethod
     def _answer(arm: str, path: str, items: str) -> str:
-        LIVE_ANSWERS.labels(arm=arm, path=path).inc()
+        LIVE_ANSWERS_BY(arm, path).inc()
         return items

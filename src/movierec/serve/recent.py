@@ -61,7 +61,7 @@ class RecentUsers:
         """The user's latest event (ms) as of the last read; -1 when they have none."""
         users, last, recent = self._state
         found = recent.get(user_id, -1)
-        pos = int(np.searchsorted(users, user_id))
+        pos = int(users.searchsorted(user_id))  # the method: np.searchsorted wraps it
         if pos < users.size and users[pos] == user_id:
             return max(found, int(last[pos]))
         return found

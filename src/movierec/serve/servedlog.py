@@ -64,6 +64,8 @@ _PUT_WAIT = 0.05
 _RETRY = 1.0
 
 Records = list[dict[str, Any]]
+# json.dumps with any argument builds an encoder per call (3 us of 10 for a served record)
+_JSON = json.JSONEncoder(separators=(",", ":"))
 T = TypeVar("T")
 
 
@@ -77,7 +79,7 @@ class Entry:
 
     @classmethod
     def of(cls, rec: dict[str, Any]) -> Entry:
-        served = json.dumps(rec, separators=(",", ":")) + "\n"
+        served = _JSON.encode(rec) + "\n"
         answered = rec["status"] == 200
         return cls(rec, served, csv_line(_prediction(rec)) if answered else None)
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import csv
+import io
 import multiprocessing as mp
+from dataclasses import fields
 from pathlib import Path
+
+import pytest
 
 from movierec.core.provenance import (
     DataRecord,
     ModelRecord,
     PredictionRecord,
+    _cell,
     append_data,
     append_model,
     append_predictions,
+    csv_line,
     find_data,
     find_model,
     find_prediction,
@@ -21,6 +27,22 @@ from movierec.core.provenance import (
 )
 from movierec.core.settings import Settings
 from tests.conftest import make_settings
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["v1", "", 'a "quoted" one', "a, comma", "two\nlines", "carriage\rreturn", " spaced ", "é"],
+)
+def test_a_row_s_line_is_what_csv_writer_writes(version: str) -> None:
+    rows = [
+        PredictionRecord("r1", "2025-01-01T00:00:00.000+00:00", 7, version, "stable", "f", 1.5),
+        _model(version),  # JSON cells, quoted
+    ]
+    for row in rows:
+        buf = io.StringIO()
+        cells = [_cell(getattr(row, f.name)) for f in fields(row)]
+        csv.writer(buf, lineterminator="\n").writerow(cells)
+        assert csv_line(row) == buf.getvalue()
 
 
 def _model(version: str) -> ModelRecord:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 from flask.testing import FlaskClient
@@ -11,7 +14,7 @@ from werkzeug.test import Client
 from movierec.core.settings import Settings
 from movierec.registry.routing import Routing, arm_for, set_canary, set_stable
 from movierec.serve import create_app
-from movierec.serve.app import RecommendFastPath
+from movierec.serve.app import MillisecondClock, RecommendFastPath, request_id
 from tests.servicekit import make_bundle, wait_until
 
 
@@ -225,3 +228,37 @@ def test_the_fast_path_answers_as_flask_does_and_leaves_the_rest_to_it(
     for method, path in (("GET", "/recommend/x7"), ("HEAD", "/recommend/7"), ("GET", "/healthz")):
         with pytest.raises(AssertionError, match="reached Flask"):
             client.open(path, method=method)
+
+
+def test_request_ids_are_random_version_4_uuids() -> None:
+    ids = [request_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for rid in ids:
+        parsed = uuid.UUID(rid)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, rid)
+    assert {rid[19] for rid in ids} == set("89ab")  # the variant digit takes its 4 values
+
+
+def test_the_clock_writes_utc_now_to_the_millisecond_as_isoformat_does() -> None:
+    clock = MillisecondClock()
+    for _ in range(3):
+        now = datetime.now(UTC)
+        before = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        text = clock.now()
+        after = datetime.now(UTC)
+        assert len(text) == len(after.isoformat(timespec="milliseconds"))
+        assert before <= datetime.fromisoformat(text) <= after
+
+
+def test_forked_workers_make_different_request_ids() -> None:
+    """gunicorn forks its workers from one master: each must draw its own ids."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id, then gone
+        os.write(write, request_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    assert len(child) == 36
+    assert child != request_id()
