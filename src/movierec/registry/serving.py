@@ -16,6 +16,7 @@ the number of users.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +44,14 @@ class PrecomputedLists:
     # the movie ids as Python strings, made once: a request joins them without numpy's
     # string arrays (a memory-mapped array's views also cost a subclass's bookkeeping each)
     _names: list[str] = field(init=False, repr=False, compare=False)
+    # the user ids searched with `bisect` on a view of the (shared) array: numpy's
+    # searchsorted lets go of the GIL, and the request thread then queues again behind the
+    # worker's other threads to get it back (7% of a worker's py-spy samples under load)
+    _user_ids: memoryview = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_names", self.movies.tolist())
+        object.__setattr__(self, "_user_ids", np.ascontiguousarray(self.users).data)
 
     @classmethod
     def build(cls, lists: Mapping[int, Sequence[str]]) -> PrecomputedLists:
@@ -74,9 +80,9 @@ class PrecomputedLists:
 
     def row(self, user_id: int) -> int:
         """The user's row, -1 when the trainer did not know them."""
-        users = self.users.view(np.ndarray)  # a memmap's views cost a subclass's bookkeeping
-        pos = int(users.searchsorted(user_id))
-        return pos if pos < users.size and int(users[pos]) == user_id else -1
+        users = self._user_ids
+        pos = bisect_left(users, user_id)
+        return pos if pos < len(users) and users[pos] == user_id else -1
 
     def get(self, user_id: int) -> list[str] | None:
         row = self.row(user_id)

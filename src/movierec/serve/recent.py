@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
+from bisect import bisect_left
 from collections.abc import Callable
 
 import numpy as np
@@ -61,9 +62,12 @@ class RecentUsers:
         """The user's latest event (ms) as of the last read; -1 when they have none."""
         users, last, recent = self._state
         found = recent.get(user_id, -1)
-        pos = int(users.searchsorted(user_id))  # the method: np.searchsorted wraps it
-        if pos < users.size and users[pos] == user_id:
-            return max(found, int(last[pos]))
+        # bisect on views, not numpy's searchsorted, which lets go of the GIL: the request
+        # thread would queue again behind the worker's other threads to get it back
+        ids = users.data
+        pos = bisect_left(ids, user_id)
+        if pos < len(ids) and ids[pos] == user_id:
+            return max(found, int(last.data[pos]))
         return found
 
     def most_recent(self, n: int) -> list[int]:
