@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import reduce
+from unittest.mock import patch
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from movierec.data import history
 from movierec.data.events import format_rate, format_watch, parse_lines
 from movierec.data.history import NOT_RATED, NOT_WATCHED, Seen, history_rows, merge
 
@@ -76,3 +78,31 @@ def test_the_merge_ignores_order_and_repetition(rows: list[Seen], rnd) -> None: 
     rnd.shuffle(shuffled)
     assert reduce(merge, shuffled) == once
     assert merge(once, once) == once
+
+
+_event = st.tuples(
+    st.booleans(),  # a watch, else a rate
+    st.integers(0, 600),  # seconds after T0
+    st.integers(1, 4),  # user
+    st.sampled_from(["heat+1995", "alien+1979", "up+2009"]),
+    st.integers(0, 200),  # minute
+    st.integers(1, 5),  # rating
+)
+
+
+@given(st.lists(_event, max_size=30))
+def test_a_small_batch_merged_in_python_is_what_pandas_makes(
+    events: list[tuple[bool, int, int, str, int, int]],
+) -> None:
+    lines = [
+        format_watch(T0 + timedelta(seconds=s), u, m, minute)
+        if watch
+        else format_rate(T0 + timedelta(seconds=s), u, m, rating)
+        for watch, s, u, m, minute, rating in events
+    ]
+    parsed = parse_lines(lines)
+    small = history_rows(parsed)
+    with patch.object(history, "SMALL_BATCH", -1):  # every batch through pandas
+        large = history_rows(parsed)
+    assert small.dtypes.to_dict() == large.dtypes.to_dict()
+    assert small.to_dict("records") == large.to_dict("records")
