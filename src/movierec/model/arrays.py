@@ -4,6 +4,7 @@ that load the same bundle share the pages."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
@@ -38,3 +39,14 @@ def load_arrays(
         )
         for name in names
     }
+
+
+def position(ids: memoryview, value: int) -> int:
+    """Where `value` is in sorted `ids` (a view of an integer array), -1 when it is not.
+
+    `bisect` on the view, not numpy's searchsorted, on the request path: searchsorted lets go
+    of the GIL, and the request thread then queues again behind the worker's other threads to
+    get it back (200 calls beside a thread spinning in Python: 26.6 ms against 0.2 ms).
+    """
+    pos = bisect_left(ids, value)
+    return pos if pos < len(ids) and ids[pos] == value else -1

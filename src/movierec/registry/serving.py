@@ -16,7 +16,6 @@ the number of users.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from movierec.core.errors import ModelLoadError
-from movierec.model.arrays import array_file, load_arrays, save_arrays
+from movierec.model.arrays import array_file, load_arrays, position, save_arrays
 from movierec.model.cf import ItemNeighbours
 
 LISTS = "lists"
@@ -44,9 +43,7 @@ class PrecomputedLists:
     # the movie ids as Python strings, made once: a request joins them without numpy's
     # string arrays (a memory-mapped array's views also cost a subclass's bookkeeping each)
     _names: list[str] = field(init=False, repr=False, compare=False)
-    # the user ids searched with `bisect` on a view of the (shared) array: numpy's
-    # searchsorted lets go of the GIL, and the request thread then queues again behind the
-    # worker's other threads to get it back (7% of a worker's py-spy samples under load)
+    # a view of the (shared) user ids, searched by `arrays.position`
     _user_ids: memoryview = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -80,9 +77,7 @@ class PrecomputedLists:
 
     def row(self, user_id: int) -> int:
         """The user's row, -1 when the trainer did not know them."""
-        users = self._user_ids
-        pos = bisect_left(users, user_id)
-        return pos if pos < len(users) and users[pos] == user_id else -1
+        return position(self._user_ids, user_id)
 
     def get(self, user_id: int) -> list[str] | None:
         row = self.row(user_id)

@@ -22,13 +22,13 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
-from bisect import bisect_left
 from collections.abc import Callable
 
 import numpy as np
 
 from movierec.core.errors import OnlineStoreUnavailable
 from movierec.data.history import ChangeFeed, Changes
+from movierec.model.arrays import position
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,8 @@ class RecentUsers:
         """The user's latest event (ms) as of the last read; -1 when they have none."""
         users, last, recent = self._state
         found = recent.get(user_id, -1)
-        # bisect on views, not numpy's searchsorted, which lets go of the GIL: the request
-        # thread would queue again behind the worker's other threads to get it back
-        ids = users.data
-        pos = bisect_left(ids, user_id)
-        if pos < len(ids) and ids[pos] == user_id:
-            return max(found, int(last.data[pos]))
-        return found
+        pos = position(users.data, user_id)
+        return found if pos < 0 else max(found, last.data[pos])
 
     def most_recent(self, n: int) -> list[int]:
         """The `n` users with the latest events as of the last read, latest first."""
