@@ -11,6 +11,7 @@ import pytest
 
 from movierec.core.settings import Settings
 from movierec.model.recommender import TwoStageModel
+from movierec.model.training.fit import fit_two_stage
 from tests.modelkit import FAST, block_data, block_ratings_frame
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,4 +75,4 @@ def block_ratings() -> pd.DataFrame:
 def block_model() -> TwoStageModel:
     """The two-stage model fitted on the block dataset, once per session (read it, never
     change it)."""
-    return TwoStageModel(FAST).fit(block_data(block_ratings_frame()))
+    return fit_two_stage(block_data(block_ratings_frame()), FAST)

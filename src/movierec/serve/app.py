@@ -32,7 +32,7 @@ from movierec.registry.routing import arm_for
 from movierec.serve import metrics
 from movierec.serve.datagauges import DataQualityGauges
 from movierec.serve.identity import ClientIdentity
-from movierec.serve.live import LiveRecommender
+from movierec.serve.live.answers import LiveRecommender
 from movierec.serve.models import ModelSet, ServingModel
 from movierec.serve.openapi import openapi_document
 from movierec.serve.ratelimit import make_limiter

@@ -38,9 +38,9 @@ from movierec.core.errors import ModelLoadError, MovierecError
 from movierec.core.schema import COLD_START, METADATA, RECOMMENDATIONS
 from movierec.core.settings import Settings
 from movierec.registry.bundles import bundle_path, verify_bundle
+from movierec.registry.lists import PrecomputedLists
 from movierec.registry.routing import Routing, read_routing, routing_signature
-from movierec.registry.serving import PrecomputedLists
-from movierec.serve.foldin import FoldIn
+from movierec.serve.live.fold_in_cache import FoldInCache
 from movierec.serve.metrics import (
     BUNDLE_MISSING,
     CANARY_PCT,
@@ -59,7 +59,7 @@ class ServingModel:
     lists: PrecomputedLists = field(repr=False)
     cold: str
     cutoff_ms: int = 0  # the training data's last event: later ones are folded in
-    fold: FoldIn | None = field(default=None, repr=False)
+    fold: FoldInCache | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, bundle_dir: Path, fold_in_cache: int = 10_000) -> ServingModel:
@@ -80,7 +80,7 @@ class ServingModel:
             lists=lists,
             cold=",".join(cold_items),
             cutoff_ms=cutoff_ms,
-            fold=FoldIn.load(bundle_dir, fold_in_cache),
+            fold=FoldInCache.load(bundle_dir, fold_in_cache),
         )
         release_freed_heap()
         return model

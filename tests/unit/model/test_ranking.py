@@ -10,9 +10,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from movierec.model.cf import Index, RP3beta
-from movierec.model.fitting import MIN_RANKER_POSITIVES, _labels, fit_ranker
 from movierec.model.ranking import Candidates, candidates, merge, rank_users
 from movierec.model.recommender import TwoStageModel
+from movierec.model.training.lambdamart import MIN_RANKER_POSITIVES, _labels, fit_ranker
 from tests.modelkit import FAST, block_data
 
 

@@ -5,7 +5,7 @@ A fold-in costs about 4 ms of CPU (the merge of three generators, two XGBoost pr
 fold-in p99 about 8x the minimal endpoint's (evaluation/bench_serve.py), and the per-worker
 cache only helps a user's second request. But a user's list changes only when their history
 does, and the store's change feed says whose did: each worker's index of it
-(`serve.recent.RecentUsers`) hands every read's users to the warmer, whose one thread
+(`serve.live.feed_index.RecentUsers`) hands every read's users to the warmer, whose one thread
 recomputes each user's list for the model that serves them (their arm, from the routing) and
 keeps it. A request then finds the list with one dictionary lookup, as cheap as a precomputed
 one. Between an event and its user's new list (the feed's next read, then the fold-in: tens of
@@ -22,11 +22,11 @@ cursor went stale) moves every user's generation and queues the `START_USERS` mo
 Bounded: at most `max_users` users wait (the oldest are dropped, counted, and folded in on
 their request) and at most `max_users` lists are kept (the oldest made go).
 
-Shared (`serve.shared`): before folding a user in, the warmer looks for the list another worker,
-replica or `movierec fold-in` made from the same history, and takes it if there is one; a list
-it makes itself it shares. While `movierec fold-in` runs, a user with no shared list yet is put
-off for `defer_seconds` (with a jitter of as much again, so that two workers rarely both give
-up at once), once per change, before the warmer folds them in itself.
+Shared (`serve.live.shared_lists`): before folding a user in, the warmer looks for the list another
+worker, replica or `movierec fold-in` made from the same history, and takes it if there is one; a
+list it makes itself it shares. While `movierec fold-in` runs, a user with no shared list yet is put
+off for `defer_seconds` (with a jitter of as much again, so that two workers rarely both give up at
+once), once per change, before the warmer folds them in itself.
 """
 
 from __future__ import annotations
@@ -44,10 +44,8 @@ from movierec.core.errors import OnlineStoreUnavailable
 from movierec.core.settings import Settings
 from movierec.data.history import Changes, HistoryStore
 from movierec.registry.routing import arm_for
-from movierec.serve.metrics import FOLD_IN_WARM
-from movierec.serve.models import ServingModel, Snapshot
-from movierec.serve.recent import RecentUsers
-from movierec.serve.shared import (
+from movierec.serve.live.feed_index import RecentUsers
+from movierec.serve.live.shared_lists import (
     HEARTBEAT_SECONDS,
     HEARTBEAT_STALE_SECONDS,
     SharedLists,
@@ -55,6 +53,8 @@ from movierec.serve.shared import (
     now_ms,
     open_shared_lists,
 )
+from movierec.serve.metrics import FOLD_IN_WARM
+from movierec.serve.models import ServingModel, Snapshot
 
 log = logging.getLogger(__name__)
 
