@@ -35,7 +35,7 @@ from movierec.model.cf import ItemNeighbours
 from movierec.model.cold_start import ColdStart
 from movierec.model.features import FeatureBase
 from movierec.model.params import ModelParams
-from movierec.model.ranking import Ranker, merge, rank_candidates, rank_users
+from movierec.model.ranking import ListModel, Ranker, merge, rank_candidates, rank_users
 from movierec.model.rating import RatingModel
 from movierec.model.stage import CFStage
 
@@ -154,9 +154,7 @@ class TwoStageModel(Recommender):
         for start in range(0, warm.size, USER_CHUNK):
             chunk = warm[start : start + USER_CHUNK]
             u = parts.stage.index.uidx(chunk)
-            out.update(
-                rank_users(parts.stage, parts.rating, parts.ranker, self.params, u, chunk, k)
-            )
+            out.update(rank_users(self._list_model(), u, chunk, k))
         return out
 
     def recommend_from_history(
@@ -174,9 +172,12 @@ class TwoStageModel(Recommender):
         rp3 = stage.rp3.W.fold_in(watched)
         seen = (np.zeros(watched.size, dtype=np.int64), watched)
         cands = merge(ease[None, :], rp3[None, :], stage, seen, self.params)
-        parts, p = self.parts, self.params
-        best = rank_candidates(stage, parts.rating, parts.ranker, p, np.array([u]), cands, k)
+        best = rank_candidates(self._list_model(), np.array([u]), cands, k)
         return [str(m) for m in stage.index.movies[best[0]]]
+
+    def _list_model(self) -> ListModel:
+        parts = self.parts
+        return ListModel(parts.stage, parts.rating, parts.ranker, self.params)
 
     def history_positions(self, user_id: int, history: Sequence[str]) -> tuple[int, np.ndarray]:
         """The user's row in the model (-1: unknown) and the positions of the movies of their

@@ -153,6 +153,7 @@ class ModelSet:
         self._signature: tuple[int, int, int] | None = None
         self._cache: dict[str, ServingModel] = {}
         self._refused: dict[str, str] = {}
+        self._published: set[tuple[str, str]] = set()  # (arm, version) of MODEL_INFO at 1
         self.missing: dict[str, str] = {}  # served version -> its bundle folder, gone from disk
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -254,7 +255,15 @@ class ModelSet:
     def _publish(self) -> None:
         snap = self.snapshot
         CANARY_PCT.set(snap.canary_pct)
-        MODEL_INFO.clear()
-        for arm, model in (("stable", snap.stable), ("canary", snap.canary)):
-            if model is not None:
-                MODEL_INFO.labels(arm=arm, model_version=model.version).set(1)
+        # a series no longer served goes to 0, not away: prometheus_client cannot remove labels
+        # in multiprocess mode (`clear()` only warns there, and the old series stayed at 1)
+        served = {
+            (arm, model.version)
+            for arm, model in (("stable", snap.stable), ("canary", snap.canary))
+            if model is not None
+        }
+        for arm, version in self._published - served:
+            MODEL_INFO.labels(arm=arm, model_version=version).set(0)
+        for arm, version in served:
+            MODEL_INFO.labels(arm=arm, model_version=version).set(1)
+        self._published = served

@@ -39,6 +39,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from movierec.core.errors import OnlineStoreUnavailable
 from movierec.core.settings import Settings
@@ -70,6 +71,28 @@ def fold_in_arms(settings: Settings) -> frozenset[str]:
     return frozenset(a.strip() for a in settings.serving.fold_in_arms.split(",") if a.strip())
 
 
+@dataclass(frozen=True)
+class WarmPlan:
+    """What a warmer folds in and how much it keeps."""
+
+    arms: frozenset[str]  # the arms whose users it folds in
+    salt: str  # the release salt: which arm a user is on
+    k: int  # list length served
+    max_users: int  # users waiting, and lists kept, at most
+    defer_seconds: float = 0.0  # how long a user waits for `movierec fold-in`'s shared list
+
+    @classmethod
+    def for_settings(cls, settings: Settings, defer_seconds: float) -> WarmPlan:
+        serving = settings.serving
+        return cls(
+            fold_in_arms(settings),
+            serving.release_salt,
+            settings.training.recommendations_k,
+            max(serving.fold_in_warm_users, 1),
+            defer_seconds,
+        )
+
+
 class FoldInWarmer:
     @classmethod
     def for_settings(
@@ -84,12 +107,8 @@ class FoldInWarmer:
         warmer = cls(
             store,
             snapshot,
-            fold_in_arms(settings),
-            settings.serving.release_salt,
-            settings.training.recommendations_k,
-            max(settings.serving.fold_in_warm_users, 1),
+            WarmPlan.for_settings(settings, defer_seconds),
             open_shared_lists(settings),
-            defer_seconds,
             recent_users=index.most_recent,
         )
         index.listener = warmer.changed
@@ -99,26 +118,22 @@ class FoldInWarmer:
         self,
         store: HistoryStore,
         snapshot: Callable[[], Snapshot],
-        arms: frozenset[str],
-        salt: str,
-        k: int,
-        max_users: int,
+        plan: WarmPlan,
         shared: SharedLists | None = None,
-        defer_seconds: float = 0.0,
         recent_users: Callable[[int], list[int]] | None = None,
     ):
         self.store = store
         self.shared = shared
-        self.defer_seconds = defer_seconds
+        self.defer_seconds = plan.defer_seconds
         self.recent_users = recent_users  # the index's most recently active users
         self._served: tuple[str, ...] | None = None  # the versions the lists are made for
         self._folder_checked = -float("inf")
         self._folder_alive = False
         self.snapshot = snapshot
-        self.arms = arms
-        self.salt = salt
-        self.k = k
-        self.max_users = max_users
+        self.arms = plan.arms
+        self.salt = plan.salt
+        self.k = plan.k
+        self.max_users = plan.max_users
         self._counter = itertools.count(1)
         self._floor = next(self._counter)  # every generation below it is gone (a full read)
         self._generation: dict[int, int] = {}
