@@ -106,13 +106,8 @@ def read_json_strict(path: Path) -> Any:
         raise DataValidationError(f"{path}: not valid JSON ({exc})") from None
 
 
-def write_routing(settings: Settings, routing: Routing) -> Routing:
-    """Replace routing.json atomically and append the change to the history."""
-    with exclusive_lock(settings.models_path / ".routing.lock", wait=True):
-        return _write_routing_locked(settings, routing)
-
-
 def _write_routing_locked(settings: Settings, routing: Routing) -> Routing:
+    """Replace routing.json atomically and append the change to the history (lock held)."""
     bundle_path(settings, routing.stable)  # validates the name
     for v in (routing.stable, routing.canary, routing.shadow):
         if v is not None and not (bundle_path(settings, v) / METADATA).exists():

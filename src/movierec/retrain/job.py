@@ -51,8 +51,6 @@ from movierec.retrain.training import TrainResult, train_candidate
 
 log = logging.getLogger(__name__)
 
-STEPS = ("lock", "refresh", "gate", "train", "compare", "promote", "state")
-
 
 class ExitCode(enum.IntEnum):
     """What a retrain run tells cron."""
