@@ -3,8 +3,8 @@ ABORT / PROMOTE that moves the candidate.
 
 Stages. While routing names a shadow candidate (no canary), the evaluator compares, on the
 sampled requests, the lists stable served with the lists the candidate would have served
-(`release.shadow`); the shadow result gates the first canary step. While a canary is routed,
-it compares the canary's users with the stable's (`release.online`, `release.stats`) under
+(`release.shadow_evidence`); the shadow result gates the first canary step. While a canary is
+routed, it compares the canary's users with the stable's (`release.online`, `release.stats`) under
 the configured rule (`release.policy`).
 
 Periods. The non-inferiority rule looks at the whole canary stage (since

@@ -34,7 +34,7 @@ from movierec.release.policy import (
     decide_shadow,
     guardrail_breaches,
 )
-from movierec.release.shadow import ShadowMetrics, shadow_metrics
+from movierec.release.shadow_evidence import ShadowMetrics, shadow_metrics
 from movierec.release.stats import (
     Interval,
     lift_interval,

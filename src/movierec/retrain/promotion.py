@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from movierec.core.settings import Settings
 from movierec.data.holdout import holdout_sha256
-from movierec.offline.metrics import headline
+from movierec.offline.metric_functions import headline
 from movierec.registry.bundles import load_metadata
 from movierec.registry.routing import Routing, read_routing, set_canary, set_shadow, set_stable
 from movierec.retrain.training import evaluate_version
