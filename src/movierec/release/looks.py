@@ -55,7 +55,7 @@ class ReleaseResult:
     pct_before: int
     pct_after: int
     stable: str | None
-    canary: str | None  # the candidate: the canary, or the shadow
+    candidate: str | None  # the version under evaluation: the canary, or the shadow
     arms: dict[str, ArmMetrics]
     lift: Interval = field(default_factory=Interval)
     margin: float | None = None
@@ -70,8 +70,12 @@ class ReleaseResult:
     data_gaps: dict[str, Any] = field(default_factory=dict)  # served-log records lost
 
     def summary(self) -> dict[str, Any]:
+        """The result as online_metrics.json and feedback_events.json hold it (the candidate
+        under "canary", as it always was)."""
         out = asdict(self)
         out["decision"] = str(self.decision)
+        out["canary"] = out.pop("candidate")
+        out["arms"] = {arm: m.to_json() for arm, m in self.arms.items()}
         return out
 
 
@@ -156,7 +160,7 @@ def _result(inputs: Inputs, decision: Decision, reasons: list[str], **kw: Any) -
         pct_before=r.canary_pct,
         pct_after=r.canary_pct,
         stable=r.stable,
-        canary=r.candidate,
+        candidate=r.candidate,
         **kw,
     )
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -62,7 +62,8 @@ class ArmMetrics:
     quality_events: int = 0
     mean_rating_female: float | None = None
     mean_rating_male: float | None = None
-    satisfaction_ratio: float | None = None
+    # women's mean rating over men's (1.0: both served equally well); "satisfaction_ratio" on disk
+    female_male_rating_ratio: float | None = None
     ctr_by_gender: dict[str, float | None] = field(default_factory=dict)
     satisfaction_by_group: dict[str, dict[str, Any]] = field(default_factory=dict)
     online_rmse: float | None = None
@@ -70,6 +71,12 @@ class ArmMetrics:
     viewings: int = 0
     minutes_per_viewing: float | None = None
     completed_share: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The arm as online_metrics.json and feedback_events.json hold it."""
+        out = asdict(self)
+        out["satisfaction_ratio"] = out.pop("female_male_rating_ratio")
+        return out
 
 
 @dataclass
@@ -175,7 +182,7 @@ def _add_satisfaction(
     m.mean_rating_female = _float_or_none(means.get("F"))
     m.mean_rating_male = _float_or_none(means.get("M"))
     if m.mean_rating_female is not None and m.mean_rating_male:
-        m.satisfaction_ratio = m.mean_rating_female / m.mean_rating_male
+        m.female_male_rating_ratio = m.mean_rating_female / m.mean_rating_male
     return rated[["user_id", "movie_id", "rating"]]
 
 

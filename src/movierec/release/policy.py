@@ -213,7 +213,7 @@ def decide_design(
         reasons.append(f"canary CTR {ctr:.3f} < {rel.ctr_min_abs:.3f}")
     if stable_ctr is not None and ctr < rel.ctr_min_rel * stable_ctr:
         reasons.append(f"canary CTR {ctr:.3f} < {rel.ctr_min_rel:.0%} of stable's {stable_ctr:.3f}")
-    ratio = canary.satisfaction_ratio
+    ratio = canary.female_male_rating_ratio
     if ratio is not None and not rel.satisfaction_low <= ratio <= rel.satisfaction_high:
         reasons.append(
             f"satisfaction ratio {ratio:.3f} outside "

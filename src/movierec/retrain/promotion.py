@@ -23,7 +23,7 @@ def decide_promotion(
 ) -> tuple[bool, str]:
     """Promote only on a real RMSE gain that does not cost ranking quality."""
     if stable is None:
-        return True, "no stable model is deployed: the first model becomes the canary"
+        return True, "no stable model is deployed: the first model becomes stable"
     margin = settings.retraining.promote_rmse_margin
     tolerance = settings.retraining.promote_ndcg_tolerance
     c_rmse, s_rmse = candidate["rmse"], stable["rmse"]
