@@ -26,20 +26,11 @@ satisfaction ratio in range, at least `min_samples_per_arm` mature requests per 
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
+from movierec.core.online_metrics import ArmMetrics, Interval
 from movierec.core.settings import ReleaseSettings, Settings
-from movierec.release.online import ArmMetrics
-from movierec.release.stats import Interval
-
-
-class Decision(enum.StrEnum):
-    RAMP = "RAMP"
-    HOLD = "HOLD"
-    ABORT = "ABORT"
-    PROMOTE = "PROMOTE"
-    NONE = "NONE"  # no candidate to evaluate
+from movierec.core.vocabulary import Decision
 
 
 @dataclass(frozen=True)

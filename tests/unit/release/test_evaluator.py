@@ -12,6 +12,7 @@ import pytest
 
 from movierec.core.files import append_lines, read_json
 from movierec.core.settings import Settings
+from movierec.core.vocabulary import Decision
 from movierec.data.events import format_watch
 from movierec.registry.routing import (
     abort_canary,
@@ -22,7 +23,6 @@ from movierec.registry.routing import (
     set_stable,
 )
 from movierec.release.evaluator import evaluate_release
-from movierec.release.policy import Decision
 from tests.conftest import make_settings
 from tests.servicekit import make_bundle
 
