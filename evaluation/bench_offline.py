@@ -63,7 +63,7 @@ def splits(
 
 
 def _ranking(topk: dict[int, list[str]], test: pd.DataFrame) -> dict[str, float]:
-    from movierec.offline.metrics import ranking_metrics
+    from movierec.offline.metric_functions import ranking_metrics
 
     m = ranking_metrics(topk, test)
     return {"ndcg@10": m["ndcg@10"], "recall@20": m["recall@20"]}
@@ -189,7 +189,7 @@ def _child(
     ranker_split: str,
 ) -> None:
     from movierec.model.recommender import RankByRating
-    from movierec.offline.metrics import ranking_metrics
+    from movierec.offline.metric_functions import ranking_metrics
     from movierec.offline.offline_eval import offline_eval, read_ratings
 
     r = offline_eval(_settings(ranker_split=ranker_split), train_f, test_f, out, dataset)
@@ -218,7 +218,7 @@ MITIGATIONS = [(0.0, 0.0), (0.2, 0.0), (0.4, 0.0), (0.0, 0.3), (0.0, 0.6), (0.2,
 def _mitigations(model: Any, train: pd.DataFrame, test: pd.DataFrame) -> list[dict[str, Any]]:
     """The same trained model's lists under each (long-tail share, genre diversity) setting."""
     from movierec.model.rerank import longtail_mask
-    from movierec.offline.metrics import ranking_metrics
+    from movierec.offline.metric_functions import ranking_metrics
     from movierec.trust.analysis import gini
 
     users = np.array([u for u in test["user_id"].unique() if u in set(train["user_id"])])

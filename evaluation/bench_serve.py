@@ -327,7 +327,8 @@ def write_new_events(new: dict[int, list[str]]) -> float:
 @contextmanager
 def follower(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """`movierec ingest --follow` on the benchmark's home, caught up before it yields."""
-    from movierec.data.lake import read_state
+    from movierec.data.lake import LakeState
+    from movierec.data.positions import FilePosition
 
     s = bench_settings()
     source = s.path(s.data.event_source)
@@ -342,8 +343,8 @@ def follower(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     key = str(source.resolve())
     try:
         deadline = time.monotonic() + 120
-        while (
-            read_state(s).get("positions", {}).get(key, {}).get("offset") != source.stat().st_size
+        while LakeState.load(s).positions.get(key) != FilePosition(
+            source.stat().st_size, source.stat().st_ino
         ):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"ingest --follow did not catch up: see {s.home / 'follow.log'}")

@@ -13,6 +13,7 @@ import pandas as pd
 from movierec.core.settings import Settings
 from movierec.data.events import format_rate, format_watch, parse_lines
 from movierec.data.history import HistoryStore, Seen, history_rows
+from movierec.data.positions import FilePosition
 from movierec.data.sources import Batch
 
 T0 = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
@@ -34,7 +35,7 @@ def event_lines(seed: int, n: int, users: int = 30, movies: int = 40) -> list[st
 
 
 def write(store: HistoryStore, lines: list[str]) -> int:
-    batch = Batch(lines, [str(i) for i in range(len(lines))], {"offset": len(lines), "inode": 1})
+    batch = Batch(lines, [str(i) for i in range(len(lines))], FilePosition(len(lines), 1))
     return store.write_batch("test", batch, parse_lines(lines))
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from movierec.core.settings import Settings
-from movierec.data.lake import load_lake, parts_dir, read_state
+from movierec.data.lake import LakeState, load_lake, parts_dir
 from movierec.data.replay import replay
 from tests.conftest import CACHE, make_settings
 from tests.integration.kafka_broker import moto_server_binary, running_broker, tansu_binary
@@ -58,7 +58,7 @@ def _start_ingest(env: dict[str, str]) -> subprocess.Popen[bytes]:
 def _part_rows(settings: Settings) -> dict[str, int]:
     """Rows of every committed part, per kind: a doubled or lost batch shows here even where
     the tables' de-duplication would hide it."""
-    committed = read_state(settings).get("parts", [])
+    committed = LakeState.load(settings).parts
     return {
         kind: sum(
             len(pd.read_parquet(parts_dir(settings) / n))
@@ -138,10 +138,10 @@ def test_ingest_resumes_exactly_once_when_the_broker_restarts(
         env = _env(victim.home, "kafka:events", MOVIEREC_KAFKA_GROUP="victim", **kafka)
         proc = _start_ingest(env)
         deadline = time.monotonic() + 120
-        while int(read_state(victim).get("seq", 0)) < 2 and proc.poll() is None:
+        while LakeState.load(victim).seq < 2 and proc.poll() is None:
             assert time.monotonic() < deadline, "the ingest committed nothing"
             time.sleep(0.01)
-        committed_before = int(read_state(victim).get("seq", 0))
+        committed_before = LakeState.load(victim).seq
         broker.restart(down_seconds=2.0)
         first = proc.wait(timeout=300)
         second = _movierec(env, "ingest", "--json")  # what the first run left (0: resumed)
@@ -192,7 +192,9 @@ def test_a_truncated_lake_file_is_named_and_nothing_is_overwritten(
 ) -> None:
     s, env = ingested
     if which == "part":
-        bad = parts_dir(s) / next(n for n in read_state(s)["parts"] if n.endswith("-rates.parquet"))
+        bad = parts_dir(s) / next(
+            n for n in LakeState.load(s).parts if n.endswith("-rates.parquet")
+        )
     else:
         bad = s.lake_path / "ratings.parquet"
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from movierec.core.settings import Settings
-from movierec.data.lake import load_lake, read_state
+from movierec.data.lake import LakeState, load_lake
+from movierec.data.positions import FilePosition
 from movierec.data.replay import replay
 from tests.conftest import CACHE, make_settings
 from tests.historykit import store_rows
@@ -45,7 +46,8 @@ def _start(settings: Settings, fault: str = "", follow: bool = True) -> subproce
 
 def _offset(settings: Settings) -> int:
     key = str(settings.path(settings.data.event_source).resolve())
-    return int(read_state(settings).get("positions", {}).get(key, {}).get("offset", -1))
+    position = LakeState.load(settings).positions.get(key)
+    return position.offset if isinstance(position, FilePosition) else -1
 
 
 def _caught_up(settings: Settings) -> bool:
@@ -71,8 +73,8 @@ def test_follow_survives_sigkill_and_ends_like_one_uninterrupted_run(
         assert _start(victim, fault).wait(timeout=300) == -signal.SIGKILL, fault
     # killed at a random moment once it has committed something
     proc = _start(victim)
-    seq0 = read_state(victim).get("seq", 0)
-    wait_until(lambda: read_state(victim).get("seq", 0) > seq0, timeout=120, interval=0.01)
+    seq0 = LakeState.load(victim).seq
+    wait_until(lambda: LakeState.load(victim).seq > seq0, timeout=120, interval=0.01)
     time.sleep(random.Random(3).uniform(0, 0.5))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -80,7 +82,7 @@ def test_follow_survives_sigkill_and_ends_like_one_uninterrupted_run(
     proc = _start(victim)
     try:
         wait_until(lambda: _caught_up(victim), timeout=300, interval=0.1)
-        wait_until(lambda: "refreshed" in read_state(victim), timeout=60)
+        wait_until(lambda: LakeState.load(victim).refreshed is not None, timeout=60)
         replay(victim, "ml-100k", victim.data.event_source, start=0.2, end=0.3)
         wait_until(lambda: _caught_up(victim), timeout=300, interval=0.1)
         proc.send_signal(signal.SIGTERM)
@@ -89,9 +91,10 @@ def test_follow_survives_sigkill_and_ends_like_one_uninterrupted_run(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    state = read_state(victim)
-    assert len(state["parts"]) <= 12 + 4  # merged while following
-    assert state["refreshed"]["seq"] == state["seq"]  # the tables cover every commit
+    state = LakeState.load(victim)
+    assert len(state.parts) <= 12 + 4  # merged while following
+    assert state.refreshed is not None
+    assert state.refreshed.seq == state.seq  # the tables cover every commit
     # the reference: one uninterrupted run over the same file
     reference = make_settings(tmp_path / "reference")
     reference.data_path.mkdir(parents=True)

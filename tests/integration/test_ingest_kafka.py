@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from movierec.core.settings import Settings
-from movierec.data.lake import load_lake, read_state
+from movierec.data.lake import LakeState, load_lake
 from movierec.data.replay import replay
 from tests.conftest import make_settings
 from tests.historykit import store_rows
@@ -67,7 +67,7 @@ def _owns_partitions(log: Path) -> bool:
 def _committed_rows(settings: Settings) -> int:
     """Rows of every committed part: each line of the topic lands in exactly one."""
     while True:
-        parts = read_state(settings).get("parts", [])
+        parts = LakeState.load(settings).parts
         try:
             return sum(len(pd.read_parquet(settings.lake_path / "parts" / n)) for n in parts)
         except FileNotFoundError:  # merged meanwhile: read the new list
@@ -115,7 +115,7 @@ def test_two_followers_in_one_group_share_the_partitions_and_commit_every_event_
         first = replay(producer_settings, "ml-100k", "kafka:events", end=0.05)
         followers = [_follower(lake.home, broker.bootstrap, "a")]
         try:
-            wait_until(lambda: read_state(lake).get("seq", 0) > 0, timeout=120)
+            wait_until(lambda: LakeState.load(lake).seq > 0, timeout=120)
             followers.append(_follower(lake.home, broker.bootstrap, "b"))  # a rebalance
             wait_until(lambda: _owns_partitions(lake.home / "b.log"), timeout=120, interval=0.2)
             second = replay(producer_settings, "ml-100k", "kafka:events", start=0.05, end=0.1)

@@ -15,7 +15,7 @@ import pytest
 
 from movierec.core.settings import Settings
 from movierec.data.ingest import ingest
-from movierec.data.lake import load_lake, read_state
+from movierec.data.lake import LakeState, load_lake
 from movierec.data.replay import replay
 from tests.conftest import make_settings
 from tests.integration.pgserver import postgres_server
@@ -97,9 +97,9 @@ def test_sigkill_mid_batch_then_resume_writes_every_event_once(
     )
     # killed at a random moment once something was committed
     proc = _run_ingest(victim.home, env, wait=False)
-    seq0 = read_state(victim).get("seq", 0)
+    seq0 = LakeState.load(victim).seq
     deadline = time.monotonic() + 120
-    while read_state(victim).get("seq", 0) == seq0 and time.monotonic() < deadline:
+    while LakeState.load(victim).seq == seq0 and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(random.Random(3).uniform(0, 0.3))
     proc.send_signal(signal.SIGKILL)

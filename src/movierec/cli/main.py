@@ -27,7 +27,7 @@ _GROUPS = (data, model, serve, retrain, release, ops, trust, config)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="movierec", description=__doc__.splitlines()[0], epilog=exit_codes()
+        prog="movierec", description=__doc__.split("\n\n")[0], epilog=exit_codes()
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"movierec {__version__}")

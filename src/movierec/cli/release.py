@@ -15,7 +15,7 @@ from movierec.cli.common import (
     exit_codes,
     print_json,
 )
-from movierec.core.files import read_json
+from movierec.core.online_metrics import OnlineMetrics
 from movierec.core.settings import Settings
 
 EVALUATE_CODES = (
@@ -42,10 +42,11 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     from movierec.registry.routing import read_routing  # lazy: start-up time
 
     routing = read_routing(settings)
+    metrics = OnlineMetrics.load(settings.online_metrics_file)
     print_json(
         {
             "routing": routing and routing.as_dict(),
-            "online_metrics": read_json(settings.online_metrics_file),
+            "online_metrics": metrics and metrics.to_json(),
         }
     )
     return 0

@@ -21,7 +21,8 @@ def register(sub: Any) -> None:
     p = add_command(
         sub,
         "retrain",
-        "cron job: refresh data, gate, train, compare, promote to canary",
+        "cron job: refresh data, gate, train, compare; a better model starts in shadow (the "
+        "first one becomes stable)",
         _retrain,
         codes="3 nothing to do (gate not met), 4 candidate rejected, "
         "5 busy (another run holds the lock); 0 means promoted",

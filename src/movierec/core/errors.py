@@ -27,10 +27,6 @@ class ModelLoadError(MovierecError):
     """A model bundle is missing, incomplete, or its files do not match their recorded hashes."""
 
 
-class GateNotMet(MovierecError):
-    """Not enough new data arrived since the last retrain to justify training."""
-
-
 class LockBusy(MovierecError):
     """Another process holds the lock of a job that must not run twice at once."""
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from movierec.core.files import append_lines
 from movierec.core.settings import Settings
@@ -34,23 +34,34 @@ def gap_files(settings: Settings) -> list[Path]:
     return [settings.spill_path / GAPS_FILE, settings.logs_path / GAPS_FILE]
 
 
+class Gap(TypedDict):
+    """One line of the register."""
+
+    noted_at: str
+    sink: str  # "served" or "predictions"
+    records: int
+    first_ts: str | None  # the span of the lost records' response times
+    last_ts: str | None
+    reason: str
+    pid: int
+
+
 def record_gap(
-    settings: Settings, sink: str, records: Sequence[dict[str, Any]], reason: str
+    settings: Settings, sink: str, records: Sequence[Mapping[str, object]], reason: str
 ) -> None:
     """Note that these records are lost from `sink` (`served`: the served log, `predictions`:
     the prediction register). Best effort: the served log's counter has them too."""
     times = sorted(str(r.get("ts", "")) for r in records)
-    line = json.dumps(
-        {
-            "noted_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "sink": sink,
-            "records": len(records),
-            "first_ts": times[0] if times else None,
-            "last_ts": times[-1] if times else None,
-            "reason": reason,
-            "pid": os.getpid(),
-        }
-    )
+    gap: Gap = {
+        "noted_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "sink": sink,
+        "records": len(records),
+        "first_ts": times[0] if times else None,
+        "last_ts": times[-1] if times else None,
+        "reason": reason,
+        "pid": os.getpid(),
+    }
+    line = json.dumps(gap)
     for path in gap_files(settings):
         try:
             append_lines(path, [line])
@@ -59,16 +70,40 @@ def record_gap(
             log.error("cannot note a served-log gap in %s: %s", path, exc)
 
 
-def read_gaps(settings: Settings) -> list[dict[str, Any]]:
+def read_gaps(settings: Settings) -> list[Gap]:
     """Every gap noted, from both places, unreadable lines skipped."""
-    out: list[dict[str, Any]] = []
+    out: list[Gap] = []
     for path in gap_files(settings):
         for line in _lines(path):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+            gap = _gap(line)
+            if gap is None:
                 log.warning("skipped an unreadable line of %s", path)
+            else:
+                out.append(gap)
     return out
+
+
+def _gap(line: str) -> Gap | None:
+    """A register line, or None when it is not one (a missing field takes its default)."""
+    try:
+        raw = json.loads(line)
+        if not isinstance(raw, dict):
+            return None
+        return Gap(
+            noted_at=str(raw.get("noted_at", "")),
+            sink=str(raw.get("sink", "served")),
+            records=int(raw.get("records", 0)),
+            first_ts=_text(raw.get("first_ts")),
+            last_ts=_text(raw.get("last_ts")),
+            reason=str(raw.get("reason", "")),
+            pid=int(raw.get("pid", 0)),
+        )
+    except (ValueError, TypeError):  # JSONDecodeError is a ValueError
+        return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def spill_files(folder: Path, sink: str) -> list[Path]:

@@ -8,9 +8,6 @@ import numpy.typing as npt
 
 # ---- tables (Parquet, see docs/contracts.md) ------------------------------------------------
 RATING_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
-INTERACTION_COLUMNS = ("user_id", "movie_id", "minutes", "rating", "first_ts", "last_ts")
-USER_COLUMNS = ("user_id", "age", "gender", "occupation")
-MOVIE_COLUMNS = ("movie_id", "source_id", "title", "year", "genres")
 
 # ---- age groups (MovieLens 1M's bands) ------------------------------------------------------
 AGE_BINS = (0, 18, 25, 35, 45, 56)

@@ -9,6 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from movierec.core.vocabulary import Arm, is_arm
+
+
+def comma_list(value: str) -> tuple[str, ...]:
+    """A comma-separated setting's items, stripped, empty ones left out: the one parser of
+    `fold_in_arms`, `trusted_proxies` and the like."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
 
 @dataclass(frozen=True)
 class PathSettings:
@@ -111,6 +119,16 @@ class ServingSettings:
     fold_in_defer_ms: float = 500.0
     # served-log records kept in memory while the log cannot be written (then: the spill file)
     log_backlog_size: int = 100_000
+
+    @property
+    def fold_in_arm_set(self) -> frozenset[Arm]:
+        """The arms that fold users in (`fold_in_arms`, validated to name arms)."""
+        return frozenset(a for a in comma_list(self.fold_in_arms) if is_arm(a))
+
+    @property
+    def trusted_proxy_list(self) -> tuple[str, ...]:
+        """`trusted_proxies`' addresses and networks (validated to parse)."""
+        return comma_list(self.trusted_proxies)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from movierec.core.sections import (
     ServingSettings,
     TrainingSettings,
 )
+from movierec.core.sections import comma_list as comma_list  # re-exported: the one parser
 from movierec.core.validation import DATASETS as DATASETS  # re-exported: callers import it here
 from movierec.core.validation import ENV_PREFIX as ENV_PREFIX
 from movierec.core.validation import validate

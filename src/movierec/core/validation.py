@@ -10,13 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from movierec.core.errors import ConfigError
+from movierec.core.sections import comma_list
+from movierec.core.vocabulary import ARMS
 
 ENV_PREFIX = "MOVIEREC_"
 DATASETS = ("ml-100k", "ml-1m")
 ONLINE_STORES = ("sqlite", "redis", "none")
 RANKER_SPLITS = ("random", "user_latest", "global_time")  # the ranker's earlier/later split
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-ARMS = ("stable", "canary")
 
 _FRACTIONS = (
     "holdout_fraction",
@@ -111,8 +112,7 @@ def _check_choices(values: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"MOVIEREC_ONLINE_STORE={values['online_store']!r}: expected one of {ONLINE_STORES}"
         )
-    arms = {a.strip() for a in values["fold_in_arms"].split(",") if a.strip()}
-    if not arms <= set(ARMS):
+    if not set(comma_list(values["fold_in_arms"])) <= set(ARMS):
         raise ConfigError(f"MOVIEREC_FOLD_IN_ARMS={values['fold_in_arms']!r}: arms are {ARMS}")
     url = values["online_store_redis_url"]
     if values["online_store"] == "redis" and not url.startswith(REDIS_SCHEMES):
@@ -126,11 +126,10 @@ def _check_serving_choices(values: Mapping[str, Any]) -> None:
             f"MOVIEREC_RATE_LIMIT_STORAGE={storage!r}: expected empty (per worker) or a Redis "
             "URL (redis://HOST:PORT/DB)"
         )
-    for item in values["trusted_proxies"].split(","):
-        if item.strip():
-            try:
-                ipaddress.ip_network(item.strip(), strict=False)
-            except ValueError:
-                raise ConfigError(
-                    f"MOVIEREC_TRUSTED_PROXIES: {item.strip()!r} is not an address or network"
-                ) from None
+    for item in comma_list(values["trusted_proxies"]):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"MOVIEREC_TRUSTED_PROXIES: {item!r} is not an address or network"
+            ) from None

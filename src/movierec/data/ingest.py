@@ -27,28 +27,30 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import pandas as pd
 
 from movierec.core.errors import OnlineStoreUnavailable
 from movierec.core.faults import fault_point
-from movierec.core.files import atomic_write_json, exclusive_lock, fsync_dir
+from movierec.core.files import exclusive_lock, fsync_dir
 from movierec.core.progress import Progress
 from movierec.core.settings import Settings
 from movierec.data.events import ParsedBatch, parse_lines
 from movierec.data.lake import (
+    LakeState,
+    PendingCounts,
+    Refreshed,
     compact_parts,
     lake_totals,
     materialize,
     parts_dir,
-    read_state,
     read_table,
-    state_file,
     write_part,
 )
+from movierec.data.positions import SourcePosition
 from movierec.data.refresh import (
     drift_section,
     new_rows,
@@ -63,7 +65,6 @@ from movierec.data.sources import Batch, Follow, open_source, unread
 log = logging.getLogger(__name__)
 
 SINK_RETRY_SECONDS = 2.0  # a follower whose sink is down tries the batch again this often
-PENDING_COUNTS = ("lines", "accepted", "quarantined")  # what a refresh report counts
 
 
 @dataclass
@@ -78,7 +79,7 @@ class IngestResult:
     report_path: str = ""
     seconds: float = 0.0
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         return self.__dict__.copy()
 
 
@@ -92,7 +93,7 @@ def ingest(
     key = _source_key(spec, settings)
     result = IngestResult(source=spec)
     with _lake_lock(settings):
-        _remove_uncommitted_parts(settings, read_state(settings))
+        _remove_uncommitted_parts(settings, LakeState.load(settings))
     # Batches: parts, sinks, then the position, one batch at a time under the lake's lock
     while True:
         try:
@@ -117,7 +118,7 @@ def _source_key(spec: str, settings: Settings) -> str:
     return spec if spec.startswith("kafka:") else str(settings.path(spec).resolve())
 
 
-def _lake_lock(settings: Settings) -> Any:
+def _lake_lock(settings: Settings) -> AbstractContextManager[None]:
     return exclusive_lock(settings.lake_path / ".ingest.lock", wait=True)
 
 
@@ -125,9 +126,7 @@ def _consume(
     settings: Settings, spec: str, key: str, result: IngestResult, follow: Follow | None
 ) -> None:
     """Read the source from the committed position; commit each batch once it is durable."""
-    src = open_source(
-        settings, spec, lambda: read_state(settings).get("positions", {}).get(key, {})
-    )
+    src = open_source(settings, spec, lambda: LakeState.load(settings).positions.get(key))
     sinks = open_sinks(settings)
     bar = Progress(f"ingest {spec}", unit="lines")
     refresher: threading.Thread | None = None
@@ -174,13 +173,12 @@ def _commit(
     batch: Batch,
     sinks: Sequence[EventSink],
     result: IngestResult,
-) -> dict[str, Any]:
+) -> SourcePosition:
     """Parts, sinks and state of one batch, under the lake's lock; returns the position."""
     parsed = parse_lines(batch.lines)  # outside the lock: followers parse in parallel
     with _lake_lock(settings):
-        state = read_state(settings)
-        positions: dict[str, Any] = state.setdefault("positions", {})
-        fresh = unread(batch, positions.get(key, {}))
+        state = LakeState.load(settings)
+        fresh = unread(batch, state.positions.get(key))
         if len(fresh.lines) < len(batch.lines):
             log.info(
                 "%d lines were committed by another reader: skipped",
@@ -188,17 +186,16 @@ def _commit(
             )
             parsed = parse_lines(fresh.lines)
         if fresh.lines:
-            seq = int(state.get("seq", 0))
-            names = _write_parts(settings, seq, fresh, parsed, spec)
+            names = _write_parts(settings, state.seq, fresh, parsed, spec)
             fault_point("ingest.after-parts")
             for sink in sinks:  # before our own commit: a sink sees a batch at least once
                 sink.write_batch(key, fresh, parsed)
                 fault_point(f"ingest.after-{sink.name}")
-            state["seq"] = seq + 1
-            state.setdefault("parts", []).extend(names)
-            _count(state, fresh, parsed)
-        positions[key] = fresh.end
-        atomic_write_json(state_file(settings), state)
+            state.seq += 1
+            state.parts.extend(names)
+            _count(state.pending, fresh, parsed)
+        state.positions[key] = fresh.end
+        state.save(settings)
     if fresh.lines:
         result.lines += len(fresh.lines)
         result.accepted += parsed.accepted
@@ -207,13 +204,12 @@ def _commit(
     return fresh.end
 
 
-def _count(state: dict[str, Any], batch: Batch, parsed: ParsedBatch) -> None:
-    """What every pipeline committed since the last refresh report (the report's counts)."""
-    pending = state.setdefault("pending", dict.fromkeys(PENDING_COUNTS, 0))
-    pending["lines"] += len(batch.lines)
-    pending["accepted"] += parsed.accepted
-    pending["quarantined"] += len(parsed.rejects)
-    reasons = pending.setdefault("reasons", {})
+def _count(pending: PendingCounts, batch: Batch, parsed: ParsedBatch) -> None:
+    """Add the batch to what was committed since the last refresh report."""
+    pending.lines += len(batch.lines)
+    pending.accepted += parsed.accepted
+    pending.quarantined += len(parsed.rejects)
+    reasons = pending.reasons
     for r in parsed.rejects:
         reason = r.reason.split(" '")[0].split(" (")[0]
         reasons[reason] = reasons.get(reason, 0) + 1
@@ -221,11 +217,12 @@ def _count(state: dict[str, Any], batch: Batch, parsed: ParsedBatch) -> None:
 
 def _refresh_due(settings: Settings) -> bool:
     """Something was committed since the last refresh, which is old enough."""
-    state = read_state(settings)
-    last = state.get("refreshed", {})
-    if int(state.get("seq", 0)) <= int(last.get("seq", -1)):
+    state = LakeState.load(settings)
+    last = state.refreshed
+    if last is not None and state.seq <= last.seq:
         return False
-    return time.time() - float(last.get("at", 0.0)) >= settings.data.ingest_refresh_seconds
+    at = last.at if last is not None else 0.0
+    return time.time() - at >= settings.data.ingest_refresh_seconds
 
 
 def _refresh(settings: Settings, spec: str, key: str, result: IngestResult) -> None:
@@ -239,25 +236,21 @@ def _refresh(settings: Settings, spec: str, key: str, result: IngestResult) -> N
     start = time.perf_counter()
     with exclusive_lock(settings.lake_path / ".refresh.lock", wait=True):
         with _lake_lock(settings):
-            state = read_state(settings)
+            state = LakeState.load(settings)
             # Parts: merged into one per kind once there are many (rare: under the lock)
             replaced = _compact(settings, state)
             if replaced:
-                atomic_write_json(state_file(settings), state)
+                state.save(settings)
         _delete_parts(settings, replaced)
         # Tables: rebuilt from the parts committed at the start
         old_ratings = read_table(settings, "ratings")
         tables = materialize(settings, state)
-        previous = dict(state.get("totals", {}))
         result.totals = lake_totals(tables)
-        result.deltas = {k: v - int(previous.get(k, 0)) for k, v in result.totals.items()}
+        result.deltas = {k: v - state.totals.get(k, 0) for k, v in result.totals.items()}
         # Report: what was committed since the last one, drift and poisoning of the new ratings
-        pending = state.get("pending", {})
-        run = {"source": spec, "lines": 0, "accepted": 0, "quarantined": 0, **pending}
-        run.update(totals=result.totals, deltas=result.deltas)
-        before = state.get("refreshed", {}).get("positions", {}).get(key, {})
-        after = state.get("positions", {}).get(key, {})
-        report = refresh_report(run, dict(run.pop("reasons", {})), before, after)
+        before = state.refreshed.positions.get(key) if state.refreshed else None
+        positions = (before, state.positions.get(key))
+        report = refresh_report(spec, state.pending, result.totals, result.deltas, positions)
         new_ratings = new_rows(old_ratings, tables.ratings)
         report["drift"] = drift_section(settings, old_ratings, new_ratings)
         report["poisoning"] = poisoning_section(settings, old_ratings, new_ratings, tables)
@@ -265,31 +258,19 @@ def _refresh(settings: Settings, spec: str, key: str, result: IngestResult) -> N
         result.report_path = str(write_report(settings, report, time.perf_counter() - start))
         # State: totals, the report's path, what this refresh covered (not what came since)
         with _lake_lock(settings):
-            now = read_state(settings)
-            now["pending"] = _after(now.get("pending", {}), pending)
-            now["totals"] = result.totals
-            now["last_report"] = result.report_path
-            now["refreshed"] = {
-                "seq": int(state.get("seq", 0)),
-                "at": time.time(),
-                "positions": dict(state.get("positions", {})),
-            }
-            atomic_write_json(state_file(settings), now)
+            now = LakeState.load(settings)
+            now.pending = now.pending.minus(state.pending)
+            now.totals = result.totals
+            now.last_report = result.report_path
+            now.refreshed = Refreshed(state.seq, time.time(), dict(state.positions))
+            now.save(settings)
 
 
-def _after(pending: dict[str, Any], reported: dict[str, Any]) -> dict[str, Any]:
-    """The counts committed after `reported` was read (`_count`'s counters only grow)."""
-    out: dict[str, Any] = {k: pending.get(k, 0) - reported.get(k, 0) for k in PENDING_COUNTS}
-    reasons, done = pending.get("reasons", {}), reported.get("reasons", {})
-    out["reasons"] = {r: n - done.get(r, 0) for r, n in reasons.items() if n > done.get(r, 0)}
-    return out
-
-
-def _compact(settings: Settings, state: dict[str, Any]) -> list[str]:
-    if len(state.get("parts", [])) <= settings.data.ingest_compact_parts:
+def _compact(settings: Settings, state: LakeState) -> list[str]:
+    if len(state.parts) <= settings.data.ingest_compact_parts:
         return []
     replaced = compact_parts(settings, state)
-    log.info("merged %d committed parts into %d", len(replaced), len(state["parts"]))
+    log.info("merged %d committed parts into %d", len(replaced), len(state.parts))
     return replaced
 
 
@@ -301,10 +282,10 @@ def _delete_parts(settings: Settings, names: Sequence[str]) -> None:
         fsync_dir(folder)
 
 
-def _remove_uncommitted_parts(settings: Settings, state: dict[str, Any]) -> None:
+def _remove_uncommitted_parts(settings: Settings, state: LakeState) -> None:
     """Parts no state lists: left by a run that died (the caller holds the lake's lock, and
     parts are only written under it, so none is being written now)."""
-    committed = set(state.get("parts", []))
+    committed = set(state.parts)
     folder = parts_dir(settings)
     if folder.exists():
         for p in folder.iterdir():

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from movierec.core.errors import DataNotFoundError, DataValidationError
-from movierec.core.files import atomic_write_bytes, fsync_dir, read_json
+from movierec.core.files import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
 from movierec.core.settings import Settings
+from movierec.data.positions import SourcePosition, position_from_json
 
 TABLES = ("interactions", "ratings", "users", "watches", "recommendations", "flagged")
 PART_KINDS = ("watches", "rates", "recommendations", "quarantine")
@@ -50,8 +50,116 @@ def parts_dir(settings: Settings) -> Path:
     return settings.lake_path / "parts"
 
 
-def read_state(settings: Settings) -> dict[str, Any]:
-    return read_json(state_file(settings), default={}) or {}
+@dataclass
+class PendingCounts:
+    """What every pipeline committed since the last refresh report (the report's counts)."""
+
+    lines: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # quarantined lines by reason
+
+    def minus(self, reported: PendingCounts) -> PendingCounts:
+        """The counts committed after `reported` was read (the counters only grow)."""
+        done = reported.reasons
+        return PendingCounts(
+            self.lines - reported.lines,
+            self.accepted - reported.accepted,
+            self.quarantined - reported.quarantined,
+            {r: n - done.get(r, 0) for r, n in self.reasons.items() if n > done.get(r, 0)},
+        )
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """What the last refresh of the tables covered."""
+
+    seq: int  # the state's `seq` when it began: parts below it were in the tables
+    at: float  # when it was recorded (Unix time)
+    positions: dict[str, SourcePosition]  # the sources' positions then
+
+
+@dataclass
+class LakeState:
+    """`data/lake/_state.json`, the DataPipeline's commit record, replaced atomically under
+    the lake's lock: a batch is committed once its parts are listed here."""
+
+    seq: int = 0  # the sequence number of the next parts written
+    parts: list[str] = field(default_factory=list)  # the committed part files, in order
+    positions: dict[str, SourcePosition] = field(default_factory=dict)  # by source key
+    pending: PendingCounts = field(default_factory=PendingCounts)
+    totals: dict[str, int] = field(default_factory=dict)  # the tables' sizes at the last refresh
+    last_report: str | None = None  # the last refresh report's path
+    refreshed: Refreshed | None = None  # None before the first refresh
+
+    @classmethod
+    def load(cls, settings: Settings) -> LakeState:
+        """The state, empty before the first commit; a corrupt file is a
+        `DataValidationError` naming it (never replaced: it says what was committed)."""
+        path = state_file(settings)
+        try:
+            raw = read_json(path, default={})
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataValidationError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_json(raw, str(path))
+
+    def save(self, settings: Settings) -> None:
+        atomic_write_json(state_file(settings), self.to_json())
+
+    @classmethod
+    def from_json(cls, raw: object, where: str) -> LakeState:
+        if not isinstance(raw, dict):
+            raise DataValidationError(f"{where}: expected an object, found {type(raw).__name__}")
+        try:
+            pending = dict(raw.get("pending") or {})
+            refreshed = raw.get("refreshed")
+            return cls(
+                seq=int(raw.get("seq", 0)),
+                parts=[str(p) for p in raw.get("parts", [])],
+                positions=_positions(raw.get("positions"), f"{where}: positions"),
+                pending=PendingCounts(
+                    int(pending.get("lines", 0)),
+                    int(pending.get("accepted", 0)),
+                    int(pending.get("quarantined", 0)),
+                    {str(r): int(n) for r, n in dict(pending.get("reasons") or {}).items()},
+                ),
+                totals={str(k): int(v) for k, v in dict(raw.get("totals") or {}).items()},
+                last_report=raw.get("last_report"),
+                refreshed=None
+                if refreshed is None
+                else Refreshed(
+                    int(refreshed.get("seq", -1)),
+                    float(refreshed.get("at", 0.0)),
+                    _positions(refreshed.get("positions"), f"{where}: refreshed positions"),
+                ),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise DataValidationError(f"{where}: not a lake state ({exc})") from None
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "seq": self.seq,
+            "parts": self.parts,
+            "positions": _positions_json(self.positions),
+            "pending": asdict(self.pending),
+            "totals": self.totals,
+            "last_report": self.last_report,
+        }
+        if self.refreshed is not None:
+            r = self.refreshed
+            out["refreshed"] = {"seq": r.seq, "at": r.at, "positions": _positions_json(r.positions)}
+        return out
+
+
+def _positions(raw: object, where: str) -> dict[str, SourcePosition]:
+    if not isinstance(raw, dict | None):
+        raise DataValidationError(f"{where}: expected an object, found {type(raw).__name__}")
+    found = {str(k): position_from_json(v, f"{where}[{k}]") for k, v in (raw or {}).items()}
+    return {k: p for k, p in found.items() if p is not None}
+
+
+def _positions_json(positions: dict[str, SourcePosition]) -> dict[str, object]:
+    return {k: p.to_json() for k, p in positions.items()}
 
 
 def write_part(settings: Settings, name: str, frame: pd.DataFrame) -> None:
@@ -65,28 +173,25 @@ def write_part(settings: Settings, name: str, frame: pd.DataFrame) -> None:
     os.replace(tmp, folder / name)
 
 
-def compact_parts(settings: Settings, state: dict[str, Any]) -> list[str]:
+def compact_parts(settings: Settings, state: LakeState) -> list[str]:
     """Merge the committed parts into one per kind, the same rows in the same order (so every
     table materializes the same), and list them in `state` instead; returns the names they
     replace, to delete once the caller has committed the state. A crash before that commit
     leaves the new files unlisted, a crash after it the old ones: leftovers either way."""
-    seq = int(state.get("seq", 0))
     names = []
     for kind in PART_KINDS:
-        name = f"{seq:08d}-{kind}.parquet"
+        name = f"{state.seq:08d}-{kind}.parquet"
         write_part(settings, name, _read_parts(settings, state, kind))
         names.append(name)
     fsync_dir(parts_dir(settings))
-    old = list(state.get("parts", []))
-    state["parts"] = names
-    state["seq"] = seq + 1
+    old = state.parts
+    state.parts = names
+    state.seq += 1
     return old
 
 
-def _read_parts(settings: Settings, state: dict[str, Any], kind: str) -> pd.DataFrame:
-    files = [
-        parts_dir(settings) / n for n in state.get("parts", []) if n.endswith(f"-{kind}.parquet")
-    ]
+def _read_parts(settings: Settings, state: LakeState, kind: str) -> pd.DataFrame:
+    files = [parts_dir(settings) / n for n in state.parts if n.endswith(f"-{kind}.parquet")]
     frames = [read_parquet(f) for f in files]
     frames = [f for f in frames if len(f)]
     if not frames:
@@ -94,7 +199,7 @@ def _read_parts(settings: Settings, state: dict[str, Any], kind: str) -> pd.Data
     return pd.concat(frames, ignore_index=True)
 
 
-def materialize(settings: Settings, state: dict[str, Any]) -> LakeTables:
+def materialize(settings: Settings, state: LakeState) -> LakeTables:
     """Rebuild every table from the committed parts (idempotent)."""
     watches = _read_parts(settings, state, "watches")
     rates = _read_parts(settings, state, "rates")

@@ -24,6 +24,7 @@ import psycopg
 
 from movierec.core.errors import DataValidationError
 from movierec.data.events import ParsedBatch
+from movierec.data.positions import SourcePosition, position_from_json
 from movierec.data.sources import Batch
 
 log = logging.getLogger(__name__)
@@ -104,15 +105,15 @@ class PostgresStore:
                 "INSERT INTO movierec_ingest_positions AS p VALUES (%s, %s, 1, now()) "
                 "ON CONFLICT (source) DO UPDATE SET position = EXCLUDED.position, "
                 "batches = p.batches + 1, updated_at = now()",
-                (source, json.dumps(batch.end)),
+                (source, json.dumps(batch.end.to_json())),
             )
         return inserted
 
-    def position(self, source: str) -> dict[str, Any] | None:
+    def position(self, source: str) -> SourcePosition | None:
         row = self.conn.execute(
             "SELECT position FROM movierec_ingest_positions WHERE source = %s", (source,)
         ).fetchone()
-        return dict(row[0]) if row else None
+        return position_from_json(row[0], f"PostgreSQL position of {source}") if row else None
 
     def close(self) -> None:
         self.conn.close()

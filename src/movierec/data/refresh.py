@@ -6,7 +6,6 @@ exclude them). Written to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,9 @@ from movierec.core.errors import DataNotFoundError
 from movierec.core.files import atomic_write_json
 from movierec.core.provenance import read_data
 from movierec.core.settings import Settings
-from movierec.data.lake import LakeTables, write_table
+from movierec.data.lake import LakeTables, PendingCounts, write_table
 from movierec.data.movielens import load_tables
+from movierec.data.positions import SourcePosition, position_to_json
 from movierec.data.quality import drift_report, poisoning_report
 
 UNKNOWN_EXAMPLES = 10  # unknown titles named in the report
@@ -32,24 +32,25 @@ def new_rows(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
 
 
 def refresh_report(
-    run: Mapping[str, Any],
-    reasons: dict[str, int],
-    before: dict[str, Any],
-    after: dict[str, Any],
-) -> dict[str, Any]:
-    """The report's core: totals, deltas, quarantine, positions. Checks add their own keys.
-    `run` is the ingest run's summary (source, lines, accepted, quarantined, totals, deltas)."""
+    source: str,
+    pending: PendingCounts,
+    totals: dict[str, int],
+    deltas: dict[str, int],
+    positions: tuple[SourcePosition | None, SourcePosition | None],
+) -> dict[str, object]:
+    """The report's core: what was committed since the last report (`pending`), the tables'
+    totals and deltas, the source's positions before and after. Checks add their own keys."""
     return {
         "created_at": datetime.now(UTC).isoformat(),
-        "source": run["source"],
-        "lines_read": run["lines"],
-        "events_accepted": run["accepted"],
-        "quarantined": run["quarantined"],
-        "quarantine_by_reason": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-        "totals": run["totals"],
-        "deltas": run["deltas"],
-        "position_before": before,
-        "position_after": after,
+        "source": source,
+        "lines_read": pending.lines,
+        "events_accepted": pending.accepted,
+        "quarantined": pending.quarantined,
+        "quarantine_by_reason": dict(sorted(pending.reasons.items(), key=lambda kv: -kv[1])),
+        "totals": totals,
+        "deltas": deltas,
+        "position_before": position_to_json(positions[0]),
+        "position_after": position_to_json(positions[1]),
     }
 
 

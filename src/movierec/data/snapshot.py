@@ -7,14 +7,13 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from movierec.core.files import fsync_dir, sha256_file
 from movierec.core.provenance import DataRecord, append_data, find_data
 from movierec.core.settings import Settings
-from movierec.data.lake import read_state
+from movierec.data.lake import LakeState
 
 
 @dataclass
@@ -27,7 +26,7 @@ class DataSnapshot:
 
 
 def snapshot_training_data(
-    settings: Settings, interactions: pd.DataFrame, source: dict[str, Any] | None = None
+    settings: Settings, interactions: pd.DataFrame, source: dict[str, object] | None = None
 ) -> DataSnapshot:
     """Write the exact rows a training run uses as an immutable, content-addressed file
     `data/training/<data_id>.parquet` and register it in `models/data_provenance.csv`."""
@@ -58,7 +57,13 @@ def snapshot_training_data(
                 date_range_start=str(ts.min()) if len(ts) else "",
                 date_range_end=str(ts.max()) if len(ts) else "",
                 created_at=datetime.now(UTC).isoformat(),
-                source=source or {"lake_positions": read_state(settings).get("positions", {})},
+                source=source or _lake_positions(settings),
             ),
         )
     return DataSnapshot(data_id, path, digest, len(frame), int(frame["user_id"].nunique()))
+
+
+def _lake_positions(settings: Settings) -> dict[str, object]:
+    """Where the lake's sources were read up to: the data's origin, in its provenance."""
+    positions = LakeState.load(settings).positions
+    return {"lake_positions": {key: p.to_json() for key, p in positions.items()}}

@@ -15,10 +15,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from movierec.core.errors import DataNotFoundError, DataValidationError
 from movierec.core.settings import Settings
+from movierec.data.positions import FilePosition, KafkaPosition, SourcePosition
+
+if TYPE_CHECKING:  # an optional dependency, imported when a Kafka source is opened
+    from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +34,8 @@ _BROKER_DOWN_SECONDS = 30.0  # a Kafka broker restarting is waited for this long
 class Batch:
     lines: list[str]
     positions: list[str]  # where each line came from: "offset" or "partition:offset"
-    end: dict[str, Any]  # the source position after this batch (what to save)
-    start: dict[str, Any] = field(default_factory=dict)  # the position of its first lines
+    end: SourcePosition  # the source position after this batch (what to save)
+    start: SourcePosition | None = None  # the position of its first lines
 
 
 @dataclass
@@ -53,7 +57,7 @@ class Follow:
             self.heartbeat.touch()
 
 
-Positions = Callable[[], dict[str, Any]]  # the committed position of this source, read fresh
+Positions = Callable[[], SourcePosition | None]  # the source's committed position, read fresh
 
 
 @dataclass
@@ -63,9 +67,9 @@ class FileSource:
     noticed instead of being read from a wrong offset."""
 
     path: Path
-    committed: Positions = field(default=dict)
+    committed: Positions = field(default=lambda: None)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, str]:
         return {"kind": "file", "path": str(self.path)}
 
     def batches(self, max_lines: int, follow: Follow | None = None) -> Iterator[Batch]:
@@ -78,22 +82,23 @@ class FileSource:
             raise DataNotFoundError(f"event source {self.path} does not exist")
         offset, inode = self._start(self.committed())
         while True:
-            for batch in self._read(offset, max_lines):
-                offset, inode = batch.end["offset"], batch.end["inode"]
+            for batch, end, end_inode in self._read(offset, max_lines):
+                offset, inode = end, end_inode
                 yield batch
             if follow is None or follow.wait():
                 return
-            yield Batch([], [], self._end(offset, inode))  # a heartbeat
-            offset, inode = self._start({"offset": offset, "inode": inode})
+            yield Batch([], [], FilePosition(offset, inode))  # a heartbeat
+            offset, inode = self._start(FilePosition(offset, inode))
 
-    def _start(self, position: dict[str, Any]) -> tuple[int, int]:
+    def _start(self, position: SourcePosition | None) -> tuple[int, int]:
         """Where to read from: the position, unless the file was replaced or truncated."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             raise DataNotFoundError(f"event source {self.path} does not exist") from None
-        offset = int(position.get("offset", 0))
-        if position and (position.get("inode") != st.st_ino or st.st_size < offset):
+        saved = position if isinstance(position, FilePosition) else None
+        offset = saved.offset if saved else 0
+        if saved and (saved.inode != st.st_ino or st.st_size < offset):
             log.warning(
                 "%s was replaced or truncated (saved offset %d, size %d): reading from the start",
                 self.path,
@@ -103,8 +108,9 @@ class FileSource:
             offset = 0
         return offset, st.st_ino
 
-    def _read(self, offset: int, max_lines: int) -> Iterator[Batch]:
-        """Batches of the complete lines from `offset` to the end of the file."""
+    def _read(self, offset: int, max_lines: int) -> Iterator[tuple[Batch, int, int]]:
+        """Batches of the complete lines from `offset` to the end of the file, each with the
+        offset after it and the file's inode."""
         with open(self.path, "rb") as f:
             inode = os.fstat(f.fileno()).st_ino
             f.seek(offset)
@@ -132,14 +138,13 @@ class FileSource:
             if lines:
                 yield self._batch(lines, positions, pos, inode)
 
-    def _batch(self, lines: list[str], positions: list[str], pos: int, inode: int) -> Batch:
-        start = {"offset": int(positions[0]), "inode": inode}
-        return Batch(lines, positions, self._end(pos, inode), start)
+    def _batch(
+        self, lines: list[str], positions: list[str], pos: int, inode: int
+    ) -> tuple[Batch, int, int]:
+        start = FilePosition(int(positions[0]), inode)
+        return Batch(lines, positions, FilePosition(pos, inode), start), pos, inode
 
-    def _end(self, offset: int, inode: int) -> dict[str, Any]:
-        return {"offset": offset, "inode": inode}
-
-    def commit(self, position: dict[str, Any]) -> None:
+    def commit(self, position: SourcePosition) -> None:
         """Nothing to tell a file: the pipeline's state holds the offset."""
 
     def close(self) -> None:
@@ -177,11 +182,12 @@ class KafkaSource:
         self._down_since: float | None = None
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, str]:
         return {"kind": "kafka", "topic": self.topic}
 
-    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        saved = {int(p): int(o) for p, o in self.committed().get("offsets", {}).items()}
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        position = self.committed()
+        saved = position.offsets if isinstance(position, KafkaPosition) else {}
         for p in partitions:
             if p.partition in saved:
                 p.offset = saved[p.partition]
@@ -191,7 +197,7 @@ class KafkaSource:
         self._partitions = {p.partition for p in partitions}
         log.info("assigned %s partitions %s", self.topic, sorted(self._partitions))
 
-    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._partitions -= {p.partition for p in partitions}
         log.info("revoked %s partitions %s", self.topic, sorted(p.partition for p in partitions))
 
@@ -205,8 +211,9 @@ class KafkaSource:
             now = time.monotonic()
             got = False
             for m in msgs:
-                if m.error():
-                    self._on_error(m.error())
+                err = m.error()
+                if err is not None:
+                    self._on_error(err)
                     continue
                 self._down_since = None
                 pending.add(m, now)
@@ -217,7 +224,7 @@ class KafkaSource:
                 yield pending.batch()
                 pending = _Pending()
             elif not got and follow is not None:
-                yield Batch([], [], {"offsets": {}})  # a heartbeat
+                yield Batch([], [], KafkaPosition())  # a heartbeat
             elif not got and self._done(now, last, deadline_assign):
                 break
         if pending.lines:
@@ -232,7 +239,7 @@ class KafkaSource:
         quiet = now - max(last, self._assigned_at)
         return not (waiting_for_assignment or down) and quiet > self.idle
 
-    def _on_error(self, err: Any) -> None:
+    def _on_error(self, err: KafkaError) -> None:
         """A broker that is down or restarting is waited for (librdkafka reconnects) for at
         most `_BROKER_DOWN_SECONDS`; any other error stops the run."""
         from confluent_kafka import KafkaError
@@ -246,16 +253,15 @@ class KafkaSource:
             raise DataValidationError(f"Kafka broker down for {_BROKER_DOWN_SECONDS:.0f} s: {err}")
         log.warning("Kafka broker unavailable, waiting for it: %s", err)
 
-    def commit(self, position: dict[str, Any]) -> None:
+    def commit(self, position: SourcePosition) -> None:
         """Tell the broker, after the pipeline's own state was committed: only the partitions
         this consumer still owns. The state is what a resumed run or a follower taking over a
         partition starts from, so a broker that cannot take the commit loses nothing."""
         from confluent_kafka import KafkaException, TopicPartition
 
+        offsets = position.offsets if isinstance(position, KafkaPosition) else {}
         tps = [
-            TopicPartition(self.topic, int(p), int(o))
-            for p, o in position["offsets"].items()
-            if int(p) in self._partitions
+            TopicPartition(self.topic, p, o) for p, o in offsets.items() if p in self._partitions
         ]
         if tps:
             try:
@@ -277,7 +283,7 @@ class _Pending:
         self.offsets: dict[int, int] = {}
         self.since = 0.0
 
-    def add(self, m: Any, now: float) -> None:
+    def add(self, m: Message, now: float) -> None:
         value = m.value() or b""
         partition, offset = m.partition(), m.offset()
         if not self.lines:
@@ -298,45 +304,40 @@ class _Pending:
 
     def batch(self) -> Batch:
         return Batch(
-            self.lines,
-            self.positions,
-            {"offsets": {str(k): v for k, v in self.offsets.items()}},
-            {"offsets": {str(k): v for k, v in self.first.items()}},
+            self.lines, self.positions, KafkaPosition(dict(self.offsets)), KafkaPosition(self.first)
         )
 
 
-def unread(batch: Batch, committed: dict[str, Any]) -> Batch:
+def unread(batch: Batch, committed: SourcePosition | None) -> Batch:
     """What of `batch` is past the committed position, with the position after both. Normally
     all of it; less when another follower committed some of these lines first (it took over a
     Kafka partition, or read the same file further), so that no line is committed twice."""
-    end: dict[str, Any]
-    if "offsets" in batch.end:
-        done = {int(p): int(o) for p, o in committed.get("offsets", {}).items()}
-        ends = {int(p): int(o) for p, o in batch.end["offsets"].items()}
-        merged = {p: max(done.get(p, o), o) for p, o in ends.items()}
-        end = {"offsets": {str(p): o for p, o in sorted((done | merged).items())}}
-        starts = batch.start.get("offsets", {})
-        if all(int(o) >= done.get(int(p), 0) for p, o in starts.items()):
+    if isinstance(batch.end, KafkaPosition):
+        done = committed.offsets if isinstance(committed, KafkaPosition) else {}
+        merged = {p: max(done.get(p, o), o) for p, o in batch.end.offsets.items()}
+        end: SourcePosition = KafkaPosition(dict(sorted((done | merged).items())))
+        starts = batch.start.offsets if isinstance(batch.start, KafkaPosition) else {}
+        if all(o >= done.get(p, 0) for p, o in starts.items()):
             return Batch(batch.lines, batch.positions, end, batch.start)
-        keep = [
-            i
-            for i, pos in enumerate(batch.positions)
-            if int(pos.split(":")[1]) >= done.get(int(pos.split(":")[0]), 0)
-        ]
+        keep = [i for i, pos in enumerate(batch.positions) if _kafka_unread(pos, done)]
     else:
-        if committed.get("inode") != batch.end["inode"]:
+        saved = committed if isinstance(committed, FilePosition) else FilePosition()
+        if saved.inode != batch.end.inode:
             return batch  # the file was replaced: the new one is read from its start
-        done_at = int(committed.get("offset", 0))
-        end = {
-            "offset": max(done_at, int(batch.end["offset"])),
-            "inode": batch.end["inode"],
-        }
-        if int(batch.start.get("offset", 0)) >= done_at:
+        end = FilePosition(max(saved.offset, batch.end.offset), batch.end.inode)
+        start = batch.start.offset if isinstance(batch.start, FilePosition) else 0
+        if start >= saved.offset:
             return Batch(batch.lines, batch.positions, end, batch.start)
-        keep = [i for i, pos in enumerate(batch.positions) if int(pos) >= done_at]
+        keep = [i for i, pos in enumerate(batch.positions) if int(pos) >= saved.offset]
     return Batch(
         [batch.lines[i] for i in keep], [batch.positions[i] for i in keep], end, batch.start
     )
+
+
+def _kafka_unread(position: str, done: dict[int, int]) -> bool:
+    """A line's "partition:offset" is past the partition's committed offset."""
+    partition, offset = position.split(":")
+    return int(offset) >= done.get(int(partition), 0)
 
 
 def open_source(settings: Settings, spec: str, committed: Positions) -> FileSource | KafkaSource:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from movierec.core.schema import age_group_label
 from movierec.model.recommender import Recommender
-from movierec.offline.metrics import coverage, ranking_metrics, rating_metrics
+from movierec.offline.metric_functions import coverage, ranking_metrics, rating_metrics
 
 SLICES = ("known", "new_user", "new_movie")
 

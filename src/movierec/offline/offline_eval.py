@@ -24,7 +24,7 @@ from movierec.data.movielens import load_tables
 from movierec.model.recommender import TwoStageModel
 from movierec.model.training.dataset import TrainingData
 from movierec.offline.evaluate import evaluate_model
-from movierec.offline.fitting import fit_model
+from movierec.offline.recipe import fit_model
 
 COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from movierec.core.settings import Settings
+from movierec.core.vocabulary import Decision
 from movierec.data.ingest import ingest
 from movierec.data.movielens import fetch, load_tables
 from movierec.data.replay import replay
@@ -41,7 +42,6 @@ from movierec.ops.service import running_service, wait_for_version
 from movierec.ops.simulate import World, simulate
 from movierec.registry.routing import read_routing, set_shadow, set_stable
 from movierec.release.evaluator import ReleaseResult, evaluate_release
-from movierec.release.policy import Decision
 from movierec.retrain.gate import lake_counts, write_state
 from movierec.retrain.job import retrain
 from movierec.retrain.training import register_rank_by_rating_variant, train_candidate

@@ -161,13 +161,3 @@ def list_versions(settings: Settings) -> list[str]:
 
 def delete_bundle(settings: Settings, version: str) -> None:
     shutil.rmtree(bundle_path(settings, version), ignore_errors=True)
-
-
-def cleanup_partial_bundles(settings: Settings) -> list[str]:
-    """Remove `.tmp-*` folders left by a crashed writer."""
-    removed = []
-    if settings.models_path.exists():
-        for p in settings.models_path.glob(".tmp-*"):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p.name)
-    return removed

@@ -33,6 +33,7 @@ from movierec.core.errors import DataValidationError, ModelLoadError
 from movierec.core.files import append_lines, atomic_write_json, exclusive_lock, read_json
 from movierec.core.schema import METADATA
 from movierec.core.settings import Settings
+from movierec.core.vocabulary import Arm, Stage
 from movierec.registry.bundles import bundle_path
 from movierec.registry.tracking import mirror_routing
 
@@ -65,11 +66,11 @@ class Routing:
             raise DataValidationError(f"routing: shadow {self.shadow} is also served")
 
     @property
-    def stage(self) -> str:
-        """ "canary" while a canary is routed, "shadow" while only a shadow runs, else "stable"."""
+    def stage(self) -> Stage:
+        """CANARY while a canary is routed, SHADOW while only a shadow runs, else STABLE."""
         if self.canary is not None:
-            return "canary"
-        return "shadow" if self.shadow is not None else "stable"
+            return Stage.CANARY
+        return Stage.SHADOW if self.shadow is not None else Stage.STABLE
 
     @property
     def candidate(self) -> str | None:
@@ -106,13 +107,8 @@ def read_json_strict(path: Path) -> Any:
         raise DataValidationError(f"{path}: not valid JSON ({exc})") from None
 
 
-def write_routing(settings: Settings, routing: Routing) -> Routing:
-    """Replace routing.json atomically and append the change to the history."""
-    with exclusive_lock(settings.models_path / ".routing.lock", wait=True):
-        return _write_routing_locked(settings, routing)
-
-
 def _write_routing_locked(settings: Settings, routing: Routing) -> Routing:
+    """Replace routing.json atomically and append the change to the history (lock held)."""
     bundle_path(settings, routing.stable)  # validates the name
     for v in (routing.stable, routing.canary, routing.shadow):
         if v is not None and not (bundle_path(settings, v) / METADATA).exists():
@@ -249,7 +245,7 @@ def canary_bucket(user_id: int, salt: str) -> int:
     return int.from_bytes(digest, "big") % 100
 
 
-def arm_for(user_id: int, routing: Routing, salt: str) -> str:
+def arm_for(user_id: int, routing: Routing, salt: str) -> Arm:
     if routing.canary is None or routing.canary_pct <= 0:
         return "stable"
     return "canary" if canary_bucket(user_id, salt) < routing.canary_pct else "stable"

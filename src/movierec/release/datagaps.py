@@ -9,7 +9,7 @@ incomplete data says so.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -17,31 +17,35 @@ from movierec.core.gaps import pending_records, read_gaps
 from movierec.core.settings import Settings
 
 
-def served_log_gaps(settings: Settings, since: str | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DataGaps:
+    """Served-log records the evaluator could not see (`data_gaps` in the records)."""
+
+    dropped: int = 0  # lost, all time
+    dropped_in_period: int = 0  # lost since the period began
+    waiting_in_spill: int = 0  # not written yet
+
+
+def served_log_gaps(settings: Settings, since: str | None) -> DataGaps:
     """Records dropped from the served log (all time and since `since`, an ISO time), and
     records still waiting in spill files."""
     start = pd.Timestamp(since) if since else None
     dropped = dropped_since = 0
     for gap in read_gaps(settings):
-        if gap.get("sink", "served") != "served":
+        if gap["sink"] != "served":
             continue
-        n = int(gap.get("records", 0))
-        dropped += n
-        last = gap.get("last_ts")
+        dropped += gap["records"]
+        last = gap["last_ts"]
         if start is None or (last and pd.Timestamp(last) >= start):
-            dropped_since += n
-    return {
-        "dropped": dropped,
-        "dropped_in_period": dropped_since,
-        "waiting_in_spill": pending_records(settings),
-    }
+            dropped_since += gap["records"]
+    return DataGaps(dropped, dropped_since, pending_records(settings))
 
 
-def gap_reason(gaps: dict[str, Any]) -> str | None:
+def gap_reason(gaps: DataGaps) -> str | None:
     """A reason line when the period's data is incomplete, else None."""
-    if not gaps["dropped_in_period"] and not gaps["waiting_in_spill"]:
+    if not gaps.dropped_in_period and not gaps.waiting_in_spill:
         return None
     return (
-        f"data gap: {gaps['dropped_in_period']} served-log records lost in the period, "
-        f"{gaps['waiting_in_spill']} not yet written (spill file)"
+        f"data gap: {gaps.dropped_in_period} served-log records lost in the period, "
+        f"{gaps.waiting_in_spill} not yet written (spill file)"
     )

@@ -3,8 +3,8 @@ ABORT / PROMOTE that moves the candidate.
 
 Stages. While routing names a shadow candidate (no canary), the evaluator compares, on the
 sampled requests, the lists stable served with the lists the candidate would have served
-(`release.shadow`); the shadow result gates the first canary step. While a canary is routed,
-it compares the canary's users with the stable's (`release.online`, `release.stats`) under
+(`release.shadow_evidence`); the shadow result gates the first canary step. While a canary is
+routed, it compares the canary's users with the stable's (`release.online`, `release.stats`) under
 the configured rule (`release.policy`).
 
 Periods. The non-inferiority rule looks at the whole canary stage (since
@@ -24,13 +24,14 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 import pandas as pd
 
 from movierec.core.errors import DataNotFoundError
-from movierec.core.files import atomic_write_json, exclusive_lock, read_json, sha256_bytes
+from movierec.core.files import exclusive_lock, sha256_bytes
+from movierec.core.online_metrics import append_feedback_event, read_feedback_events
 from movierec.core.settings import Settings
+from movierec.core.vocabulary import Decision, Stage
 from movierec.data.ingest import ingest
 from movierec.data.lake import load_lake
 from movierec.data.movielens import load_tables
@@ -51,7 +52,6 @@ from movierec.release.looks import (
     shadow_look,
     stable_look,
 )
-from movierec.release.policy import Decision
 from movierec.release.served import load_served, load_shadow, served_log_files, shadow_log_files
 
 log = logging.getLogger(__name__)
@@ -73,11 +73,11 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
     inputs = Inputs(routing, load_lake(settings), _users(settings), _served(settings))
     shadow_log = load_shadow(shadow_log_files(settings))
     # Measure and decide, by stage and rule
-    if routing.stage == "shadow":
+    if routing.stage is Stage.SHADOW:
         result = shadow_look(settings, inputs, shadow_log)
-    elif routing.stage == "canary" and settings.release.release_rule == "design":
+    elif routing.stage is Stage.CANARY and settings.release.release_rule == "design":
         result = design_look(settings, inputs)
-    elif routing.stage == "canary":
+    elif routing.stage is Stage.CANARY:
         result = noninferiority_look(settings, inputs)
     else:
         result = stable_look(settings, inputs)
@@ -86,9 +86,9 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
     result.data_gaps = served_log_gaps(settings, routing.updated_at)
     if gap := gap_reason(result.data_gaps):
         result.reasons.append(gap)
-    atomic_write_json(settings.online_metrics_file, metrics_record(result))
+    result.online_metrics(_now()).save(settings.online_metrics_file)
     # Once per watermark: apply and record
-    history = read_json(settings.feedback_events_file, default=[])
+    history = read_feedback_events(settings.feedback_events_file)
     if any(e.get("key") == result.key for e in history):
         result.repeated = True
         log.info("no new data since decision %s: no second decision", result.key)
@@ -97,8 +97,7 @@ def _evaluate_locked(settings: Settings, *, apply: bool, refresh: bool) -> Relea
         return result
     if apply:
         _apply(settings, routing, result)
-    history.append(metrics_record(result))
-    atomic_write_json(settings.feedback_events_file, history)
+    append_feedback_event(settings.feedback_events_file, metrics_record(result))
     return result
 
 
@@ -145,7 +144,7 @@ def _apply(settings: Settings, routing: Routing, result: ReleaseResult) -> None:
     decision = result.decision
     reason = f"{decision}: " + "; ".join(result.reasons)
     pct_after = routing.canary_pct
-    if decision is Decision.RAMP and routing.stage == "shadow":
+    if decision is Decision.RAMP and routing.stage is Stage.SHADOW:
         pct_after = shadow_to_canary(
             settings, settings.release.initial_canary_pct, reason
         ).canary_pct
@@ -160,7 +159,10 @@ def _apply(settings: Settings, routing: Routing, result: ReleaseResult) -> None:
     result.applied = decision is not Decision.HOLD
 
 
-def metrics_record(result: ReleaseResult) -> dict[str, Any]:
-    record = result.summary()
-    record["evaluated_at"] = datetime.now(UTC).isoformat()
-    return record
+def metrics_record(result: ReleaseResult) -> dict[str, object]:
+    """The result as online_metrics.json and feedback_events.json hold it, evaluated now."""
+    return result.online_metrics(_now()).to_json()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

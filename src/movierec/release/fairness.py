@@ -12,11 +12,10 @@ is flagged only when its whole interval lies outside the tolerated range.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
+from movierec.core.online_metrics import GroupSatisfaction
 from movierec.core.schema import age_group_label
 from movierec.release.stats import (
     boundary_factor,
@@ -40,7 +39,7 @@ def groups_of(users: pd.DataFrame) -> dict[str, pd.Series]:
 
 def group_satisfaction(
     per_user: pd.DataFrame, users: pd.DataFrame, alpha: float, tolerance: float = 0.15
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, GroupSatisfaction]:
     """{"gender:F": {users, ratings, mean, ratio, low, high}, "age:25-34": ...}: each group's
     mean rating and its ratio to the rest of the grouping, with the interval of the ratio.
     `tolerance` is where the interval is tightest (the guardrail's distance from 1)."""
@@ -52,7 +51,7 @@ def group_satisfaction(
         return {}
     level = alpha / n_groups
     rho = mixture_ratio(level) * (boundary_factor(level) / tolerance) ** 2
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, GroupSatisfaction] = {}
     for name, lab in labels.items():
         for group in sorted(lab.dropna().unique()):
             inside = (lab == group).to_numpy()
@@ -60,10 +59,12 @@ def group_satisfaction(
     return out
 
 
-def _compare(rated: pd.DataFrame, inside: np.ndarray, level: float, rho: float) -> dict[str, Any]:
+def _compare(
+    rated: pd.DataFrame, inside: np.ndarray, level: float, rho: float
+) -> GroupSatisfaction:
     mine = ratio_estimate(rated["rating_sum"][inside], rated["ratings"][inside])
     rest = ratio_estimate(rated["rating_sum"][~inside], rated["ratings"][~inside])
-    row: dict[str, Any] = {
+    row: GroupSatisfaction = {
         "users": int(inside.sum()),
         "ratings": int(rated["ratings"][inside].sum()),
         "mean": mine.value,
@@ -75,7 +76,7 @@ def _compare(rated: pd.DataFrame, inside: np.ndarray, level: float, rho: float) 
     if lift is not None:
         interval = confidence_sequence(lift[0], lift[1], level, rho)
         row["ratio"] = 1.0 + lift[0]
-        if interval.known:
-            row["low"] = 1.0 + float(interval.low)  # type: ignore[arg-type]
-            row["high"] = 1.0 + float(interval.high)  # type: ignore[arg-type]
+        if interval.low is not None and interval.high is not None:
+            row["low"] = 1.0 + interval.low
+            row["high"] = 1.0 + interval.high
     return row

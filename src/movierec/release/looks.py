@@ -11,22 +11,28 @@ traffic. `stable_look`: no candidate, stable's metrics and no decision.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TypedDict
 
 import pandas as pd
 
 from movierec.core.errors import MovierecError
-from movierec.core.files import read_json
+from movierec.core.online_metrics import (
+    ArmMetrics,
+    Interval,
+    OnlineMetrics,
+    read_feedback_events,
+)
 from movierec.core.settings import Settings
+from movierec.core.vocabulary import Arm, Decision, Stage
 from movierec.data.lake import LakeTables
 from movierec.model.recommender import load_recommender
 from movierec.registry.bundles import bundle_path, verify_bundle
 from movierec.registry.routing import Routing
-from movierec.release.online import ArmData, ArmMetrics, Predictor, observe_arm
+from movierec.release.datagaps import DataGaps
+from movierec.release.online import ArmData, Predictor, observe_arm
 from movierec.release.policy import (
-    Decision,
     Evidence,
     ShadowEvidence,
     decide_design,
@@ -34,9 +40,8 @@ from movierec.release.policy import (
     decide_shadow,
     guardrail_breaches,
 )
-from movierec.release.shadow import ShadowMetrics, shadow_metrics
+from movierec.release.shadow_evidence import ShadowMetrics, shadow_metrics
 from movierec.release.stats import (
-    Interval,
     lift_interval,
     planned_rho,
     ratio_estimate,
@@ -51,28 +56,39 @@ log = logging.getLogger(__name__)
 class ReleaseResult:
     decision: Decision
     reasons: list[str]
-    stage: str
+    stage: Stage
     pct_before: int
     pct_after: int
     stable: str | None
-    canary: str | None  # the candidate: the canary, or the shadow
-    arms: dict[str, ArmMetrics]
+    candidate: str | None  # the version under evaluation: the canary, or the shadow
+    arms: dict[Arm, ArmMetrics]
     lift: Interval = field(default_factory=Interval)
     margin: float | None = None
     required_users: dict[str, int] = field(default_factory=dict)
     shadow: ShadowMetrics | None = None
-    step: dict[str, Any] = field(default_factory=dict)
+    step: StepSummary | None = None  # the current canary step (non-inferiority rule)
     rule: str = ""
     period_start: str | None = None
     key: str = ""
     applied: bool = False
     repeated: bool = False
-    data_gaps: dict[str, Any] = field(default_factory=dict)  # served-log records lost
+    data_gaps: DataGaps = field(default_factory=DataGaps)  # served-log records lost
 
-    def summary(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["decision"] = str(self.decision)
-        return out
+    def summary(self) -> dict[str, object]:
+        """The result as online_metrics.json and feedback_events.json hold it (without
+        `evaluated_at`)."""
+        return self.online_metrics(None).to_json()
+
+    def online_metrics(self, evaluated_at: str | None) -> OnlineMetrics:
+        """The record of online_metrics.json: the candidate under "canary", as always."""
+        details = asdict(self)
+        for shared in ("arms", "lift", "margin"):
+            del details[shared]
+        details["decision"] = str(self.decision)
+        details["stage"] = str(self.stage)
+        details["canary"] = details.pop("candidate")
+        details["step"] = details["step"] or {}
+        return OnlineMetrics(self.arms, self.lift, self.margin, evaluated_at, details)
 
 
 @dataclass
@@ -147,7 +163,14 @@ def _hours_since(start: str | None) -> float:
 # ---- looks ----------------------------------------------------------------------------------
 
 
-def _result(inputs: Inputs, decision: Decision, reasons: list[str], **kw: Any) -> ReleaseResult:
+def _result(
+    inputs: Inputs,
+    decision: Decision,
+    reasons: list[str],
+    arms: dict[Arm, ArmMetrics],
+    period_start: str | None,
+) -> ReleaseResult:
+    """The decision on the routing as it stands; a look adds its own evidence."""
     r = inputs.routing
     return ReleaseResult(
         decision=decision,
@@ -156,8 +179,9 @@ def _result(inputs: Inputs, decision: Decision, reasons: list[str], **kw: Any) -
         pct_before=r.canary_pct,
         pct_after=r.canary_pct,
         stable=r.stable,
-        canary=r.candidate,
-        **kw,
+        candidate=r.candidate,
+        arms=arms,
+        period_start=period_start,
     )
 
 
@@ -165,11 +189,11 @@ def stable_look(settings: Settings, inputs: Inputs) -> ReleaseResult:
     """No candidate: stable's metrics since the routing changed, and no decision."""
     r = inputs.routing
     stable = _observe(settings, inputs, r.updated_at, "stable", r.stable).metrics
-    arms = {"stable": stable, "canary": ArmMetrics(arm="canary", model_version=None)}
-    return _result(
-        inputs, Decision.NONE, ["no candidate: nothing to release"], arms=arms,
-        period_start=r.updated_at,
-    )  # fmt: skip
+    arms: dict[Arm, ArmMetrics] = {
+        "stable": stable,
+        "canary": ArmMetrics(arm="canary", model_version=None),
+    }
+    return _result(inputs, Decision.NONE, ["no candidate: nothing to release"], arms, r.updated_at)
 
 
 def shadow_look(settings: Settings, inputs: Inputs, shadow_log: pd.DataFrame) -> ReleaseResult:
@@ -192,10 +216,11 @@ def shadow_look(settings: Settings, inputs: Inputs, shadow_log: pd.DataFrame) ->
     ratio = Interval(sm.ratio, sm.ratio_low, sm.ratio_high)
     ev = ShadowEvidence(ratio, sm.users, sm.mature_requests, _hours_since(start))
     decision, reasons = decide_shadow(ev, rel)
-    arms = {"stable": stable, "canary": ArmMetrics(arm="canary", model_version=r.shadow)}
-    return _result(
-        inputs, decision, reasons, arms=arms, shadow=sm, rule="shadow", period_start=start
-    )
+    arms: dict[Arm, ArmMetrics] = {
+        "stable": stable,
+        "canary": ArmMetrics(arm="canary", model_version=r.shadow),
+    }
+    return replace(_result(inputs, decision, reasons, arms, start), shadow=sm, rule="shadow")
 
 
 def noninferiority_look(settings: Settings, inputs: Inputs) -> ReleaseResult:
@@ -216,17 +241,14 @@ def noninferiority_look(settings: Settings, inputs: Inputs) -> ReleaseResult:
         breaches=tuple(guardrail_breaches(rel, _step_guardrails(step, canary.metrics))),
     )
     decision, reasons = decide_noninferiority(ev, rel)
-    return _result(
-        inputs,
-        decision,
-        reasons,
-        arms={"stable": stable.metrics, "canary": canary.metrics},
+    arms: dict[Arm, ArmMetrics] = {"stable": stable.metrics, "canary": canary.metrics}
+    return replace(
+        _result(inputs, decision, reasons, arms, start),
         lift=lift,
         margin=rel.noninferiority_margin,
         required_users={"canary": required[0], "stable": required[1]},
         step=_step_summary(step, ev),
         rule="noninferiority",
-        period_start=start,
     )
 
 
@@ -243,7 +265,17 @@ def _step_guardrails(step: ArmMetrics, stage: ArmMetrics) -> ArmMetrics:
     )
 
 
-def _step_summary(step: ArmMetrics, ev: Evidence) -> dict[str, Any]:
+class StepSummary(TypedDict):
+    """What the current canary step served (its own traffic, for the guardrails)."""
+
+    requests: int
+    mature_requests: int
+    error_rate: float
+    latency_p99_ms: float | None
+    hours: float
+
+
+def _step_summary(step: ArmMetrics, ev: Evidence) -> StepSummary:
     return {
         "requests": step.requests,
         "mature_requests": step.mature_requests,
@@ -278,25 +310,21 @@ def design_look(settings: Settings, inputs: Inputs) -> ReleaseResult:
     decision, reasons = decide_design(
         settings, r.canary_pct, canary, stable_ctr, stable.mature_requests
     )
-    return _result(
-        inputs,
-        decision,
-        reasons,
-        arms={"stable": stable, "canary": canary},
-        rule="design",
-        period_start=r.updated_at,
-    )
+    arms: dict[Arm, ArmMetrics] = {"stable": stable, "canary": canary}
+    return replace(_result(inputs, decision, reasons, arms, r.updated_at), rule="design")
 
 
 def _last_stable_ctr(settings: Settings, stable: str) -> float | None:
     """Stable's CTR from the latest decision that measured it on enough requests (at 100%
     canary stable serves only the stragglers of the switch)."""
-    for event in reversed(read_json(settings.feedback_events_file, default=[])):
-        arm = event.get("arms", {}).get("stable", {})
+    path = settings.feedback_events_file
+    for event in reversed(read_feedback_events(path)):
+        arm = OnlineMetrics.from_json(event, str(path)).arms.get("stable")
         if (
-            arm.get("model_version") == stable
-            and arm.get("ctr") is not None
-            and arm.get("mature_requests", 0) >= settings.release.min_samples_per_arm
+            arm is not None
+            and arm.model_version == stable
+            and arm.ctr is not None
+            and arm.mature_requests >= settings.release.min_samples_per_arm
         ):
-            return float(arm["ctr"])
+            return arm.ctr
     return None

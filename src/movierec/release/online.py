@@ -23,53 +23,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from movierec.core.online_metrics import ArmMetrics
 from movierec.release.fairness import group_satisfaction
 from movierec.release.stats import ratio_estimate
 
-ARMS = ("stable", "canary")
 VIEWING_GAP = timedelta(minutes=5)  # a pause longer than this starts a new viewing
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 PER_USER_COLUMNS = ("user_id", "requests", "clicks", "ratings", "rating_sum")
-
-
-@dataclass
-class ArmMetrics:
-    """What one arm did in the period."""
-
-    arm: str
-    model_version: str | None
-    requests: int = 0
-    recommendations: int = 0
-    mature_requests: int = 0
-    users: int = 0
-    clicks: int = 0
-    ctr: float | None = None
-    ctr_low: float | None = None
-    ctr_high: float | None = None
-    errors: int = 0
-    error_rate: float = 0.0
-    latency_p50_ms: float | None = None
-    latency_p95_ms: float | None = None
-    latency_p99_ms: float | None = None
-    interactions: int = 0
-    quality_events: int = 0
-    mean_rating_female: float | None = None
-    mean_rating_male: float | None = None
-    satisfaction_ratio: float | None = None
-    ctr_by_gender: dict[str, float | None] = field(default_factory=dict)
-    satisfaction_by_group: dict[str, dict[str, Any]] = field(default_factory=dict)
-    online_rmse: float | None = None
-    rmse_ratings: int = 0
-    viewings: int = 0
-    minutes_per_viewing: float | None = None
-    completed_share: float | None = None
 
 
 @dataclass
@@ -175,7 +141,7 @@ def _add_satisfaction(
     m.mean_rating_female = _float_or_none(means.get("F"))
     m.mean_rating_male = _float_or_none(means.get("M"))
     if m.mean_rating_female is not None and m.mean_rating_male:
-        m.satisfaction_ratio = m.mean_rating_female / m.mean_rating_male
+        m.female_male_rating_ratio = m.mean_rating_female / m.mean_rating_male
     return rated[["user_id", "movie_id", "rating"]]
 
 
@@ -232,8 +198,8 @@ def _add_ctr_interval(m: ArmMetrics, per_user: pd.DataFrame, alpha: float) -> No
     m.ctr_low, m.ctr_high = est.low, est.high
 
 
-def _float_or_none(v: Any) -> float | None:
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+def _float_or_none(v: float | None) -> float | None:
+    return None if v is None or math.isnan(v) else float(v)
 
 
 def explode_items(served: pd.DataFrame) -> pd.DataFrame:

@@ -13,10 +13,10 @@ import getpass
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from movierec.core.errors import DataValidationError, ModelLoadError
-from movierec.core.files import atomic_write_json, exclusive_lock, read_json
+from movierec.core.files import exclusive_lock
+from movierec.core.online_metrics import append_feedback_event
 from movierec.core.provenance import OverrideRecord, append_override
 from movierec.core.settings import Settings
 from movierec.registry.routing import Routing, abort_canary, promote_candidate, read_routing
@@ -69,13 +69,13 @@ def _override(settings: Settings, action: str, reason: str) -> OverrideRecord:
 def _record_feedback(
     settings: Settings, record: OverrideRecord, before: Routing, after: Routing
 ) -> None:
-    event: dict[str, Any] = {
+    event: dict[str, object] = {
         "decision": "PROMOTE" if record.action == "force-promote" else "ABORT",
         "override": True,
         "user": record.user,
         "reason": record.reason,
         "reasons": [f"override ({record.action}) by {record.user}: {record.reason}"],
-        "stage": before.stage,
+        "stage": str(before.stage),
         "stable": before.stable,
         "canary": record.candidate,
         "pct_before": before.canary_pct,
@@ -84,6 +84,4 @@ def _record_feedback(
         "key": f"override-{uuid.uuid4().hex[:12]}",
         "evaluated_at": datetime.now(UTC).isoformat(),
     }
-    history = read_json(settings.feedback_events_file, default=[])
-    history.append(event)
-    atomic_write_json(settings.feedback_events_file, history)
+    append_feedback_event(settings.feedback_events_file, event)

@@ -26,20 +26,11 @@ satisfaction ratio in range, at least `min_samples_per_arm` mature requests per 
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
+from movierec.core.online_metrics import ArmMetrics, Interval
 from movierec.core.settings import ReleaseSettings, Settings
-from movierec.release.online import ArmMetrics
-from movierec.release.stats import Interval
-
-
-class Decision(enum.StrEnum):
-    RAMP = "RAMP"
-    HOLD = "HOLD"
-    ABORT = "ABORT"
-    PROMOTE = "PROMOTE"
-    NONE = "NONE"  # no candidate to evaluate
+from movierec.core.vocabulary import Decision
 
 
 @dataclass(frozen=True)
@@ -213,7 +204,7 @@ def decide_design(
         reasons.append(f"canary CTR {ctr:.3f} < {rel.ctr_min_abs:.3f}")
     if stable_ctr is not None and ctr < rel.ctr_min_rel * stable_ctr:
         reasons.append(f"canary CTR {ctr:.3f} < {rel.ctr_min_rel:.0%} of stable's {stable_ctr:.3f}")
-    ratio = canary.satisfaction_ratio
+    ratio = canary.female_male_rating_ratio
     if ratio is not None and not rel.satisfaction_low <= ratio <= rel.satisfaction_high:
         reasons.append(
             f"satisfaction ratio {ratio:.3f} outside "

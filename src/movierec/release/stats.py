@@ -29,18 +29,7 @@ from statistics import NormalDist
 import numpy as np
 import numpy.typing as npt
 
-
-@dataclass(frozen=True)
-class Interval:
-    """An estimate with its interval (None when there are too few units to say)."""
-
-    value: float | None = None
-    low: float | None = None
-    high: float | None = None
-
-    @property
-    def known(self) -> bool:
-        return self.low is not None and self.high is not None
+from movierec.core.online_metrics import Interval
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from movierec.core.files import append_lines, atomic_write_json, exclusive_lock,
 from movierec.core.provenance import append_model
 from movierec.core.settings import Settings
 from movierec.data.ingest import ingest
-from movierec.offline.metrics import headline
+from movierec.offline.metric_functions import headline
 from movierec.registry.bundles import delete_bundle, list_versions
 from movierec.registry.routing import read_routing, routed_versions
 from movierec.retrain.gate import DataCounts, Gate, check_gate, read_state, write_state
@@ -50,8 +50,6 @@ from movierec.retrain.promotion import decide_promotion, route_candidate, stable
 from movierec.retrain.training import TrainResult, train_candidate
 
 log = logging.getLogger(__name__)
-
-STEPS = ("lock", "refresh", "gate", "train", "compare", "promote", "state")
 
 
 class ExitCode(enum.IntEnum):

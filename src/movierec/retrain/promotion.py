@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from movierec.core.settings import Settings
 from movierec.data.holdout import holdout_sha256
-from movierec.offline.metrics import headline
+from movierec.offline.metric_functions import headline
 from movierec.registry.bundles import load_metadata
 from movierec.registry.routing import Routing, read_routing, set_canary, set_shadow, set_stable
 from movierec.retrain.training import evaluate_version
@@ -23,7 +23,7 @@ def decide_promotion(
 ) -> tuple[bool, str]:
     """Promote only on a real RMSE gain that does not cost ranking quality."""
     if stable is None:
-        return True, "no stable model is deployed: the first model becomes the canary"
+        return True, "no stable model is deployed: the first model becomes stable"
     margin = settings.retraining.promote_rmse_margin
     tolerance = settings.retraining.promote_ndcg_tolerance
     c_rmse, s_rmse = candidate["rmse"], stable["rmse"]

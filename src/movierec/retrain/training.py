@@ -32,8 +32,8 @@ from movierec.data.splits import exclude_pairs
 from movierec.model.recommender import RankByRating, Recommender, TwoStageModel, load_recommender
 from movierec.model.training.dataset import TrainingData
 from movierec.offline.evaluate import evaluate_model
-from movierec.offline.fitting import fit_model
-from movierec.offline.metrics import headline, ranking_metrics
+from movierec.offline.metric_functions import headline, ranking_metrics
+from movierec.offline.recipe import fit_model
 from movierec.registry.bundles import (
     bundle_path,
     library_versions,

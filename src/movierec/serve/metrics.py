@@ -34,6 +34,10 @@ from prometheus_client import (
     generate_latest,
 )
 
+from movierec.core.errors import DataValidationError
+from movierec.core.online_metrics import OnlineMetrics
+from movierec.core.vocabulary import ARMS
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.6, 1.0, 2.5)
 
 REQUESTS = Counter(
@@ -233,7 +237,7 @@ ONLINE_EVALUATED = Gauge(
 # gauge <- (ArmMetrics field, factor) of online_metrics.json's "arms"
 _ONLINE_FIELDS: tuple[tuple[Gauge, str, float], ...] = (
     (ONLINE_CTR, "ctr", 1.0),
-    (ONLINE_SATISFACTION, "satisfaction_ratio", 1.0),
+    (ONLINE_SATISFACTION, "female_male_rating_ratio", 1.0),
     (ONLINE_ERROR_RATE, "error_rate", 1.0),
     (ONLINE_LATENCY_P99, "latency_p99_ms", 0.001),
     (ONLINE_REQUESTS, "requests", 1.0),
@@ -245,7 +249,6 @@ _ONLINE_FIELDS: tuple[tuple[Gauge, str, float], ...] = (
     (ONLINE_COMPLETED, "completed_share", 1.0),
 )
 LIFT_BOUNDS = (("estimate", "value"), ("low", "low"), ("high", "high"))
-ONLINE_ARMS = ("stable", "canary")
 
 EXPORTED = (
     "movierec_requests_total",
@@ -329,13 +332,12 @@ class OnlineGauges:
                 return False
             self._signature = sig
             if sig is None:  # the file went away: its numbers are no longer current
-                self._publish({})
+                self._publish(None)
                 return True
             try:
-                record = json.loads(self.path.read_bytes())
-                if not isinstance(record, dict):
-                    raise ValueError(f"top level is {type(record).__name__}, not an object")
-            except (OSError, ValueError) as exc:
+                where = str(self.path)
+                record = OnlineMetrics.from_json(json.loads(self.path.read_bytes()), where)
+            except (OSError, ValueError, DataValidationError) as exc:
                 log.warning("unreadable %s, keeping the previous online gauges: %s", self.path, exc)
                 return False
             self._publish(record)
@@ -344,31 +346,27 @@ class OnlineGauges:
             self._lock.release()
 
     @staticmethod
-    def _publish(record: dict[str, Any]) -> None:
-        arms = record.get("arms")
-        arms = arms if isinstance(arms, dict) else {}
-        for arm in ONLINE_ARMS:
-            values = arms.get(arm)
-            values = values if isinstance(values, dict) else {}
+    def _publish(record: OnlineMetrics | None) -> None:
+        """The record's numbers; NaN for what it lacks (everything when there is none)."""
+        record = record or OnlineMetrics(arms={})
+        for arm in ARMS:
+            values = record.arms.get(arm)
             for gauge, name, factor in _ONLINE_FIELDS:
-                gauge.labels(arm=arm).set(_number(values.get(name)) * factor)
-        lift = record.get("lift")
-        lift = lift if isinstance(lift, dict) else {}
+                gauge.labels(arm=arm).set(_number(getattr(values, name, None)) * factor)
         for bound, key in LIFT_BOUNDS:
-            ONLINE_LIFT.labels(bound=bound).set(_number(lift.get(key)))
-        margin = _number(record.get("margin"))
-        ONLINE_LIFT.labels(bound="margin").set(-margin)
-        ONLINE_EVALUATED.set(_timestamp(record.get("evaluated_at")))
+            ONLINE_LIFT.labels(bound=bound).set(_number(getattr(record.lift, key)))
+        ONLINE_LIFT.labels(bound="margin").set(-_number(record.margin))
+        ONLINE_EVALUATED.set(_timestamp(record.evaluated_at))
 
 
-def _number(value: Any) -> float:
+def _number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return math.nan
     return float(value)
 
 
-def _timestamp(value: Any) -> float:
-    if not isinstance(value, str):
+def _timestamp(value: str | None) -> float:
+    if value is None:
         return math.nan
     try:
         when = datetime.fromisoformat(value)

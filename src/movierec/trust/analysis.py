@@ -227,11 +227,11 @@ def analyze_online(settings: Settings, windows: int = 6) -> AnalysisResult:
                     "requests": m.requests,
                     "ctr": m.ctr,
                     "ctr_by_gender": m.ctr_by_gender,
-                    "satisfaction_ratio": m.satisfaction_ratio,
+                    "satisfaction_ratio": m.female_male_rating_ratio,
                     "gini_exposure": gini(exposure),
                     "longtail_share": float((~items.isin(head)).mean()) if len(items) else None,
                     "catalog_coverage": float(items.nunique() / catalog),
-                    "breaches": _breaches(settings, m.ctr, m.satisfaction_ratio),
+                    "breaches": _breaches(settings, m.ctr, m.female_male_rating_ratio),
                 }
             rows.append(row)
     out = {"windows": rows, "thresholds": _thresholds(settings)}

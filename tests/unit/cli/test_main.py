@@ -78,3 +78,16 @@ def test_openmp_threads_sleep_while_waiting_unless_the_operator_says(
     with pytest.raises(SystemExit):
         main(["--version"])
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_the_top_level_help_gives_its_description_whole() -> None:
+    text = " ".join(build_parser().format_help().split())
+    assert "registered by its command group. Handlers parse, call a job" in text
+    assert "and pick the exit code." in text
+
+
+def test_retrain_help_says_where_a_promoted_candidate_goes() -> None:
+    retrain = dict(_subcommands(build_parser()))[("retrain",)]
+    text = " ".join(retrain.format_help().split())
+    assert "promote to canary" not in text
+    assert "shadow" in text

@@ -12,9 +12,9 @@ from movierec.cli import main
 from movierec.core.files import read_json
 from movierec.core.provenance import read_overrides
 from movierec.core.settings import Settings
+from movierec.core.vocabulary import Decision
 from movierec.registry.routing import read_routing, set_canary, set_shadow, set_stable
 from movierec.release import evaluator
-from movierec.release.policy import Decision
 from tests.conftest import make_settings
 from tests.servicekit import make_bundle
 

@@ -36,3 +36,16 @@ def test_the_defaults_keep_the_store_in_sqlite_under_data(tmp_path) -> None:  # 
     assert s.online_store_file == tmp_path / "data" / "online_store.sqlite"
     redis = Settings.from_env({"MOVIEREC_ONLINE_STORE": "redis"})
     assert redis.data.online_store_redis_url.startswith("redis://")
+
+
+def test_comma_separated_settings_are_parsed_by_one_function() -> None:
+    s = Settings.from_env(
+        {"MOVIEREC_FOLD_IN_ARMS": " canary, ,", "MOVIEREC_TRUSTED_PROXIES": "10.0.0.1, 10.1.0.0/16"}
+    )
+    assert s.serving.fold_in_arm_set == frozenset({"canary"})
+    assert s.serving.trusted_proxy_list == ("10.0.0.1", "10.1.0.0/16")
+    assert Settings.from_env({"MOVIEREC_FOLD_IN_ARMS": ""}).serving.fold_in_arm_set == frozenset()
+    with pytest.raises(ConfigError, match="MOVIEREC_FOLD_IN_ARMS='stable,shadow'"):
+        Settings.from_env({"MOVIEREC_FOLD_IN_ARMS": "stable,shadow"})
+    with pytest.raises(ConfigError, match=r"'10\.0\.0\.300' is not an address"):
+        Settings.from_env({"MOVIEREC_TRUSTED_PROXIES": "10.0.0.1,10.0.0.300"})

@@ -21,7 +21,8 @@ from movierec.core.settings import Settings
 from movierec.data import ingest as pipeline
 from movierec.data.events import format_rate, format_recommendation, format_watch, parse_lines
 from movierec.data.ingest import IngestResult, ingest
-from movierec.data.lake import load_lake, read_state
+from movierec.data.lake import LakeState, load_lake
+from movierec.data.positions import FilePosition
 from movierec.data.sources import Batch
 from tests.conftest import make_settings
 
@@ -129,9 +130,8 @@ def test_ingest_is_incremental_and_idempotent(settings: Settings) -> None:
     c = ingest(settings)
     assert c.lines == 600
     assert c.deltas["watch_minutes"] >= 0 and a.totals["watch_minutes"] > 0
-    assert read_state(settings)["positions"][str(path.resolve())]["offset"] == (
-        path.stat().st_size - 10
-    )
+    position = LakeState.load(settings).positions[str(path.resolve())]
+    assert position == FilePosition(path.stat().st_size - 10, path.stat().st_ino)
 
 
 def test_two_pipelines_reading_one_file_into_one_lake_commit_every_line_once(
@@ -145,8 +145,8 @@ def test_two_pipelines_reading_one_file_into_one_lake_commit_every_line_once(
     with ThreadPoolExecutor(2) as pool:
         runs = list(pool.map(lambda _: ingest(small), range(2)))
     assert sum(r.lines for r in runs) == len(lines)
-    state = read_state(settings)
-    rows = sum(len(pd.read_parquet(settings.lake_path / "parts" / n)) for n in state["parts"])
+    state = LakeState.load(settings)
+    rows = sum(len(pd.read_parquet(settings.lake_path / "parts" / n)) for n in state.parts)
     assert rows == len(lines)
     reference = make_settings(settings.home / "reference")
     reference.data_path.mkdir(parents=True)
@@ -219,9 +219,9 @@ def test_sigkill_at_the_worst_moments_and_at_random_then_resume_gives_the_same_t
     assert _run_ingest(victim.home, {"MOVIEREC_FAULT": "ingest.after-commit:2"}).returncode == -9
     # killed at a random moment once it has committed something
     proc = _run_ingest(victim.home, {}, wait=False)
-    seq0 = read_state(victim).get("seq", 0)
+    seq0 = LakeState.load(victim).seq
     deadline = time.monotonic() + 120
-    while read_state(victim).get("seq", 0) == seq0 and time.monotonic() < deadline:
+    while LakeState.load(victim).seq == seq0 and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(random.Random(3).uniform(0, 0.5))
     proc.send_signal(signal.SIGKILL)
@@ -252,14 +252,14 @@ def test_batches_commit_while_the_tables_are_rebuilt(
     monkeypatch.setattr(pipeline, "materialize", slow)
     spec = settings.data.event_source
     key = pipeline._source_key(spec, settings)
-    seq = read_state(settings)["seq"]
+    seq = LakeState.load(settings).seq
     refresh = threading.Thread(
         target=pipeline._refresh, args=(settings, spec, key, IngestResult(source=spec))
     )
     refresh.start()
     assert started.wait(30)
     lines = _valid_lines(rng, 50)
-    batch = Batch(lines, [str(i) for i in range(50)], {"offset": 1, "inode": -1})
+    batch = Batch(lines, [str(i) for i in range(50)], FilePosition(1, -1))
     commit = threading.Thread(
         target=pipeline._commit,
         args=(settings, "other", "other", batch, [], IngestResult(source="other")),
@@ -272,7 +272,8 @@ def test_batches_commit_while_the_tables_are_rebuilt(
         release.set()
         refresh.join(60)
         commit.join(60)
-    state = read_state(settings)
-    assert state["seq"] == seq + 1
-    assert state["refreshed"]["seq"] == seq  # the rebuild covered what was committed before it
-    assert state["pending"]["lines"] == 50  # the batch committed during it: in the next report
+    state = LakeState.load(settings)
+    assert state.seq == seq + 1
+    assert state.refreshed is not None
+    assert state.refreshed.seq == seq  # the rebuild covered what was committed before it
+    assert state.pending.lines == 50  # the batch committed during it: in the next report

@@ -7,6 +7,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
+from movierec.core.errors import DataValidationError
+from movierec.data.positions import FilePosition, KafkaPosition, position_from_json
 from movierec.data.sources import Batch, FileSource, Follow, KafkaSource, unread
 
 
@@ -15,35 +19,35 @@ def _kafka_batch() -> Batch:
     return Batch(
         [f"line {p}" for p in positions],
         positions,
-        {"offsets": {"0": 13, "1": 7, "2": 1}},
-        {"offsets": {"0": 10, "1": 5, "2": 0}},
+        KafkaPosition({0: 13, 1: 7, 2: 1}),
+        KafkaPosition({0: 10, 1: 5, 2: 0}),
     )
 
 
 def test_a_kafka_batch_past_the_committed_offsets_is_kept_whole() -> None:
     batch = _kafka_batch()
-    fresh = unread(batch, {"offsets": {"0": 10, "1": 5, "3": 99}})
+    fresh = unread(batch, KafkaPosition({0: 10, 1: 5, 3: 99}))
     assert fresh.lines == batch.lines
-    assert fresh.end == {"offsets": {"0": 13, "1": 7, "2": 1, "3": 99}}
+    assert fresh.end == KafkaPosition({0: 13, 1: 7, 2: 1, 3: 99})
 
 
 def test_kafka_lines_another_follower_committed_are_dropped() -> None:
-    fresh = unread(_kafka_batch(), {"offsets": {"0": 12, "1": 9}})
+    fresh = unread(_kafka_batch(), KafkaPosition({0: 12, 1: 9}))
     assert fresh.positions == ["0:12", "2:0"]
     assert fresh.lines == ["line 0:12", "line 2:0"]
-    assert fresh.end == {"offsets": {"0": 13, "1": 9, "2": 1}}  # never moves back
+    assert fresh.end == KafkaPosition({0: 13, 1: 9, 2: 1})  # never moves back
 
 
 def test_file_lines_before_the_committed_offset_are_dropped() -> None:
-    batch = Batch(["a", "bb", "ccc"], ["0", "2", "5"], {"offset": 9, "inode": 7}, {"offset": 0})
-    assert unread(batch, {}).lines == ["a", "bb", "ccc"]
-    assert unread(batch, {"offset": 0, "inode": 7}).lines == ["a", "bb", "ccc"]
-    fresh = unread(batch, {"offset": 5, "inode": 7})
-    assert fresh.lines == ["ccc"] and fresh.end == {"offset": 9, "inode": 7}
-    assert unread(batch, {"offset": 20, "inode": 7}).lines == []
-    assert unread(batch, {"offset": 20, "inode": 7}).end["offset"] == 20
+    batch = Batch(["a", "bb", "ccc"], ["0", "2", "5"], FilePosition(9, 7), FilePosition(0, 7))
+    assert unread(batch, None).lines == ["a", "bb", "ccc"]
+    assert unread(batch, FilePosition(0, 7)).lines == ["a", "bb", "ccc"]
+    fresh = unread(batch, FilePosition(5, 7))
+    assert fresh.lines == ["ccc"] and fresh.end == FilePosition(9, 7)
+    assert unread(batch, FilePosition(20, 7)).lines == []
+    assert unread(batch, FilePosition(20, 7)).end == FilePosition(20, 7)
     # a replaced file (another inode) is read from its start: the batch stands
-    assert unread(batch, {"offset": 5, "inode": 8}).lines == ["a", "bb", "ccc"]
+    assert unread(batch, FilePosition(5, 8)).lines == ["a", "bb", "ccc"]
 
 
 def test_a_followed_file_yields_appended_lines_and_heartbeats_until_stopped(
@@ -54,7 +58,7 @@ def test_a_followed_file_yields_appended_lines_and_heartbeats_until_stopped(
     follow = Follow(threading.Event(), flush_seconds=0.01)
     batches = FileSource(path).batches(100, follow)
     first = next(batches)
-    assert first.lines == ["one", "two"] and first.end["offset"] == 8
+    assert first.lines == ["one", "two"] and first.end == FilePosition(8, path.stat().st_ino)
     assert next(batches).lines == []  # a heartbeat: nothing new
     with open(path, "a") as f:
         f.write("ee\nfour\n")
@@ -77,3 +81,15 @@ def test_a_one_shot_kafka_run_waits_its_idle_time_after_a_late_assignment() -> N
     assert source._done(now=103.5, last=start, deadline_assign=125.0)
     source._assigned = False  # not assigned yet: waits until the assignment deadline
     assert not source._done(now=110.0, last=start, deadline_assign=125.0)
+
+
+def test_positions_read_back_as_the_files_hold_them() -> None:
+    for position in (FilePosition(9, 7), KafkaPosition({0: 13, 2: 1}), None):
+        raw = position.to_json() if position else {}
+        assert position_from_json(raw) == position
+    assert KafkaPosition({2: 1, 0: 13}).to_json() == {"offsets": {"0": 13, "2": 1}}
+    assert FilePosition(9, 7).to_json() == {"offset": 9, "inode": 7}
+    with pytest.raises(DataValidationError, match="state: not a source position"):
+        position_from_json({"offsets": {"0": "x"}}, "state")
+    with pytest.raises(DataValidationError, match="not a source position"):
+        position_from_json({"inode": 7})

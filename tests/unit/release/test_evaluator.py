@@ -12,6 +12,7 @@ import pytest
 
 from movierec.core.files import append_lines, read_json
 from movierec.core.settings import Settings
+from movierec.core.vocabulary import Decision
 from movierec.data.events import format_watch
 from movierec.registry.routing import (
     abort_canary,
@@ -22,7 +23,6 @@ from movierec.registry.routing import (
     set_stable,
 )
 from movierec.release.evaluator import evaluate_release
-from movierec.release.policy import Decision
 from tests.conftest import make_settings
 from tests.servicekit import make_bundle
 
@@ -87,6 +87,10 @@ def test_an_equal_canary_ramps_and_the_same_data_decides_once(home: Settings) ->
     assert [e["decision"] for e in read_json(home.feedback_events_file)] == ["RAMP"]
     metrics = read_json(home.online_metrics_file)
     assert metrics["arms"]["canary"]["model_version"] == "v2"
+    # the file keeps its keys: the candidate under "canary", the female/male ratio as before
+    assert metrics["canary"] == "v2" and "candidate" not in metrics
+    assert "satisfaction_ratio" in metrics["arms"]["canary"]
+    assert "female_male_rating_ratio" not in metrics["arms"]["canary"]
     assert metrics["lift"]["low"] == pytest.approx(first.lift.low)
 
     again = evaluate_release(home)

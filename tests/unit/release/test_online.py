@@ -120,7 +120,7 @@ def test_satisfaction_ratio_is_female_over_male_mean_rating_of_recommended_movie
     assert m.quality_events == 3
     assert m.mean_rating_female == pytest.approx(3.0)
     assert m.mean_rating_male == pytest.approx(3.0)
-    assert m.satisfaction_ratio == pytest.approx(1.0)
+    assert m.female_male_rating_ratio == pytest.approx(1.0)
 
 
 def test_a_click_is_the_start_of_a_viewing_not_each_minute_of_it() -> None:

@@ -137,7 +137,7 @@ def test_the_design_rule(settings: Settings) -> None:
     assert decide_design(settings, 10, _arm(500, 0.2), 0.4, 500)[0] is Decision.ABORT
     assert decide_design(settings, 10, _arm(500, 0.3), 0.4, 500)[0] is Decision.RAMP
     # unfair to one gender
-    unfair = _arm(500, 0.4, satisfaction_ratio=0.7)
+    unfair = _arm(500, 0.4, female_male_rating_ratio=0.7)
     assert decide_design(settings, 10, unfair, 0.4, 500)[0] is Decision.ABORT
     # guardrails abort even before there are enough samples
     errs = _arm(20, 0.4, error_rate=0.5)

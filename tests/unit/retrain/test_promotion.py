@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from movierec.core.settings import Settings
 from movierec.registry.routing import set_stable
-from movierec.retrain.promotion import route_candidate
+from movierec.retrain.promotion import decide_promotion, route_candidate
 from tests.servicekit import make_bundle
 
 
@@ -23,3 +23,9 @@ def test_a_promoted_candidate_starts_in_shadow(settings: Settings) -> None:
     set_stable(no_shadow, "v1", "reset")
     canary = route_candidate(no_shadow, "v3", "v1", "better")
     assert (canary.stage, canary.canary, canary.canary_pct) == ("canary", "v3", 10)
+
+
+def test_the_first_model_is_said_to_become_stable(settings: Settings) -> None:
+    promote, reason = decide_promotion(settings, {"rmse": 0.9}, None)
+    assert promote
+    assert "becomes stable" in reason and "canary" not in reason

@@ -43,7 +43,7 @@ def _record(
             errors=9,
             error_rate=0.01,
             latency_p99_ms=42.0,
-            satisfaction_ratio=0.97,
+            female_male_rating_ratio=0.97,
         ),
         "canary": ArmMetrics(
             arm="canary",
@@ -54,7 +54,7 @@ def _record(
             ctr=canary_ctr if canary else None,
             error_rate=0.0,
             latency_p99_ms=55.0 if canary else None,
-            satisfaction_ratio=1.2 if canary else None,
+            female_male_rating_ratio=1.2 if canary else None,
         ),
     }
     result = ReleaseResult(
@@ -64,7 +64,7 @@ def _record(
         pct_before=10,
         pct_after=10,
         stable="v1",
-        canary="v2" if canary else None,
+        candidate="v2" if canary else None,
         arms=arms,
         period_start=None,
         key="k",

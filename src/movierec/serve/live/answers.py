@@ -35,7 +35,7 @@ from movierec.core.validation import ARMS
 from movierec.data.history import ChangeFeed, HistoryStore, Seen
 from movierec.data.online_store import open_online_store
 from movierec.serve.live.feed_index import RecentUsers
-from movierec.serve.live.warmer import FoldInWarmer, fold_in_arms
+from movierec.serve.live.warmer import FoldInWarmer
 from movierec.serve.metrics import LIVE_ANSWERS_BY, LIVE_FALLBACKS
 from movierec.serve.models import ServingModel, Snapshot
 
@@ -112,7 +112,7 @@ class LiveRecommender:
         snapshot: Callable[[], Snapshot] | None = None,
     ):
         self.k = settings.training.recommendations_k
-        self.arms = fold_in_arms(settings)
+        self.arms = settings.serving.fold_in_arm_set
         self.history = history or LiveHistory(
             open_online_store(settings), settings.serving.online_store_poll_ms / 1000.0
         )

@@ -30,7 +30,7 @@ from movierec.data.history import ChangeFeed
 from movierec.data.online_store import open_online_store
 from movierec.serve.live.feed_index import RecentUsers
 from movierec.serve.live.shared_lists import HEARTBEAT_SECONDS
-from movierec.serve.live.warmer import FoldInWarmer, fold_in_arms
+from movierec.serve.live.warmer import FoldInWarmer
 from movierec.serve.models import ModelSet
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class Folder:
                 "movierec fold-in needs an online store with a change feed "
                 "(MOVIEREC_ONLINE_STORE=sqlite or redis)"
             )
-        if not fold_in_arms(settings):
+        if not settings.serving.fold_in_arm_set:
             raise ConfigError("MOVIEREC_FOLD_IN_ARMS is empty: no arm folds users in")
         self.settings = settings
         self.store = store

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 from movierec.core.errors import OnlineStoreUnavailable
 from movierec.core.settings import Settings
+from movierec.core.vocabulary import Arm
 from movierec.data.history import Changes, HistoryStore
 from movierec.registry.routing import arm_for
 from movierec.serve.live.feed_index import RecentUsers
@@ -66,16 +67,11 @@ IDLE_SECONDS = 1.0  # the thread's wait when nothing is queued (a change wakes i
 EVENTS = ("computed", "shared", "deferred", "stale", "dropped", "failed", "share_failed")
 
 
-def fold_in_arms(settings: Settings) -> frozenset[str]:
-    """The arms that fold users in (`fold_in_arms`, comma-separated)."""
-    return frozenset(a.strip() for a in settings.serving.fold_in_arms.split(",") if a.strip())
-
-
 @dataclass(frozen=True)
 class WarmPlan:
     """What a warmer folds in and how much it keeps."""
 
-    arms: frozenset[str]  # the arms whose users it folds in
+    arms: frozenset[Arm]  # the arms whose users it folds in
     salt: str  # the release salt: which arm a user is on
     k: int  # list length served
     max_users: int  # users waiting, and lists kept, at most
@@ -85,7 +81,7 @@ class WarmPlan:
     def for_settings(cls, settings: Settings, defer_seconds: float) -> WarmPlan:
         serving = settings.serving
         return cls(
-            fold_in_arms(settings),
+            settings.serving.fold_in_arm_set,
             serving.release_salt,
             settings.training.recommendations_k,
             max(serving.fold_in_warm_users, 1),

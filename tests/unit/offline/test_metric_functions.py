@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from movierec.offline.metrics import coverage, headline, ranking_metrics, rating_metrics
+from movierec.offline.metric_functions import coverage, headline, ranking_metrics, rating_metrics
 
 TOL = 1e-4
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from movierec.core.settings import Settings
-from movierec.offline.fitting import fit_model, model_params, tuning_budget
+from movierec.offline.recipe import fit_model, model_params, tuning_budget
 from tests.modelkit import block_data
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from movierec.release.shadow import shadow_metrics
+from movierec.release.shadow_evidence import shadow_metrics
 
 T0 = pd.Timestamp("2025-03-01T10:00:00Z")
 
