@@ -50,10 +50,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
+from movierec.core.online_metrics import ArmMetrics
 from movierec.core.settings import ReleaseSettings, Settings
 from movierec.data.movielens import fetch, load_tables
 from movierec.ops.simulate import Behaviour, World, click_probability
-from movierec.release.online import ArmMetrics
 from movierec.release.policy import (
     Decision,
     Evidence,

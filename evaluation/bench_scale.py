@@ -53,6 +53,7 @@ from movierec.core.schema import COLD_START, METADATA, RECOMMENDATIONS
 from movierec.core.settings import Settings
 from movierec.data.events import format_watch, parse_lines
 from movierec.data.online_sqlite import SqliteHistoryStore
+from movierec.data.positions import FilePosition
 from movierec.data.sources import Batch
 from movierec.model.cf import Index, ItemNeighbours
 from movierec.model.features import BASE_ARRAYS, FeatureBase
@@ -315,7 +316,7 @@ def new_watches(name: str, users: list[int]) -> None:
         for j in range(NEW)
     ]
     store = SqliteHistoryStore(s.online_store_file)
-    batch = Batch(lines, [str(i) for i in range(len(lines))], {"offset": len(lines)})
+    batch = Batch(lines, [str(i) for i in range(len(lines))], FilePosition(len(lines)))
     store.write_batch("bench-scale", batch, parse_lines(lines))
     store.close()
 

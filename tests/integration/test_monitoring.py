@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from movierec.core.files import atomic_write_json
+from movierec.core.online_metrics import ArmMetrics
 from movierec.registry.routing import set_canary, set_stable
-from movierec.release.online import ArmMetrics
 from movierec.serve import create_app, datagauges, metrics
 from tests.conftest import REPO, make_settings
 from tests.servicekit import make_bundle
@@ -263,7 +262,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
     set_stable(settings, "v1", "test")
     set_canary(settings, "v3", 50, "a version that fails to load")
     arms = {
-        arm: asdict(ArmMetrics(arm=arm, model_version=v, requests=10, ctr=0.2, error_rate=0.0))
+        arm: ArmMetrics(arm=arm, model_version=v, requests=10, ctr=0.2, error_rate=0.0).to_json()
         for arm, v in (("stable", "v1"), ("canary", "v2"))
     }
     record = {"arms": arms, "evaluated_at": datetime.now(UTC).isoformat()}

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from movierec.core.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+Subcommands = argparse._SubParsersAction  # what `add_subparsers` returns: commands go there
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # a known error (its one-line message is printed), or an unexpected one
@@ -28,7 +28,7 @@ def exit_codes(extra: str = "") -> str:
 
 
 def add_command(
-    sub: Any, name: str, help_text: str, handler: Handler, *, codes: str = ""
+    sub: Subcommands, name: str, help_text: str, handler: Handler, *, codes: str = ""
 ) -> argparse.ArgumentParser:
     """A subcommand whose --help ends with its exit codes, with a --json switch."""
     parser: argparse.ArgumentParser = sub.add_parser(
@@ -42,11 +42,11 @@ def add_command(
     return parser
 
 
-def print_json(obj: Any) -> None:
+def print_json(obj: object) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
-def emit(args: argparse.Namespace, summary: Mapping[str, Any], title: str = "") -> None:
+def emit(args: argparse.Namespace, summary: Mapping[str, object], title: str = "") -> None:
     """JSON with --json; otherwise `title` and one `key: value` line per top-level entry."""
     if getattr(args, "json", False):
         print_json(summary)
@@ -58,7 +58,7 @@ def emit(args: argparse.Namespace, summary: Mapping[str, Any], title: str = "") 
         print(f"  {str(key).ljust(width)}  {_short(value)}")
 
 
-def _short(value: Any) -> str:
+def _short(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, Mapping):

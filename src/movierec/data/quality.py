@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -53,14 +53,51 @@ def _genre_counts(ratings: pd.DataFrame, movies: pd.DataFrame) -> pd.Series:
     return ratings["movie_id"].map(genres).explode().dropna().value_counts()
 
 
+class DriftReport(TypedDict, total=False):
+    """The refresh report's `drift` section."""
+
+    checked: bool
+    reason: str  # why not checked
+    drifted: bool
+    reference_rows: int
+    rows: int
+    rating_psi: float
+    activity_ks: dict[str, float]  # statistic, p_value
+    genre_psi: float
+    flags: list[str]  # each check that flagged, with its figure
+
+
+class BurstFinding(TypedDict):
+    """A movie whose burst of ratings looks like an attack."""
+
+    movie_id: str
+    burst_ratings: int
+    chi2: float
+    p_value: float
+    extreme_share: float
+    new_account_share: float
+    window_start: str
+
+
+class FlaggedEvent(TypedDict):
+    user_id: int
+    movie_id: str
+
+
+class PoisoningReport(TypedDict):
+    checked: int  # movies with a burst large enough to judge
+    flagged: list[BurstFinding]
+    flagged_events: list[FlaggedEvent]  # to exclude from training
+
+
 def drift_report(
     reference: pd.DataFrame, current: pd.DataFrame, movies: pd.DataFrame | None = None
-) -> dict[str, Any]:
+) -> DriftReport:
     """PSI of ratings and genres, KS of activity per user; `drifted` when any flags."""
     if reference.empty or current.empty:
         return {"checked": False, "reason": "no reference or no new ratings", "drifted": False}
-    out: dict[str, Any] = {"checked": True, "reference_rows": len(reference), "rows": len(current)}
-    out["rating_psi"] = psi(_rating_counts(reference), _rating_counts(current))
+    out: DriftReport = {"checked": True, "reference_rows": len(reference), "rows": len(current)}
+    out["rating_psi"] = rating_psi = psi(_rating_counts(reference), _rating_counts(current))
     # activity per user over windows of equal length: the newest slice of the reference that
     # spans as long as the new data does
     span = current["timestamp"].max() - current["timestamp"].min()
@@ -70,18 +107,18 @@ def drift_report(
     ks = stats.ks_2samp(act_ref, act_cur)
     out["activity_ks"] = {"statistic": float(ks.statistic), "p_value": float(ks.pvalue)}
     flags = []
-    if out["rating_psi"] > PSI_DRIFT:
-        flags.append(f"rating distribution PSI {out['rating_psi']:.3f} > {PSI_DRIFT}")
+    if rating_psi > PSI_DRIFT:
+        flags.append(f"rating distribution PSI {rating_psi:.3f} > {PSI_DRIFT}")
     if ks.pvalue < KS_P and ks.statistic > KS_D:
         flags.append(f"activity per user KS D={ks.statistic:.3f} (p={ks.pvalue:.2g})")
     if movies is not None and len(movies):
         ref_g, cur_g = _genre_counts(reference, movies), _genre_counts(current, movies)
         idx = ref_g.index.union(cur_g.index)
-        out["genre_psi"] = psi(
+        out["genre_psi"] = genre_psi = psi(
             ref_g.reindex(idx, fill_value=0).to_numpy(), cur_g.reindex(idx, fill_value=0).to_numpy()
         )
-        if out["genre_psi"] > PSI_DRIFT:
-            flags.append(f"genre mix PSI {out['genre_psi']:.3f} > {PSI_DRIFT}")
+        if genre_psi > PSI_DRIFT:
+            flags.append(f"genre mix PSI {genre_psi:.3f} > {PSI_DRIFT}")
     out["flags"] = flags
     out["drifted"] = bool(flags)
     return out
@@ -103,7 +140,7 @@ def poisoning_report(
     new: pd.DataFrame,
     new_users: set[int] | pd.Index,
     rule: PoisoningRule | None = None,
-) -> dict[str, Any]:
+) -> PoisoningReport:
     """Movies under a rating burst that looks like an attack, and the events to exclude."""
     rule = rule or PoisoningRule()
     if new.empty:
@@ -118,8 +155,8 @@ def poisoning_report(
     overall = _rating_counts(history) if len(history) else _rating_counts(new)
     global_dist = (overall + 1.0) / (overall + 1.0).sum()
     fresh_users = set(int(u) for u in new_users)
-    flagged: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
+    flagged: list[BurstFinding] = []
+    events: list[FlaggedEvent] = []
     counts = new["movie_id"].value_counts()
     checked = 0
     for movie in counts[counts >= rule.min_burst].index:
@@ -150,7 +187,7 @@ def poisoning_report(
 
 def _judge_burst(
     movie: str, burst: pd.DataFrame, expected: np.ndarray, fresh: set[int], rule: PoisoningRule
-) -> dict[str, Any] | None:
+) -> BurstFinding | None:
     """The finding for a movie's burst, or None when it does not look like an attack."""
     observed = _rating_counts(burst)
     chi = stats.chisquare(observed, expected * observed.sum())

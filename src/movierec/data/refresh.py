@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -19,7 +18,7 @@ from movierec.core.settings import Settings
 from movierec.data.lake import LakeTables, PendingCounts, write_table
 from movierec.data.movielens import load_tables
 from movierec.data.positions import SourcePosition, position_to_json
-from movierec.data.quality import drift_report, poisoning_report
+from movierec.data.quality import DriftReport, drift_report, poisoning_report
 
 UNKNOWN_EXAMPLES = 10  # unknown titles named in the report
 
@@ -69,9 +68,7 @@ def _reference_ratings(settings: Settings, fallback: pd.DataFrame | None) -> pd.
     return fallback
 
 
-def drift_section(
-    settings: Settings, old: pd.DataFrame | None, new: pd.DataFrame
-) -> dict[str, Any]:
+def drift_section(settings: Settings, old: pd.DataFrame | None, new: pd.DataFrame) -> DriftReport:
     reference = _reference_ratings(settings, old)
     if reference is None or reference.empty:
         return {"checked": False, "reason": "no reference data yet", "drifted": False}
@@ -86,7 +83,7 @@ def _movies(settings: Settings) -> pd.DataFrame | None:
         return None
 
 
-def unknown_titles_section(settings: Settings, tables: LakeTables) -> dict[str, Any]:
+def unknown_titles_section(settings: Settings, tables: LakeTables) -> dict[str, object]:
     """Movies the events name and the catalog does not (a title MovieLens lacks, a slug
     spelled another way): kept and trained on with unknown metadata, counted here."""
     movies = _movies(settings)
@@ -105,7 +102,7 @@ def unknown_titles_section(settings: Settings, tables: LakeTables) -> dict[str, 
 
 def poisoning_section(
     settings: Settings, old: pd.DataFrame | None, new: pd.DataFrame, tables: LakeTables
-) -> dict[str, Any]:
+) -> dict[str, object]:
     history = old if old is not None else new.iloc[:0]
     known = set(history["user_id"].unique()) if len(history) else set()
     new_users = set(new["user_id"].unique()) - known
@@ -121,7 +118,7 @@ def poisoning_section(
     }
 
 
-def write_report(settings: Settings, report: dict[str, Any], seconds: float) -> Path:
+def write_report(settings: Settings, report: dict[str, object], seconds: float) -> Path:
     """Write the report under `data/data_refresh_reports/`, named by its UTC time."""
     report["duration_seconds"] = round(seconds, 3)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ from movierec.core.errors import DataValidationError
 from movierec.core.progress import Progress, track
 from movierec.core.settings import Settings
 from movierec.data.movielens import fetch, load_tables
+
+if TYPE_CHECKING:  # an optional dependency, imported when replaying to Kafka
+    from confluent_kafka import KafkaError, Message, Producer
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class ReplayResult:
     first_ts: str | None
     last_ts: str | None
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         return self.__dict__.copy()
 
 
@@ -139,7 +142,7 @@ def replay(
     )
 
 
-def kafka_producer(settings: Settings) -> Any:
+def kafka_producer(settings: Settings) -> Producer:
     """A confluent_kafka Producer for `settings.data.kafka_bootstrap` (idempotent, acks=all)."""
     from confluent_kafka import Producer
 
@@ -158,7 +161,7 @@ def _to_kafka(settings: Settings, topic: str, lines: list[str], users: np.ndarra
     producer = kafka_producer(settings)
     errors: list[str] = []
 
-    def on_delivery(err: Any, _msg: Any) -> None:
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             errors.append(str(err))
 

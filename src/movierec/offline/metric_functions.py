@@ -8,7 +8,6 @@ Catalog: coverage. `headline` keeps the numeric entries of a metrics dictionary.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,7 +59,7 @@ def coverage(topk: Mapping[int, Sequence[str]], catalog_size: int) -> float:
     return len(seen) / catalog_size if catalog_size else 0.0
 
 
-def headline(metrics: Mapping[str, Any]) -> dict[str, float]:
+def headline(metrics: Mapping[str, object]) -> dict[str, float]:
     """The numeric entries of a metrics dictionary (nested groups left out), as floats."""
     return {
         k: float(v)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -32,10 +31,10 @@ COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 @dataclass
 class OfflineResult:
     out: Path
-    metrics: dict[str, Any]
+    metrics: dict[str, object]
     model: TwoStageModel
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         return {
             "out": str(self.out),
             **{k: v for k, v in self.metrics.items() if not isinstance(v, dict | list)},

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from movierec.core.settings import Settings
 from movierec.model.params import ModelParams
@@ -20,7 +19,7 @@ from movierec.model.training.tune import TuningBudget, randomized_search
 class Fitted:
     model: TwoStageModel
     seconds: float  # tuning and fitting
-    trials: list[dict[str, Any]] = field(default_factory=list)  # the tuning trials
+    trials: list[dict[str, object]] = field(default_factory=list)  # the tuning trials
 
 
 def model_params(settings: Settings) -> ModelParams:
@@ -45,7 +44,7 @@ def fit_model(data: TrainingData, settings: Settings, *, tune: bool = True) -> F
     # Cap: at most max_train_rows interactions, the most recent
     data = data.latest(settings.training.max_train_rows)
     # Tune: randomized search on a validation split of the training data
-    params, trials = model_params(settings), list[dict[str, Any]]()
+    params, trials = model_params(settings), list[dict[str, object]]()
     if tune:
         params, trials = randomized_search(data, params, tuning_budget(settings))
     # Fit

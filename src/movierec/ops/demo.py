@@ -30,13 +30,12 @@ import math
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from movierec.core.settings import Settings
-from movierec.core.vocabulary import Decision
+from movierec.core.vocabulary import Decision, Stage
 from movierec.data.ingest import ingest
 from movierec.data.movielens import fetch, load_tables
-from movierec.data.replay import replay
+from movierec.data.replay import ReplayResult, replay
 from movierec.ops.demo_report import write_report
 from movierec.ops.service import running_service, wait_for_version
 from movierec.ops.simulate import World, simulate
@@ -69,7 +68,7 @@ class Demo:
     url: str
     world: World
     tl: Timeline
-    decisions: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[ReleaseResult] = field(default_factory=list)
     failures: int = 0
 
 
@@ -81,7 +80,7 @@ def demo_settings(settings: Settings) -> Settings:
     )
 
 
-def run_demo(settings: Settings, *, fresh: bool = True) -> dict[str, Any]:
+def run_demo(settings: Settings, *, fresh: bool = True) -> dict[str, object]:
     """The whole life cycle on ml-100k; returns the summary it prints."""
     settings = demo_settings(settings)
     tl = Timeline()
@@ -108,7 +107,13 @@ def run_demo(settings: Settings, *, fresh: bool = True) -> dict[str, Any]:
     summary = {
         "versions": {"v0": v0, "v1": v1, "stable_now": routing.stable if routing else None},
         "decisions": [
-            {k: d[k] for k in ("decision", "stage", "pct_before", "pct_after", "canary")}
+            {
+                "decision": str(d.decision),
+                "stage": str(d.stage),
+                "pct_before": d.pct_before,
+                "pct_after": d.pct_after,
+                "canary": d.candidate,
+            }
             for d in demo.decisions
         ],
         "failed_requests": demo.failures,
@@ -132,7 +137,7 @@ def _prepare(settings: Settings, tl: Timeline, fresh: bool) -> None:
     tl.say(f"DataPipeline ingested {ing.lines:,} lines ({ing.quarantined} quarantined)")
 
 
-def _replay_part(settings: Settings, start: float, end: float) -> Any:
+def _replay_part(settings: Settings, start: float, end: float) -> ReplayResult:
     events = str(settings.path(settings.data.event_source))
     return replay(settings, "ml-100k", events, start=start, end=end, seed=settings.training.seed)
 
@@ -189,7 +194,7 @@ def _release_rounds(demo: Demo, max_rounds: int = 40) -> None:
     for _ in range(max_rounds):
         routing = read_routing(demo.settings)
         assert routing is not None
-        if routing.stage == "shadow":
+        if routing.stage is Stage.SHADOW:
             share = routing.shadow_pct
         else:
             share = max(1, min(routing.canary_pct, 100 - routing.canary_pct) or 100)
@@ -198,7 +203,7 @@ def _release_rounds(demo: Demo, max_rounds: int = 40) -> None:
                        world=demo.world)  # fmt: skip
         demo.failures += sim.failed
         result = evaluate_release(demo.settings)
-        demo.decisions.append(result.summary())
+        demo.decisions.append(result)
         demo.tl.say(f"{sim.requests} requests -> {_describe(result)}")
         if result.decision in (Decision.PROMOTE, Decision.ABORT):
             return
@@ -207,7 +212,7 @@ def _release_rounds(demo: Demo, max_rounds: int = 40) -> None:
 def _describe(result: ReleaseResult) -> str:
     where = (
         "shadow"
-        if result.stage == "shadow"
+        if result.stage is Stage.SHADOW
         else f"canary {result.pct_before}% -> {result.pct_after}%"
     )
     return f"{result.decision} ({where}): {result.reasons[0]}"

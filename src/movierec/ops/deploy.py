@@ -29,8 +29,8 @@ import logging
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from movierec.core.errors import MovierecError
 from movierec.core.settings import Settings
@@ -52,15 +52,15 @@ class DeployCode(enum.IntEnum):
 class DeployResult:
     code: DeployCode
     message: str
-    expected: dict[str, Any] = field(default_factory=dict)
-    observed: dict[str, Any] = field(default_factory=dict)
+    expected: dict[str, object] = field(default_factory=dict)
+    observed: dict[str, object] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         return {**self.__dict__, "code": int(self.code)}
 
 
-def expected_state(settings: Settings) -> dict[str, Any]:
+def expected_state(settings: Settings) -> dict[str, object]:
     routing = read_routing(settings)
     if routing is None:
         raise FileNotFoundError(f"{settings.routing_file} does not exist: nothing to deploy")
@@ -75,7 +75,7 @@ def expected_state(settings: Settings) -> dict[str, Any]:
 
 
 def wait_for_routing(
-    url: str, expected: dict[str, Any], timeout: float, checks: int = 5
+    url: str, expected: Mapping[str, object], timeout: float, checks: int = 5
 ) -> DeployResult:
     """Poll /readyz until `checks` answers in a row (several workers) match `expected`."""
     start = time.monotonic()
@@ -88,11 +88,11 @@ def wait_for_routing(
     seconds = time.monotonic() - start
     if ok:
         return DeployResult(
-            DeployCode.OK, "the service serves the routing", expected, observed, seconds
+            DeployCode.OK, "the service serves the routing", dict(expected), observed, seconds
         )
     code = DeployCode.NOT_PICKED_UP if reached else DeployCode.UNREACHABLE
     msg = "the service did not pick up the routing" if reached else f"{url} is unreachable"
-    return DeployResult(code, msg, expected, observed, seconds)
+    return DeployResult(code, msg, dict(expected), observed, seconds)
 
 
 @functools.cache

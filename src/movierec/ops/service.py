@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import requests
 
@@ -28,23 +27,24 @@ def free_port() -> int:
 
 def poll_ready(
     url: str,
-    accept: Callable[[dict[str, Any]], bool] = lambda _body: True,
+    accept: Callable[[Mapping[str, object]], bool] = lambda _body: True,
     *,
     timeout: float = 60.0,
     streak: int = 1,
     proc: subprocess.Popen[bytes] | None = None,
-) -> tuple[bool, dict[str, Any], bool]:
+) -> tuple[bool, dict[str, object], bool]:
     """Poll `url`/readyz until `streak` answers in a row are 200 and accepted (several workers
     answer in turn). Returns (ready, the last body, whether the service answered at all)."""
     deadline = time.monotonic() + timeout
-    body: dict[str, Any] = {}
+    body: dict[str, object] = {}
     reached, run = False, 0
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the service exited with {proc.returncode}")
         try:
             resp = requests.get(f"{url}/readyz", timeout=3)
-            body, reached = resp.json(), True
+            answer, reached = resp.json(), True
+            body = answer if isinstance(answer, dict) else {}
             run = run + 1 if resp.status_code == 200 and accept(body) else 0
         except (requests.RequestException, ValueError):
             run = 0

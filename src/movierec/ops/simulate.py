@@ -37,7 +37,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,8 +80,20 @@ class SimResult:
     max_latency_ms: float = 0.0
     by_version: dict[str, int] = field(default_factory=dict)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         return self.__dict__.copy()
+
+
+@dataclass
+class _Outcome:
+    """What one simulated request led to."""
+
+    failed: bool = False
+    latency_ms: float = 0.0
+    version: str | None = None  # X-Model-Version of the answer
+    watches: int = 0
+    clicks: int = 0  # watches of a movie from the list
+    ratings: int = 0
 
 
 class World:
@@ -209,16 +220,16 @@ def simulate(
     return result
 
 
-def _add(result: SimResult, stats: dict[str, Any], lines: int) -> None:
+def _add(result: SimResult, stats: _Outcome, lines: int) -> None:
     result.requests += 1
     result.lines += lines
-    result.failed += int(stats["failed"])
-    result.slow += int(stats["latency_ms"] > 600)
-    result.max_latency_ms = max(result.max_latency_ms, stats["latency_ms"])
-    result.watches += stats["watches"]
-    result.clicks_on_list += stats["clicks"]
-    result.ratings += stats["ratings"]
-    version = stats.get("version") or "none"
+    result.failed += int(stats.failed)
+    result.slow += int(stats.latency_ms > 600)
+    result.max_latency_ms = max(result.max_latency_ms, stats.latency_ms)
+    result.watches += stats.watches
+    result.clicks_on_list += stats.clicks
+    result.ratings += stats.ratings
+    version = stats.version or "none"
     result.by_version[version] = result.by_version.get(version, 0) + 1
 
 
@@ -229,28 +240,28 @@ def _one_request(
     world: World,
     b: Behaviour,
     rng: np.random.Generator,
-) -> tuple[list[str], dict[str, Any]]:
+) -> tuple[list[str], _Outcome]:
     t0 = time.perf_counter()
     now = datetime.now(UTC)
-    stats: dict[str, Any] = {"failed": False, "watches": 0, "clicks": 0, "ratings": 0}
+    stats = _Outcome()
     try:
         resp = session.get(f"{base_url}/recommend/{user_id}", timeout=5)
         ok = resp.status_code == 200
         items = resp.text.split(",") if ok and resp.text else []
-        stats["version"] = resp.headers.get("X-Model-Version")
+        stats.version = resp.headers.get("X-Model-Version")
     except requests.RequestException as exc:
         log.warning("request for user %d failed: %s", user_id, exc)
         ok, items = False, []
-    stats["latency_ms"] = (time.perf_counter() - t0) * 1000
+    stats.latency_ms = (time.perf_counter() - t0) * 1000
     if not ok:
-        stats["failed"] = True
+        stats.failed = True
         return [], stats
     chosen = _choose(items, user_id, world, b, rng)
     if chosen is None:
         return [], stats
     movie, from_list = chosen
-    stats["watches"] = 1
-    stats["clicks"] = int(from_list)
+    stats.watches = 1
+    stats.clicks = int(from_list)
     pref = float(world.preference(user_id, [movie])[0])
     start = now + timedelta(seconds=float(rng.uniform(0.1, b.max_delay_seconds)))
     # people who like a movie watch more of it; 5-110 minutes
@@ -261,7 +272,7 @@ def _one_request(
         lines.append(
             format_rate(start + timedelta(minutes=minutes, seconds=30), user_id, movie, rating)
         )
-        stats["ratings"] = 1
+        stats.ratings = 1
     return lines, stats
 
 

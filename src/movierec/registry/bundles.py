@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from movierec.core.errors import ModelLoadError
 from movierec.core.files import (
@@ -29,6 +29,38 @@ from movierec.core.files import (
 from movierec.core.gitinfo import git_info
 from movierec.core.schema import METADATA
 from movierec.core.settings import Settings
+
+
+class Artifact(TypedDict):
+    sha256: str
+    bytes: int
+
+
+class BundleMetadata(TypedDict, total=False):
+    """`metadata.json`: what the registry writes (the first block) and what the trainer
+    passed (the rest; `retrain.training`); models of earlier versions may lack some keys."""
+
+    version: str
+    created_at: str
+    git_commit: str
+    git_branch: str
+    git_dirty: bool
+    library_versions: dict[str, str]
+    artifacts: dict[str, Artifact]
+    # the trainer's
+    training_data_id: str
+    holdout_sha256: str
+    params: dict[str, object]
+    fit_info: dict[str, object]
+    feature_names: list[str]
+    metrics: dict[str, object]  # offline metrics on the holdout: numbers and groups of them
+    serving: dict[str, int]  # k, users with a precomputed list
+    training_cutoff: str | None  # the last event trained on: the service folds in what follows
+    data_counts: dict[str, int]
+    training_rows: int
+    tuning: dict[str, object]
+    variant_of: str  # the rank-by-rating variant's base version
+
 
 _LIBRARIES = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "xgboost-cpu", "implicit")
 
@@ -61,7 +93,7 @@ def save_bundle(
     settings: Settings,
     version: str,
     files: Mapping[str, bytes | Path],
-    metadata: Mapping[str, Any],
+    metadata: BundleMetadata,
 ) -> Path:
     """Write a complete bundle atomically; returns its folder. Refuses an existing version."""
     target = bundle_path(settings, version)
@@ -71,7 +103,7 @@ def save_bundle(
     tmp = settings.models_path / f".tmp-{version}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
-        artifacts: dict[str, dict[str, Any]] = {}
+        artifacts: dict[str, Artifact] = {}
         for name, content in files.items():
             if "/" in name or name == METADATA or name.startswith("."):
                 raise ModelLoadError(f"bad artifact name {name!r}")
@@ -84,18 +116,16 @@ def save_bundle(
                 os.fsync(f.fileno())
             artifacts[name] = {"sha256": sha256_file(dest), "bytes": dest.stat().st_size}
         git = git_info()
-        meta = dict(metadata)
-        meta.update(
-            {
-                "version": version,
-                "created_at": meta.get("created_at") or datetime.now(UTC).isoformat(),
-                "git_commit": git.commit,
-                "git_branch": git.branch,
-                "git_dirty": git.dirty,
-                "library_versions": library_versions(),
-                "artifacts": artifacts,
-            }
-        )
+        meta: BundleMetadata = {
+            **metadata,
+            "version": version,
+            "created_at": metadata.get("created_at") or datetime.now(UTC).isoformat(),
+            "git_commit": git.commit,
+            "git_branch": git.branch,
+            "git_dirty": git.dirty,
+            "library_versions": library_versions(),
+            "artifacts": artifacts,
+        }
         atomic_write_json(tmp / METADATA, meta)
         fsync_dir(tmp)
         os.rename(tmp, target)
@@ -107,7 +137,8 @@ def save_bundle(
 
 
 def verify_bundle(path: Path) -> dict[str, Any]:
-    """The bundle's metadata, after checking every artifact against its recorded sha256."""
+    """The bundle's metadata (keys: `BundleMetadata`; a plain dict, as the service keeps it),
+    after checking every artifact against its recorded sha256."""
     meta_file = path / METADATA
     try:
         meta = json.loads(meta_file.read_text())
@@ -135,11 +166,11 @@ def verify_bundle(path: Path) -> dict[str, Any]:
     return dict(meta)
 
 
-def load_metadata(settings: Settings, version: str) -> dict[str, Any]:
+def load_metadata(settings: Settings, version: str) -> BundleMetadata:
     """Metadata without re-hashing (for listings and comparisons)."""
     path = bundle_path(settings, version) / METADATA
     try:
-        return dict(json.loads(path.read_text()))
+        return _metadata(json.loads(path.read_text()), path)
     except FileNotFoundError:
         raise ModelLoadError(
             f"model version {version} not found in {settings.models_path}"
@@ -161,3 +192,11 @@ def list_versions(settings: Settings) -> list[str]:
 
 def delete_bundle(settings: Settings, version: str) -> None:
     shutil.rmtree(bundle_path(settings, version), ignore_errors=True)
+
+
+def _metadata(raw: object, path: Path) -> BundleMetadata:
+    """The parsed metadata.json, once it is an object (its keys are the trainer's to read)."""
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"{path}: corrupt metadata (not a JSON object)")
+    meta: BundleMetadata = raw  # type: ignore[assignment]  # a TypedDict's keys are not checked
+    return meta

@@ -23,11 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from movierec.core.errors import DataValidationError, ModelLoadError
 from movierec.core.files import append_lines, atomic_write_json, exclusive_lock, read_json
@@ -77,7 +77,7 @@ class Routing:
         """The version under evaluation: the canary, or the shadow."""
         return self.canary if self.canary is not None else self.shadow
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -85,6 +85,8 @@ def read_routing(settings: Settings) -> Routing | None:
     raw = read_json_strict(settings.routing_file)
     if raw is None:
         return None
+    if not isinstance(raw, dict):
+        raise DataValidationError(f"{settings.routing_file}: expected a JSON object")
     try:
         return Routing(
             stable=raw["stable"],
@@ -100,7 +102,7 @@ def read_routing(settings: Settings) -> Routing | None:
         raise DataValidationError(f"{settings.routing_file}: invalid routing ({exc})") from None
 
 
-def read_json_strict(path: Path) -> Any:
+def read_json_strict(path: Path) -> object:
     try:
         return read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -137,7 +139,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _update(settings: Settings, change: Any) -> Routing:
+def _update(settings: Settings, change: Callable[[Routing | None], Routing]) -> Routing:
     """Read-modify-write under the routing lock."""
     with exclusive_lock(settings.models_path / ".routing.lock", wait=True):
         new = change(read_routing(settings))

@@ -16,11 +16,15 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from movierec.core.schema import METADATA
 from movierec.core.settings import Settings
+
+if TYPE_CHECKING:  # the optional `tracking` extra, imported when MLflow is configured
+    from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ def enabled(settings: Settings) -> bool:
     return bool(settings.retraining.mlflow_tracking_uri)
 
 
-def _client(settings: Settings) -> Any:
+def _client(settings: Settings) -> MlflowClient:
     # optional dependency (the `tracking` extra): imported only when MLflow is configured
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -85,7 +89,7 @@ def _log_bundle(settings: Settings, bundle: Path) -> str:
     return str(run_id)
 
 
-def _register_version(client: Any, name: str, version: str, run_id: str) -> None:
+def _register_version(client: MlflowClient, name: str, version: str, run_id: str) -> None:
     if not client.search_registered_models(filter_string=f"name='{name}'"):
         client.create_registered_model(name)
     client.create_model_version(
@@ -108,7 +112,7 @@ def mirror_routing(settings: Settings, stable: str, canary: str | None) -> bool:
         return False
 
 
-def _alias(client: Any, name: str, alias: str, version: str | None) -> None:
+def _alias(client: MlflowClient, name: str, alias: str, version: str | None) -> None:
     if version is None:
         try:
             client.delete_registered_model_alias(name, alias)
@@ -124,7 +128,7 @@ def _alias(client: Any, name: str, alias: str, version: str | None) -> None:
     client.set_registered_model_alias(name, alias, found[0].version)
 
 
-def _tags(meta: dict[str, Any]) -> dict[str, str]:
+def _tags(meta: Mapping[str, object]) -> dict[str, str]:
     return {
         "movierec.version": str(meta.get("version")),
         "movierec.git_commit": str(meta.get("git_commit")),
@@ -135,17 +139,17 @@ def _tags(meta: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+def _flat(params: Mapping[str, object], prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in params.items():
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             out |= _flat(value, f"{prefix}{key}.")
         else:
             out[f"{prefix}{key}"] = str(value)[:500]
     return out
 
 
-def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+def _numbers(metrics: Mapping[str, object]) -> dict[str, float]:
     safe = {k.replace("@", "_at_"): v for k, v in metrics.items()}
     return {
         k: float(v)

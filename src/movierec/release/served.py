@@ -11,7 +11,6 @@ import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -79,22 +78,27 @@ def load_shadow(files: Iterable[Path]) -> pd.DataFrame:
     return frame.dropna(subset=["user_id"])
 
 
-def _read_jsonl(files: Iterable[Path], what: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def _read_jsonl(files: Iterable[Path], what: str) -> list[dict[str, object]]:
+    """The log's records (objects); a line that is not one is counted and skipped."""
+    rows: list[dict[str, object]] = []
     bad = 0
     for path in files:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 try:
-                    rows.append(json.loads(line))
+                    record = json.loads(line)
                 except json.JSONDecodeError:
+                    record = None
+                if isinstance(record, dict):
+                    rows.append(record)
+                else:
                     bad += 1
     if bad:
         log.warning("skipped %d unreadable %s-log lines", bad, what)
     return rows
 
 
-def _as_list(items: Any) -> list[str]:
+def _as_list(items: object) -> list[str]:
     if isinstance(items, list):
         return [str(i) for i in items]
     if isinstance(items, str) and items:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from movierec.core.errors import MovierecError
 from movierec.core.files import atomic_write_json, read_json
@@ -27,8 +26,12 @@ class DataCounts:
     ratings: int
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> DataCounts:
+    def from_dict(cls, d: object) -> DataCounts:
+        """Counts as the state files hold them (none: all zero); ValueError when they are not
+        counts."""
         d = d or {}
+        if not isinstance(d, dict):
+            raise ValueError(f"counts: expected an object, found {type(d).__name__}")
         return cls(int(d.get("users", 0)), int(d.get("interactions", 0)), int(d.get("ratings", 0)))
 
 
@@ -43,29 +46,42 @@ class Gate:
     reason: str
 
 
-def read_state(settings: Settings) -> dict[str, Any]:
-    """The last successful retrain's record, or {} before the first. A corrupt file is an
+@dataclass(frozen=True)
+class RetrainState:
+    """`data/retrain_state.json`: what the last successful retrain saw."""
+
+    version: str  # the model it trained
+    decision: str  # "promoted", "rejected" or "initial" (`movierec train --serve-if-none`)
+    counts: DataCounts  # the lake's counts it trained on: the gate's reference
+    finished_at: str  # ISO 8601
+
+
+def read_state(settings: Settings) -> RetrainState | None:
+    """The last successful retrain's record, or None before the first. A corrupt file is an
     error that names it (never silently replaced: it is what the gate compares against)."""
     path = settings.retrain_state_file
     try:
-        state = read_json(path, default={})
+        raw = read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MovierecError(f"{path}: corrupt retrain state ({exc}); fix or remove it") from None
-    if not isinstance(state, dict):
-        raise MovierecError(f"{path}: expected a JSON object, found {type(state).__name__}")
-    return state
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise MovierecError(f"{path}: expected a JSON object, found {type(raw).__name__}")
+    try:
+        return RetrainState(
+            str(raw.get("version", "")),
+            str(raw.get("decision", "")),
+            DataCounts.from_dict(raw.get("counts")),
+            str(raw.get("finished_at", "")),
+        )
+    except (TypeError, ValueError) as exc:
+        raise MovierecError(f"{path}: corrupt retrain state ({exc}); fix or remove it") from None
 
 
 def write_state(settings: Settings, version: str, decision: str, counts: DataCounts) -> None:
-    atomic_write_json(
-        settings.retrain_state_file,
-        {
-            "version": version,
-            "decision": decision,
-            "counts": asdict(counts),
-            "finished_at": datetime.now(UTC).isoformat(),
-        },
-    )
+    state = RetrainState(version, decision, counts, datetime.now(UTC).isoformat())
+    atomic_write_json(settings.retrain_state_file, asdict(state))
 
 
 def lake_counts(settings: Settings) -> DataCounts:
@@ -82,7 +98,8 @@ def check_gate(settings: Settings, *, force: bool = False) -> Gate:
     """Enough new data since the last successful retrain? (`force` skips the thresholds, never
     the need for some data.)"""
     counts = lake_counts(settings)
-    before = DataCounts.from_dict(read_state(settings).get("counts"))
+    state = read_state(settings)
+    before = state.counts if state is not None else DataCounts(0, 0, 0)
     new_users = counts.users - before.users
     new_inter = counts.interactions - before.interactions
     need_users = settings.retraining.gate_min_new_users

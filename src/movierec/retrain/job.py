@@ -34,9 +34,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from movierec.core.errors import LockBusy
+from movierec.core.errors import LockBusy, MovierecError
 from movierec.core.faults import fault_point
 from movierec.core.files import append_lines, atomic_write_json, exclusive_lock, read_json
 from movierec.core.provenance import append_model
@@ -75,7 +74,7 @@ class RetrainResult:
     new_users: int = 0
     new_interactions: int = 0
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         out = asdict(self)
         out["code"] = int(self.code)
         return out
@@ -177,15 +176,19 @@ def _promote(
 # ---- log, steps, recovery, retention --------------------------------------------------------
 
 
-def _log_step(settings: Settings, step: str, seconds: float, **fields: Any) -> None:
-    record = {"ts": datetime.now(UTC).isoformat(), "step": step, "seconds": round(seconds, 3)}
+def _log_step(settings: Settings, step: str, seconds: float, **fields: object) -> None:
+    record: dict[str, object] = {
+        "ts": datetime.now(UTC).isoformat(),
+        "step": step,
+        "seconds": round(seconds, 3),
+    }
     record.update(fields)
     append_lines(settings.logs_path / "retrain.log", [json.dumps(record, default=str)])
     log.info("retrain %s (%.2fs) %s", step, seconds, fields)
 
 
 @contextmanager
-def _step(settings: Settings, name: str, info: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _step(settings: Settings, name: str, info: dict[str, object]) -> Iterator[dict[str, object]]:
     """Time a step and log it with whatever the block put in `info`; a fault point first."""
     fault_point(f"retrain.{name}")
     start = time.perf_counter()
@@ -211,17 +214,14 @@ def _recover(settings: Settings) -> None:
     pending = read_json(_pending_file(settings))
     if not pending:
         return
+    if not isinstance(pending, dict):
+        raise MovierecError(f"{_pending_file(settings)}: not a retrain intent; fix or remove it")
+    version = str(pending["version"])
     routing = read_routing(settings)
-    if routing is not None and pending["version"] in (
-        routing.stable,
-        routing.canary,
-        routing.shadow,
-    ):
+    if routing is not None and version in (routing.stable, routing.canary, routing.shadow):
         log.warning("recovering the state of an interrupted retrain that routed %s", pending)
-        write_state(
-            settings, pending["version"], "promoted", DataCounts.from_dict(pending["counts"])
-        )
-        _log_step(settings, "recover", 0.0, version=pending["version"])
+        write_state(settings, version, "promoted", DataCounts.from_dict(pending["counts"]))
+        _log_step(settings, "recover", 0.0, version=version)
     _pending_file(settings).unlink(missing_ok=True)
 
 

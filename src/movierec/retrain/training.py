@@ -15,7 +15,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +34,7 @@ from movierec.offline.evaluate import evaluate_model
 from movierec.offline.metric_functions import headline, ranking_metrics
 from movierec.offline.recipe import fit_model
 from movierec.registry.bundles import (
+    BundleMetadata,
     bundle_path,
     library_versions,
     load_metadata,
@@ -54,13 +54,13 @@ log = logging.getLogger(__name__)
 class TrainResult:
     version: str
     path: Path
-    metrics: dict[str, Any]
+    metrics: dict[str, object]
     data_id: str
     seconds: float
-    record: Any = None  # the model-provenance row (already appended unless deferred)
+    record: ModelRecord  # the model-provenance row (already appended unless deferred)
     mlflow_run: str | None = None
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         return {
             "version": self.version,
             "path": str(self.path),
@@ -125,11 +125,11 @@ def _register(
     model: Recommender,
     *,
     users: np.ndarray,
-    metrics: dict[str, Any],
+    metrics: dict[str, object],
     data_id: str,
     holdout_sha: str,
-    extra: dict[str, Any],
-) -> tuple[str, Any]:
+    extra: BundleMetadata,
+) -> tuple[str, ModelRecord]:
     """Precompute the serving lists and save the bundle; returns its provenance row."""
 
     k = settings.training.recommendations_k
@@ -143,10 +143,12 @@ def _register(
         folder = Path(tmp)
         names, n_users = write_bundle_files(folder, model, users, k)
         files: dict[str, bytes | Path] = {n: folder / n for n in names}
-        meta = {
+        meta: BundleMetadata = {
             "training_data_id": data_id,
             "holdout_sha256": holdout_sha,
-            **described,
+            "params": described["params"],
+            "fit_info": described["fit_info"],
+            "feature_names": described["feature_names"],
             "metrics": metrics,
             "serving": {"k": k, "users": n_users},
             **extra,
@@ -210,7 +212,7 @@ def load_trained_model(settings: Settings, version: str) -> Recommender:
     return load_recommender(_verified(settings, version))
 
 
-def evaluate_version(settings: Settings, version: str) -> dict[str, Any]:
+def evaluate_version(settings: Settings, version: str) -> dict[str, object]:
     """Metrics of a registered version on the fixed holdout (hash-checked first)."""
 
     holdout = load_holdout(settings)
@@ -246,7 +248,7 @@ def register_rank_by_rating_variant(settings: Settings, base_version: str) -> st
     return version
 
 
-def train_and_route(settings: Settings, *, tune: bool, serve_if_none: bool) -> dict[str, Any]:
+def train_and_route(settings: Settings, *, tune: bool, serve_if_none: bool) -> dict[str, object]:
     """`movierec train`: a registered candidate; routed as stable only when asked and nothing
     is served yet (the first model of a new installation)."""
     result = train_candidate(settings, tune=tune)

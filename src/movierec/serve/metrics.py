@@ -332,12 +332,13 @@ class OnlineGauges:
                 return False
             self._signature = sig
             if sig is None:  # the file went away: its numbers are no longer current
-                self._publish(None)
+                self._publish({})
                 return True
             try:
-                where = str(self.path)
-                record = OnlineMetrics.from_json(json.loads(self.path.read_bytes()), where)
-            except (OSError, ValueError, DataValidationError) as exc:
+                record = json.loads(self.path.read_bytes())
+                if not isinstance(record, dict):
+                    raise ValueError(f"top level is {type(record).__name__}, not an object")
+            except (OSError, ValueError) as exc:
                 log.warning("unreadable %s, keeping the previous online gauges: %s", self.path, exc)
                 return False
             self._publish(record)
@@ -346,9 +347,15 @@ class OnlineGauges:
             self._lock.release()
 
     @staticmethod
-    def _publish(record: OnlineMetrics | None) -> None:
-        """The record's numbers; NaN for what it lacks (everything when there is none)."""
-        record = record or OnlineMetrics(arms={})
+    def _publish(raw: dict[str, Any]) -> None:
+        """The record's numbers (read by its one reader, `core.online_metrics`); NaN for what
+        it lacks (everything when there is none). A value of the wrong type keeps the previous
+        numbers."""
+        try:
+            record = OnlineMetrics.from_json(raw, "online_metrics.json")
+        except DataValidationError as exc:
+            log.warning("keeping the previous online gauges: %s", exc)
+            return
         for arm in ARMS:
             values = record.arms.get(arm)
             for gauge, name, factor in _ONLINE_FIELDS:
@@ -365,8 +372,8 @@ def _number(value: object) -> float:
     return float(value)
 
 
-def _timestamp(value: str | None) -> float:
-    if value is None:
+def _timestamp(value: object) -> float:
+    if not isinstance(value, str):
         return math.nan
     try:
         when = datetime.fromisoformat(value)

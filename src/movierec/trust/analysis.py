@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -39,7 +39,26 @@ log = logging.getLogger(__name__)
 class AnalysisResult:
     json_path: Path
     plots: list[Path]
-    summary: dict[str, Any]
+    summary: dict[str, object]
+
+
+class WindowArm(TypedDict):
+    """One arm in one time window of the online analysis."""
+
+    requests: int
+    ctr: float | None
+    ctr_by_gender: dict[str, float | None]
+    satisfaction_ratio: float | None  # women's mean rating over men's
+    gini_exposure: float
+    longtail_share: float | None
+    catalog_coverage: float
+    breaches: list[str]
+
+
+class Window(TypedDict):
+    start: str
+    end: str
+    arms: dict[str, WindowArm]
 
 
 def gini(values: np.ndarray) -> float:
@@ -81,7 +100,7 @@ def _lake_ratings(settings: Settings) -> pd.DataFrame | None:
 
 def offline_stats(
     ratings: pd.DataFrame, users: pd.DataFrame, movies: pd.DataFrame
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The offline numbers, from ratings (user_id, movie_id, rating, timestamp)."""
     r = ratings.sort_values("timestamp")
     counts = r["movie_id"].value_counts().to_numpy()
@@ -111,7 +130,7 @@ def offline_stats(
     }
 
 
-def _popularity_feedback(r: pd.DataFrame) -> dict[str, Any]:
+def _popularity_feedback(r: pd.DataFrame) -> dict[str, float | str | None]:
     """Does a movie's popularity in the first half of the time range predict its interactions
     in the second half (Spearman)?"""
     half = r["timestamp"].iloc[len(r) // 2]
@@ -138,11 +157,11 @@ def _genres_per_user(r: pd.DataFrame, movies: pd.DataFrame) -> pd.Series:
     )
 
 
-def _by_group(r: pd.DataFrame, users: pd.DataFrame) -> dict[str, dict[str, Any]]:
+def _by_group(r: pd.DataFrame, users: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
     """Interactions and mean rating by gender and by age group."""
     joined = r.merge(users[["user_id", "gender", "age"]], on="user_id", how="left")
     joined["age_group"] = age_group_label(joined["age"].to_numpy(dtype=float))
-    by: dict[str, dict[str, Any]] = {}
+    by: dict[str, dict[str, dict[str, float]]] = {}
     for col in ("gender", "age_group"):
         by[col] = {
             str(k): {
@@ -156,12 +175,12 @@ def _by_group(r: pd.DataFrame, users: pd.DataFrame) -> dict[str, dict[str, Any]]
     return by
 
 
-def _num(v: Any) -> float | None:
+def _num(v: float) -> float | None:
     v = float(v)
     return None if np.isnan(v) else v
 
 
-def _headline(out: dict[str, Any]) -> dict[str, Any]:
+def _headline(out: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in out.items() if not isinstance(v, dict | list)}
 
 
@@ -201,13 +220,13 @@ def analyze_online(settings: Settings, windows: int = 6) -> AnalysisResult:
     head = set(popularity.index[: max(1, int(0.2 * len(popularity)))])
     catalog = max(1, len(tables.movies))
     window = timedelta(minutes=settings.release.click_window_minutes)
-    rows: list[dict[str, Any]] = []
+    rows: list[Window] = []
     if len(served):
         edges = pd.date_range(served["ts"].min(), served["ts"].max(), periods=windows + 1)
         for i in range(windows):
             lo, hi = edges[i], edges[i + 1]
             part = served[(served["ts"] >= lo) & ((served["ts"] < hi) | (i == windows - 1))]
-            row: dict[str, Any] = {"start": str(lo), "end": str(hi), "arms": {}}
+            row: Window = {"start": str(lo), "end": str(hi), "arms": {}}
             for arm in ("stable", "canary"):
                 rows_arm = part[part["arm"] == arm]
                 if rows_arm.empty:
@@ -263,7 +282,7 @@ def _breaches(settings: Settings, ctr: float | None, ratio: float | None) -> lis
     return out
 
 
-def _online_plots(rows: list[dict[str, Any]], folder: Path) -> list[Path]:
+def _online_plots(rows: list[Window], folder: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")

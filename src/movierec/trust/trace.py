@@ -10,25 +10,31 @@ naming it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from movierec.core.errors import ModelLoadError, TraceError
 from movierec.core.files import sha256_file
-from movierec.core.provenance import find_data, find_model, find_prediction
+from movierec.core.provenance import (
+    DataRecord,
+    ModelRecord,
+    PredictionRecord,
+    find_data,
+    find_model,
+    find_prediction,
+)
 from movierec.core.settings import Settings
 from movierec.registry.bundles import bundle_path, verify_bundle
 
 
 @dataclass
 class Trace:
-    prediction: dict[str, Any] | None
-    model: dict[str, Any]
+    prediction: PredictionRecord | None
+    model: ModelRecord
     bundle_verified: bool
     bundle_problem: str | None
-    data: dict[str, Any]
+    data: DataRecord
     data_file_matches: bool
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -53,7 +59,7 @@ def lineage(settings: Settings, version: str) -> Trace:
     if not path.exists():
         raise TraceError(f"training data file {path} of {data.data_id} is missing")
     matches = sha256_file(path) == data.sha256
-    return Trace(None, asdict(model), problem is None, problem, asdict(data), matches)
+    return Trace(None, model, problem is None, problem, data, matches)
 
 
 def trace(settings: Settings, request_id: str) -> Trace:
@@ -61,5 +67,5 @@ def trace(settings: Settings, request_id: str) -> Trace:
     if pred is None:
         raise TraceError(f"request {request_id}: not in the prediction events")
     t = lineage(settings, pred.model_version)
-    t.prediction = asdict(pred)
+    t.prediction = pred
     return t

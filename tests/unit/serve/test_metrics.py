@@ -173,6 +173,11 @@ def test_an_unreadable_file_keeps_the_previous_values(tmp_path: Path) -> None:
     path.write_text("[1, 2]")
     assert not gauges.refresh()
     assert _value("movierec_online_ctr") == pytest.approx(0.33)
+    wrong = _record(stable_ctr=0.5)
+    wrong["arms"]["stable"]["requests"] = "many"  # type: ignore[index]
+    _write(path, wrong)  # its one reader refuses it: the previous numbers stay
+    gauges.refresh()
+    assert _value("movierec_online_ctr") == pytest.approx(0.33)
 
 
 @pytest.fixture

@@ -50,10 +50,10 @@ def chain(settings: Settings) -> Settings:
 
 def test_a_full_trace(chain: Settings) -> None:
     t = trace(chain, "req-1")
-    assert t.prediction is not None and t.prediction["user_id"] == 1
-    assert t.model["git_commit"] == "abc123"
+    assert t.prediction is not None and t.prediction.user_id == 1
+    assert t.model.git_commit == "abc123"
     assert t.bundle_verified and t.data_file_matches
-    assert t.data["rows"] == 2
+    assert t.data.rows == 2
 
 
 def test_each_broken_link_is_named(chain: Settings) -> None:
@@ -64,7 +64,7 @@ def test_each_broken_link_is_named(chain: Settings) -> None:
     (chain.models_path / "v1" / "cold_start.json").write_text("{}")
     t = lineage(chain, "v1")
     assert not t.bundle_verified and "cold_start.json" in (t.bundle_problem or "")
-    data_file = chain.path(t.data["path"])
+    data_file = chain.path(t.data.path)
     data_file.write_bytes(data_file.read_bytes() + b"x")
     assert lineage(chain, "v1").data_file_matches is False
     data_file.unlink()
