@@ -19,13 +19,20 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
 
+from movierec.core.files import exclusive_lock  # noqa: E402
 from movierec.core.settings import Settings  # noqa: E402
 from movierec.model.recommender import TwoStageModel  # noqa: E402
 from tests.modelkit import FAST, block_data, block_ratings_frame  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache"
+
+# Hypothesis' 200 ms deadline per example times the machine, not the code: with the cores
+# shared (two xdist workers, other processes) a correct example took 438 ms and failed.
+hypothesis_settings.register_profile("movierec", deadline=None)
+hypothesis_settings.load_profile("movierec")
 
 
 @pytest.fixture(scope="session")
@@ -47,10 +54,13 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def _fetched(dataset: str) -> Path:
+    """Fetched once into .cache/test-data: the lock keeps pytest-xdist workers (and other
+    checkouts sharing the cache) from writing the tables at the same time."""
     from movierec.data.movielens import dataset_dir, fetch
 
     s = make_settings(CACHE / "test-data")
-    fetch(s, dataset)
+    with exclusive_lock(CACHE / "test-data" / f"{dataset}.lock", wait=True):
+        fetch(s, dataset)
     return dataset_dir(s, dataset)
 
 
