@@ -50,7 +50,7 @@ test: setup
 	bash scripts/test.sh
 
 test-fast: setup
-	$(BIN)/pytest -m "not slow" -q
+	bash scripts/test.sh -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check src tests evaluation scripts deploy_app.py evaluate_feedback_online.py
