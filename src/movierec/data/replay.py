@@ -48,10 +48,18 @@ class ReplayResult:
 
 @dataclass(frozen=True)
 class LineChunk:
-    """Consecutive lines of a log in time order, with each line's user (Kafka's key)."""
+    """Consecutive lines of a log in time order (UTF-8, each ending with a newline), with each
+    line's user (Kafka's key)."""
 
-    lines: list[str]
+    text: bytes
     users: np.ndarray
+
+    @classmethod
+    def of(cls, lines: list[str], users: np.ndarray) -> LineChunk:
+        return cls(("\n".join(lines) + "\n").encode() if lines else b"", users)
+
+    def lines(self) -> list[str]:
+        return self.text.decode().split("\n")[:-1]
 
 
 def replay_events(
@@ -160,7 +168,7 @@ def replay(
             result.ratings += int((events["kind"] == "r").sum())
             result.first_ts = result.first_ts or str(events["ts"].iloc[0])
             result.last_ts = str(events["ts"].iloc[-1])
-            yield LineChunk(format_events(events), events["user_id"].to_numpy())
+            yield LineChunk.of(format_events(events), events["user_id"].to_numpy())
 
     result.lines = write_lines(settings, out, chunks())
     log.info("replayed %d ratings as %d lines to %s", result.ratings, result.lines, out)
@@ -174,15 +182,11 @@ def write_lines(settings: Settings, out: str, chunks: Iterable[LineChunk]) -> in
     path = settings.path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
-    with (
-        open(path, "a", encoding="utf-8") as f,
-        Progress(f"replay to {out}", unit="lines") as bar,
-    ):
+    with open(path, "ab") as f, Progress(f"replay to {out}", unit="lines") as bar:
         for chunk in chunks:
-            if chunk.lines:
-                f.write("\n".join(chunk.lines) + "\n")
-            n += len(chunk.lines)
-            bar.update(len(chunk.lines))
+            f.write(chunk.text)
+            n += len(chunk.users)
+            bar.update(len(chunk.users))
     return n
 
 
@@ -212,10 +216,10 @@ def _to_kafka(settings: Settings, topic: str, chunks: Iterable[LineChunk]) -> in
     n = 0
     with Progress(f"replay to kafka:{topic}", unit="lines") as bar:
         for chunk in chunks:
-            for line, user in zip(chunk.lines, chunk.users, strict=True):
+            for line, user in zip(chunk.lines(), chunk.users, strict=True):
                 _produce(producer, topic, line.encode(), str(user).encode(), on_delivery)
-            n += len(chunk.lines)
-            bar.update(len(chunk.lines))
+            n += len(chunk.users)
+            bar.update(len(chunk.users))
     left = producer.flush(60)
     if errors or left:
         raise DataValidationError(
