@@ -11,10 +11,19 @@ export PDM_CHECK_UPDATE := false
 .PHONY: run test test-fast lint format setup data demo bench clean help lock pipeline
 
 help:
-	@echo "make run    - set up, fetch ml-100k, replay + ingest events, train a model, serve on :8080"
-	@echo "make test   - set up and run the whole test suite"
-	@echo "make lint   - ruff + mypy + import-linter + size limits + hadolint"
-	@echo "make demo   - the whole life cycle on ml-100k: train, serve, simulate, retrain, canary ramp and abort"
+	@echo "make run        - set up, fetch ml-100k, replay + ingest events, train a model, serve on :8080"
+	@echo "make test       - set up, install missing test servers (apt, as root), run the whole test suite"
+	@echo "make test-fast  - set up and run the tests not marked slow (the quick loop)"
+	@echo "make lint       - ruff + mypy + import-linter + size limits + hadolint"
+	@echo "make format     - ruff format and ruff check --fix"
+	@echo "make setup      - PDM in .cache/pdm and the locked dependencies in .venv"
+	@echo "make data       - set up and fetch ml-100k (movierec data fetch)"
+	@echo "make demo       - the whole life cycle on ml-100k: train, serve, simulate, retrain, canary ramp and abort"
+	@echo "make bench      - install the bench dependency group and run the parsing benchmark"
+	@echo "make pipeline   - the GitLab pipeline's lint, test, train and evaluate jobs with gitlab-ci-local"
+	@echo "make lock       - re-lock pdm.lock after changing pyproject.toml"
+	@echo "make clean      - remove .venv, .cache and the tools' caches"
+	@echo "make help       - this list"
 
 $(PDM):
 	$(PYTHON) -m venv $(PDM_HOME)
@@ -41,7 +50,7 @@ test: setup
 	bash scripts/test.sh
 
 test-fast: setup
-	$(BIN)/pytest -m "not slow" -q
+	bash scripts/test.sh -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check src tests evaluation scripts deploy_app.py evaluate_feedback_online.py

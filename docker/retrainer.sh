@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The retrainer container's schedule: run cronjob.sh every MOVIEREC_RETRAIN_EVERY_SECONDS
-# (default 259200: every 3 days, as the README's crontab line), the first time one period after
-# start, or at once with MOVIEREC_RETRAIN_AT_START=1. cronjob.sh writes logs/cron.log; its exit
-# code (0 promoted, 3 nothing to do, 4 rejected, 5 locked, 6 deploy failed, 1 error) is printed
-# here. A heartbeat file, touched every 30 s, is what the container's health check looks at.
+# (default 259200: every 3 days, as docs/automation.md's crontab line), the first time one
+# period after start, or at once with MOVIEREC_RETRAIN_AT_START=1. cronjob.sh writes
+# logs/cron.log; its exit code (0 promoted, 3 nothing to do, 4 rejected, 5 locked, 6 deploy
+# failed, 1 error) is printed here. A heartbeat file, touched every 30 s, is what the
+# container's health check looks at.
 set -u
 cd /app
 every="${MOVIEREC_RETRAIN_EVERY_SECONDS:-259200}"

@@ -9,7 +9,7 @@ Users. The simulator's user model (`ops.simulate`: `World` fitted on all of ml-1
 The site has `--copies` users per real user (the same tastes), each requesting at a rate
 proportional to the real user's activity, `--rate` requests per hour in all, so that a 10%
 canary can reach the sample a non-inferiority test needs (ml-100k's 943 users alone cannot:
-see the README).
+see docs/automation.md).
 
 Scenarios. A canary whose click probability is the stable's times 1.00 (A/A), 0.90 (10%
 worse), 0.95 (5% worse) or 1.05 (5% better), for every user. Each run draws its own

@@ -16,7 +16,7 @@ others copies under new ids; a watched movie maps to a random copy of itself), e
 item neighbours are its source's mapped the same way, every user gets a 20-movie precomputed
 list drawn by popularity, and the ml-1m boosters, cold-start list and parameters are kept. The
 files are written as the trainer's `write_bundle_files` writes them (`TwoStageModel.save`,
-`PrecomputedLists`, `Neighbours`, `recommendations.parquet`, `cold_start.json`) and registered
+`PrecomputedLists`, the neighbours, `recommendations.parquet`, `cold_start.json`) and registered
 with `save_bundle`. EASE's dense item-item matrix (27,000^2 float32, 2.9 GB) is written as
 zeros: the service maps it and never reads it (fold-in reads the neighbours).
 
@@ -57,11 +57,11 @@ from movierec.data.positions import FilePosition
 from movierec.data.sources import Batch
 from movierec.model.cf import Index, ItemNeighbours
 from movierec.model.features import BASE_ARRAYS, FeatureBase
-from movierec.model.recommender import TwoStageModel, _Fitted
+from movierec.model.recommender import NEIGHBOURS, TwoStageModel, TwoStageParts
 from movierec.model.stage import CFStage
 from movierec.registry.bundles import bundle_path, new_version, save_bundle
+from movierec.registry.lists import PrecomputedLists
 from movierec.registry.routing import read_routing, set_stable
-from movierec.registry.serving import Neighbours, PrecomputedLists
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = REPO / ".cache" / "bench-scale"
@@ -161,8 +161,10 @@ def make_synthetic(source: str, users: int, movies: int) -> None:
     index = Index(np.arange(1, users + 1, dtype=np.int64), ids[order])
     # Watched movies, item neighbours, precomputed lists
     seen = synthetic_seen(stage.seen, urow, copy)
-    neighbours = synthetic_neighbours(Neighbours.load(src_dir), mrow, copy)
-    lists = synthetic_lists(index, stage.base.item_stats[mrow, 2], rng)
+    neighbours = synthetic_neighbours(ItemNeighbours.load(src_dir, NEIGHBOURS), mrow, copy)
+    lists = synthetic_lists(
+        index, stage.base.item_stats[mrow, stage.base.ITEM_COLS.index("i_log_pop")], rng
+    )
     # The model: fitted rows of the sources; EASE's dense matrix as zeros (never read)
     home = settings_for(SYNTHETIC)
     work = home.home / "work"
@@ -178,8 +180,7 @@ def make_synthetic(source: str, users: int, movies: int) -> None:
     mf.bu, mf.bi, mf.P, mf.Q = mf.bu[urow], mf.bi[mrow], mf.P[urow], mf.Q[mrow]
     base = stage.base
     arrays = {n: getattr(base, n)[mrow if n.startswith("item") else urow] for n in BASE_ARRAYS}
-    synthetic = TwoStageModel(model.params, threads=model.threads)
-    synthetic._fitted = _Fitted(
+    parts = TwoStageParts(
         CFStage(
             index,
             FeatureBase.from_saved(index, arrays, base.scalars()),
@@ -193,12 +194,14 @@ def make_synthetic(source: str, users: int, movies: int) -> None:
         model.parts.rating,
         model.parts.ranker,
         model.parts.cold,
+        neighbours,
     )
-    synthetic.fit_info = dict(model.fit_info, synthetic=f"{users} users x {movies} movies")
+    fit_info = dict(model.fit_info, synthetic=f"{users} users x {movies} movies")
+    synthetic = TwoStageModel(model.params, parts, threads=model.threads, fit_info=fit_info)
     # The files, as the trainer writes them, registered
     out = work / "bundle"
     out.mkdir()
-    files = [*synthetic.save(out), *lists.save(out), *neighbours.save(out)]
+    files = [*synthetic.save(out), *lists.save(out)]
     files += write_tables(out, lists, synthetic.cold_start(None, 20))
     (work / "zeros.npy").unlink()
     meta = json.loads((src_dir / METADATA).read_text())

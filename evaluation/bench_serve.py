@@ -12,7 +12,7 @@ gthread, MOVIEREC_WORKERS workers x MOVIEREC_THREADS threads) on loopback, loade
 - the minimal Flask endpoint (`evaluation/minimal_app.py`, a fixed string): the baseline;
 - the precomputed path: every ml-1m user and 200 unknown ones (cold start); each request finds
   no event since the training cutoff (in the worker's index of the online store's change feed,
-  `serve.recent`) and answers the precomputed list; it is logged to the served log and the
+  `serve.live.feed_index`) and answers the precomputed list; it is logged to the served log and the
   prediction register;
 - the fold-in path: users with 50 movies in their history, 40 in the model's training data and
   10 new since its cutoff (watch events appended to the event source and ingested by the
@@ -22,19 +22,18 @@ gthread, MOVIEREC_WORKERS workers x MOVIEREC_THREADS threads) on loopback, loade
     `fold_in_warm_users=0`): every request recomputes, the worst case;
   - cache, no warming: the per-worker cache alone (a user's next requests are a lookup until
     they watch something new);
-  - warmed: the service's defaults; each worker's warmer (`serve.warm`) folds users in when
+  - warmed: the service's defaults; each worker's warmer (`serve.live.warmer`) folds users in when
     the change feed shows their events, here at its first read (the events were ingested
     before the start), during the warm-up;
-  - events arriving: the defaults with `movierec ingest --follow` beside the service and
-    --arrivals watches a second appended to the event source during the load, each a random
-    fold-in user's watch of a popular movie new to them (never one they watched: that would
-    leave the list as it was). Each retires that user's list until the
-    worker's warmer has folded the event in (a request meanwhile gets the previous list without
-    the movie): the real path. The workers share their lists (`serve.shared`): a user folded
-    in by one is taken by the other. These events stay in the store for the later
-    configurations;
-  - arriving, process: the same, with `movierec fold-in` (`serve.folder`) beside the service,
-    as in the compose stack: the workers take its lists instead of folding in themselves;
+  - events arriving: the defaults with `movierec ingest --follow` beside the service and --arrivals
+  watches a second appended to the event source during the load, each a random fold-in user's watch
+  of a popular movie new to them (never one they watched: that would leave the list as it was). Each
+  retires that user's list until the worker's warmer has folded the event in (a request meanwhile
+  gets the previous list without the movie): the real path. The workers share their lists
+  (`serve.live.shared_lists`): a user folded in by one is taken by the other. These events stay in
+  the store for the later configurations;
+  - arriving, process: the same, with `movierec fold-in` (`serve.live.fold_in_process`) beside the
+  service, as in the compose stack: the workers take its lists instead of folding in themselves;
 - the minimal endpoint again with the same work beside it (the follower, `movierec fold-in`
   and the arrivals, on the benchmark's store): on these 2 cores that work takes CPU from
   whatever serves, so the fold-in path is also compared with a minimal endpoint under the same
@@ -253,16 +252,18 @@ def fold_in_users(version: str, count: int) -> tuple[dict[int, list[str]], NewWa
     """Up to `count` users with TRAINED movies in the model's data (the closest counts if too
     few have exactly that many), and NEW movies each that they never watched (popular ones,
     drawn with a fixed seed); and the watches that arrive during the loads."""
+    from movierec.model.recommender import RankByRating, TwoStageModel, load_recommender
     from movierec.registry.bundles import bundle_path
-    from movierec.serve.foldin import FoldIn
 
-    fold = FoldIn.load(bundle_path(bench_settings(), version), cache_size=0)
-    if fold is None:
-        raise RuntimeError(f"model {version} has no fold-in arrays: retrain")
-    seen, index = fold.stage.seen, fold.stage.index
+    model = load_recommender(bundle_path(bench_settings(), version), mmap=True)
+    two_stage = model.model if isinstance(model, RankByRating) else model
+    assert isinstance(two_stage, TwoStageModel)
+    stage = two_stage.stage
+    seen, index = stage.seen, stage.index
     counts = [int(n) for n in (seen.indptr[1:] - seen.indptr[:-1]).tolist()]
     rows = sorted(range(len(counts)), key=lambda r: (abs(counts[r] - TRAINED), r))[:count]
-    popular = [int(i) for i in (-fold.stage.base.item_stats[:, 2]).argsort()[:500]]
+    log_pop = stage.base.item_stats[:, stage.base.ITEM_COLS.index("i_log_pop")]
+    popular = [int(i) for i in (-log_pop).argsort()[:500]]
     rng = random.Random(15)
     new: dict[int, list[str]] = {}
     history: dict[int, set[str]] = {}
@@ -424,7 +425,7 @@ def arrivals_and_process(env: dict[str, str], watches: NewWatches, rate: float) 
     """`movierec fold-in` beside the service (its start-up work waited out), then `arrivals`;
     yields the events appended, the follower and the process. Its summary is printed at the
     end."""
-    from movierec.serve.shared import open_shared_lists
+    from movierec.serve.live.shared_lists import open_shared_lists
 
     s = bench_settings()
     log_path = s.home / "fold-in.log"
@@ -528,8 +529,8 @@ def warm_events(url: str) -> dict[str, float]:
 
 def warmers_settled(url: str, timeout: float = 60.0) -> dict[str, float]:
     """Wait for the workers' warmers to fold in (or take from another) the lists of the users
-    active last (`serve.warm`: a worker's start-up work, done before it is loaded); returns the
-    lists made and the seconds from ready. Settled: no list made for a second."""
+    active last (`serve.live.warmer`: a worker's start-up work, done before it is loaded); returns
+    the lists made and the seconds from ready. Settled: no list made for a second."""
     t0 = time.perf_counter()
     last, since = -1.0, t0
     while time.perf_counter() - t0 < timeout:

@@ -7,8 +7,8 @@ import mmap
 import numpy as np
 import pandas as pd
 
-from movierec.model.data import TrainingData
 from movierec.model.params import ModelParams
+from movierec.model.training.dataset import TrainingData
 
 FAST = ModelParams(candidates=20, oof_folds=2)
 

@@ -40,11 +40,14 @@ def make_bundle(settings: Settings, version: str, tag: str, users: int = 200) ->
             ],
         }
     )
-    tmp = settings.cache_path / f"bundle-{version}.parquet"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    recs.to_parquet(tmp, index=False)
     cold = json.dumps({"items": [f"{tag}+popular+{j}" for j in range(20)]}).encode()
-    return save_bundle(settings, version, {RECOMMENDATIONS: tmp, COLD_START: cold}, {"metrics": {}})
+    # written in a folder of its own: the cache is shared by pytest-xdist workers (and by other
+    # checkouts), where two tests making a "v1" would write one file at the same time
+    with tempfile.TemporaryDirectory() as tmp:
+        lists = Path(tmp) / RECOMMENDATIONS
+        recs.to_parquet(lists, index=False)
+        files: dict[str, bytes | Path] = {RECOMMENDATIONS: lists, COLD_START: cold}
+        return save_bundle(settings, version, files, {"metrics": {}})
 
 
 def make_model_bundle(

@@ -159,6 +159,20 @@ def test_hadolint_finds_nothing() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_compose_has_a_dask_cluster_for_training_beside_the_retrainer() -> None:
+    services = load_yaml(COMPOSE)["services"]
+    scheduler, worker, retrainer = (
+        services["dask-scheduler"],
+        services["dask-worker"],
+        services["retrainer"],
+    )
+    assert scheduler["profiles"] == worker["profiles"] == ["dask"]  # not started by default
+    assert scheduler["image"] == worker["image"] == retrainer["image"]  # the training extras
+    assert "8787:8787" in scheduler["ports"][0]  # Dask's dashboard
+    assert worker["entrypoint"][:3] == ["dask", "worker", "tcp://dask-scheduler:8786"]
+    assert set(worker["volumes"]) <= set(retrainer.get("volumes", services["app1"]["volumes"]))
+
+
 def test_compose_config_is_valid() -> None:
     cmd = compose_command()
     if cmd is None:

@@ -1,6 +1,6 @@
 """Faults injected into a real gunicorn on loopback while clients keep asking (a bounded
 loop): a worker killed, the log folder full, routing.json broken, a served bundle deleted.
-Each test prints one `FAULT ...` line with its figures (the README's hardening table)."""
+Each test prints one `FAULT ...` line with its figures (docs/operations.md's fault table)."""
 
 from __future__ import annotations
 

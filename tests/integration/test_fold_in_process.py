@@ -18,7 +18,7 @@ import pytest
 from movierec.core.errors import OnlineStoreUnavailable
 from movierec.core.settings import Settings
 from movierec.ops.service import free_port
-from movierec.serve.shared import RedisSharedLists, open_shared_lists
+from movierec.serve.live.shared_lists import RedisSharedLists, open_shared_lists
 from tests.integration.redisserver import redis_server
 from tests.integration.test_live import _get, _metric, _seen_by_the_service, _watch, home
 from tests.servicekit import gunicorn, stop_process, wait_until

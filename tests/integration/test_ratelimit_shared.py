@@ -88,7 +88,7 @@ def test_without_redis_the_limit_is_per_worker(v1: Settings) -> None:
     with gunicorn(v1, workers=2, MOVIEREC_RATE_LIMIT_PER_MINUTE="5") as url:
         codes = _codes(url, 40)
     print(f"FAULT limit 5/min per worker, 2 workers | 40 requests | 200s={codes.count(200)}")
-    assert 5 <= codes.count(200) <= 10  # what --help and the README say: per worker
+    assert 5 <= codes.count(200) <= 10  # what --help and docs/serving.md say: per worker
 
 
 def _nginx_conf(folder: Path, app_port: int, port: int) -> Path:

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from movierec.cli.common import Subcommands, add_command, emit, exit_codes
+from movierec.core.errors import ConfigError
 from movierec.core.settings import DATASETS, Settings
 
 
@@ -23,12 +24,35 @@ def _fetch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    if args.synthetic:
+        return _synthetic(args, settings)
     from movierec.data.replay import replay  # lazy: see the module docstring
 
     result = replay(
         settings, args.dataset, args.out, start=args.start, end=args.end, seed=args.seed
     )
     emit(args, result.summary(), f"replayed {result.ratings:,} ratings as {result.lines:,} lines")
+    return 0
+
+
+def _synthetic(args: argparse.Namespace, settings: Settings) -> int:
+    from movierec.data.synthetic.population import SyntheticSpec  # lazy: see the docstring
+    from movierec.data.synthetic.site import generate
+
+    sizes = {"users": args.users, "movies": args.movies, "interactions": args.interactions}
+    missing = [f"--{k}" for k, v in sizes.items() if v is None]
+    if missing:
+        raise ConfigError(f"replay --synthetic needs {', '.join(missing)}")
+    seed = settings.training.seed if args.seed is None else args.seed
+    result = generate(
+        settings, SyntheticSpec(**sizes, seed=seed), args.out or settings.data.event_source
+    )
+    emit(
+        args,
+        result.summary(),
+        f"synthetic site: {result.interactions:,} interactions of {result.users:,} users as "
+        f"{result.lines:,} lines; dataset `synthetic` in {result.dataset_path}",
+    )
     return 0
 
 
@@ -59,6 +83,15 @@ def register(sub: Subcommands) -> None:
     r.add_argument("--start", type=float, default=0.0, help="fraction of the ratings to start at")
     r.add_argument("--end", type=float, default=1.0, help="fraction of the ratings to end at")
     r.add_argument("--seed", type=int, default=None)
+    r.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="instead: a site of --users, --movies, --interactions shaped by ml-1m, and the "
+        "`synthetic` dataset's tables",
+    )
+    r.add_argument("--users", type=int, default=None)
+    r.add_argument("--movies", type=int, default=None)
+    r.add_argument("--interactions", type=int, default=None)
 
     i = add_command(sub, "ingest", "DataPipeline: new events -> validated Parquet tables", _ingest)
     i.add_argument(

@@ -1,5 +1,5 @@
 """`movierec serve`: the service under gunicorn (HUP reloads gracefully); `movierec fold-in`:
-the process beside it that folds users in as their events arrive (`serve.folder`)."""
+the process beside it that folds users in as their events arrive (`serve.live.fold_in_process`)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _fold_in(args: argparse.Namespace, settings: Settings) -> int:
     # folder: the image names that folder for every process, and only gunicorn makes it.
     # prometheus_client reads the variable when it is first imported, below.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    from movierec.serve.folder import Folder  # lazy: loading models imports xgboost
+    from movierec.serve.live.fold_in_process import Folder  # lazy: loading models imports xgboost
 
     folder = Folder(settings)
     stop = threading.Event()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-# ---- tables (Parquet, see DESIGN.md) --------------------------------------------------------
+# ---- tables (Parquet, see docs/contracts.md) ------------------------------------------------
 RATING_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 
 # ---- age groups (MovieLens 1M's bands) ------------------------------------------------------

@@ -112,10 +112,10 @@ class ServingSettings:
     fold_in_arms: str = "stable,canary"
     fold_in_cache_users: int = 10_000
     # users whose lists each worker folds in when their events arrive, off the request path
-    # (serve.warm): the most waiting and the most kept; 0: only on the request
+    # (serve.live.warmer): the most waiting and the most kept; 0: only on the request
     fold_in_warm_users: int = 10_000
     # while `movierec fold-in` runs, how long a worker waits for its list of a changed user
-    # before folding the user in itself (serve.shared); 0: never waits
+    # before folding the user in itself (serve.live.shared_lists); 0: never waits
     fold_in_defer_ms: float = 500.0
     # served-log records kept in memory while the log cannot be written (then: the spill file)
     log_backlog_size: int = 100_000

@@ -13,7 +13,7 @@ from movierec.core.sections import comma_list
 from movierec.core.vocabulary import ARMS
 
 ENV_PREFIX = "MOVIEREC_"
-DATASETS = ("ml-100k", "ml-1m")
+DATASETS = ("ml-100k", "ml-1m", "synthetic")
 ONLINE_STORES = ("sqlite", "redis", "none")
 RANKER_SPLITS = ("random", "user_latest", "global_time")  # the ranker's earlier/later split
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

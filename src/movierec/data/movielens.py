@@ -248,13 +248,20 @@ def _write_tables(target: Path, tables: dict[str, pd.DataFrame]) -> dict[str, st
         for name, frame in tables.items():
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
         digests = {name: sha256_file(tmp / f"{name}.parquet") for name in tables}
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-        fsync_dir(target.parent)
+        swap_in(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return digests
+
+
+def swap_in(folder: Path, target: Path) -> None:
+    """Put a complete dataset folder at `target` (same file system) by renames, replacing
+    what was there."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    folder.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(target.parent)

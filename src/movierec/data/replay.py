@@ -6,7 +6,8 @@ drawn once per rating from the seed (1 + Poisson, longer for higher ratings: mea
 `replay_mean_minutes` for a 3), so a replay is reproducible, and a partial replay
 (`--start 0.6 --end 0.8` after `--end 0.6`) draws the same minutes as the full one. The ratings
 are taken in time order; `--start`/`--end` are fractions of them, so a partial replay leaves
-later data for later retrains. The events of a replay are written in time order.
+later data for later retrains. The events of a replay are written in time order, made and
+written a chunk of ratings at a time, so memory does not grow with the number of lines.
 
 Output: a file (appended, so successive replays grow one log) or a Kafka topic (`kafka:TOPIC`,
 keyed by user id so that each user's events stay in order).
@@ -15,6 +16,7 @@ keyed by user id so that each user's events stay in order).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from movierec.core.errors import DataValidationError
-from movierec.core.progress import Progress, track
+from movierec.core.progress import Progress
 from movierec.core.settings import Settings
 from movierec.data.movielens import fetch, load_tables
 
@@ -31,7 +33,7 @@ if TYPE_CHECKING:  # an optional dependency, imported when replaying to Kafka
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 200_000
+RATINGS_PER_CHUNK = 50_000  # ml-1m: about 550,000 lines per chunk
 
 
 @dataclass
@@ -47,11 +49,38 @@ class ReplayResult:
         return self.__dict__.copy()
 
 
+@dataclass(frozen=True)
+class LineChunk:
+    """Consecutive lines of a log in time order (UTF-8, each ending with a newline), with each
+    line's user (Kafka's key)."""
+
+    text: bytes
+    users: np.ndarray
+
+    @classmethod
+    def of(cls, lines: list[str], users: np.ndarray) -> LineChunk:
+        return cls(("\n".join(lines) + "\n").encode() if lines else b"", users)
+
+    def lines(self) -> list[str]:
+        return self.text.decode().split("\n")[:-1]
+
+
 def replay_events(
-    ratings: pd.DataFrame, *, start: float, end: float, seed: int, mean_minutes: float
-) -> pd.DataFrame:
+    ratings: pd.DataFrame,
+    *,
+    start: float,
+    end: float,
+    seed: int,
+    mean_minutes: float,
+    chunk: int = RATINGS_PER_CHUNK,
+) -> Iterator[pd.DataFrame]:
     """The event rows (ts, user_id, movie_id, kind 'w'/'r', value: minute or rating), in time
-    order, for the ratings between fractions `start` and `end` of the time-ordered ratings."""
+    order, for the ratings between fractions `start` and `end` of the time-ordered ratings;
+    in frames of about `chunk` ratings' events, so memory does not grow with the replay.
+
+    A rating's watches start before it, so a chunk's events can come before the end of the
+    previous chunk's: a chunk's events are held back until no later rating can start before
+    them (the suffix minimum of the ratings' first-watch times)."""
     if not 0.0 <= start < end <= 1.0:
         raise DataValidationError(f"need 0 <= start < end <= 1, got start={start}, end={end}")
     r = ratings.sort_values(["timestamp", "user_id", "movie_id"], kind="stable", ignore_index=True)
@@ -63,6 +92,27 @@ def replay_events(
     part = r.iloc[lo:hi]
     minutes = minutes_all[lo:hi]
     rate_ts = part["timestamp"].to_numpy("datetime64[s]")
+    first_watch = rate_ts - minutes.astype("timedelta64[m]")
+    # the earliest event of any rating from i on
+    floor = np.minimum.accumulate(first_watch[::-1])[::-1]
+    held: pd.DataFrame | None = None
+    for a in range(0, len(part), chunk):
+        b = min(a + chunk, len(part))
+        events = _chunk_events(part.iloc[a:b], minutes[a:b], rate_ts[a:b], a)
+        if held is not None:
+            events = pd.concat([held, events], ignore_index=True)
+        # time order; at equal times a rating's own watches come before it
+        events = events.sort_values(["ts", "order", "kind", "value"], ignore_index=True)
+        ready = len(events) if b == len(part) else int(np.searchsorted(events["ts"], floor[b]))
+        held = events.iloc[ready:]
+        if ready:
+            yield events.iloc[:ready].drop(columns="order")
+
+
+def _chunk_events(
+    part: pd.DataFrame, minutes: np.ndarray, rate_ts: np.ndarray, offset: int
+) -> pd.DataFrame:
+    """The events of some ratings (unordered); `order` is the rating's index in the replay."""
     users = part["user_id"].to_numpy()
     movies = part["movie_id"].to_numpy()
     # watch k of a rating with m minutes happens (m - k) minutes before the rating
@@ -70,19 +120,16 @@ def replay_events(
     first = np.repeat(np.cumsum(minutes) - minutes, minutes)
     k = np.arange(rep.size) - first
     watch_ts = rate_ts[rep] - (minutes[rep] - k).astype("timedelta64[m]")
-    events = pd.DataFrame(
+    return pd.DataFrame(
         {
             "ts": np.concatenate([watch_ts, rate_ts]),
             "user_id": np.concatenate([users[rep], users]),
             "movie_id": np.concatenate([movies[rep], movies]),
             "kind": np.concatenate([np.full(rep.size, "w"), np.full(len(part), "r")]),
             "value": np.concatenate([k, part["rating"].to_numpy(dtype=np.int64)]),
-            "order": np.concatenate([rep, np.arange(len(part))]),
+            "order": offset + np.concatenate([rep, np.arange(len(part))]),
         }
     )
-    # time order; at equal times a rating's own watches come before it
-    events = events.sort_values(["ts", "order", "kind", "value"], kind="stable", ignore_index=True)
-    return events.drop(columns="order")
 
 
 def format_events(events: pd.DataFrame) -> list[str]:
@@ -110,36 +157,40 @@ def replay(
 
     fetch(settings, dataset)
     ratings = load_tables(settings, dataset).ratings
-    events = replay_events(
+    frames = replay_events(
         ratings,
         start=start,
         end=end,
         seed=settings.training.seed if seed is None else seed,
         mean_minutes=settings.data.replay_mean_minutes,
     )
-    lines = format_events(events)
+    result = ReplayResult(dataset, out, 0, 0, None, None)
+
+    def chunks() -> Iterator[LineChunk]:
+        for events in frames:
+            result.ratings += int((events["kind"] == "r").sum())
+            result.first_ts = result.first_ts or str(events["ts"].iloc[0])
+            result.last_ts = str(events["ts"].iloc[-1])
+            yield LineChunk.of(format_events(events), events["user_id"].to_numpy())
+
+    result.lines = write_lines(settings, out, chunks())
+    log.info("replayed %d ratings as %d lines to %s", result.ratings, result.lines, out)
+    return result
+
+
+def write_lines(settings: Settings, out: str, chunks: Iterable[LineChunk]) -> int:
+    """Append the lines to `out` (a path or kafka:TOPIC), chunk by chunk; returns their count."""
     if out.startswith("kafka:"):
-        _to_kafka(settings, out[len("kafka:") :], lines, events["user_id"].to_numpy())
-    else:
-        path = settings.path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with (
-            open(path, "a", encoding="utf-8") as f,
-            Progress(f"replay to {out}", total=len(lines), unit="lines") as bar,
-        ):
-            for i in range(0, len(lines), _CHUNK):
-                f.write("\n".join(lines[i : i + _CHUNK]) + "\n")
-                bar.update(len(lines[i : i + _CHUNK]))
-    n_ratings = int((events["kind"] == "r").sum())
-    log.info("replayed %d ratings as %d lines to %s", n_ratings, len(lines), out)
-    return ReplayResult(
-        dataset,
-        out,
-        n_ratings,
-        len(lines),
-        str(events["ts"].iloc[0]) if len(events) else None,
-        str(events["ts"].iloc[-1]) if len(events) else None,
-    )
+        return _to_kafka(settings, out[len("kafka:") :], chunks)
+    path = settings.path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(path, "ab") as f, Progress(f"replay to {out}", unit="lines") as bar:
+        for chunk in chunks:
+            f.write(chunk.text)
+            n += len(chunk.users)
+            bar.update(len(chunk.users))
+    return n
 
 
 def kafka_producer(settings: Settings) -> Producer:
@@ -157,7 +208,7 @@ def kafka_producer(settings: Settings) -> Producer:
     )
 
 
-def _to_kafka(settings: Settings, topic: str, lines: list[str], users: np.ndarray) -> None:
+def _to_kafka(settings: Settings, topic: str, chunks: Iterable[LineChunk]) -> int:
     producer = kafka_producer(settings)
     errors: list[str] = []
 
@@ -165,19 +216,33 @@ def _to_kafka(settings: Settings, topic: str, lines: list[str], users: np.ndarra
         if err is not None:
             errors.append(str(err))
 
-    for line, user in track(zip(lines, users, strict=True), f"replay to kafka:{topic}", len(lines)):
-        while True:
-            try:
-                producer.produce(
-                    topic, line.encode(), key=str(user).encode(), on_delivery=on_delivery
-                )
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
+    n = 0
+    with Progress(f"replay to kafka:{topic}", unit="lines") as bar:
+        for chunk in chunks:
+            for line, user in zip(chunk.lines(), chunk.users, strict=True):
+                _produce(producer, topic, line.encode(), str(user).encode(), on_delivery)
+            n += len(chunk.users)
+            bar.update(len(chunk.users))
     left = producer.flush(60)
     if errors or left:
         raise DataValidationError(
             f"Kafka replay to {topic}: {len(errors)} delivery errors, {left} undelivered "
             f"({errors[:3]})"
         )
+    return n
+
+
+def _produce(
+    producer: Producer,
+    topic: str,
+    value: bytes,
+    key: bytes,
+    on_delivery: Callable[[KafkaError | None, Message], None],
+) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key=key, on_delivery=on_delivery)
+            break
+        except BufferError:
+            producer.poll(0.1)
+    producer.poll(0)

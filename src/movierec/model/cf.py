@@ -9,7 +9,7 @@
   movie's strongest weights, a sparse row), so that a user's scores are the sum of the rows of
   the movies they watched - the same sum offline and at request time (fold-in).
 (The implicit-feedback ALS embeddings are fitted with the `implicit` library in
-`model.fitting`, which serving never imports.)
+`model.training`, which serving never imports.)
 
 Ids are dense indexes built by `Index`. Pairs of ids become `Pairs`: valid rows plus explicit
 masks of what is not in the index, so that no -1 ever indexes an array.
@@ -18,10 +18,13 @@ masks of what is not in the index, so that no -1 ever indexes an array.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Self
 
 import numpy as np
 import scipy.sparse as sp
+
+from movierec.model.arrays import load_arrays, save_arrays
 
 _ROWS_AT_ONCE = 1024  # rows of a dense item-item matrix cut at a time
 
@@ -247,6 +250,15 @@ class ItemNeighbours:
     @property
     def movies(self) -> int:
         return int(self.indptr.size - 1)
+
+    def save(self, directory: Path, prefix: str) -> list[str]:
+        arrays = {"indptr": self.indptr, "indices": self.indices, "scores": self.scores}
+        return save_arrays(directory, prefix, arrays)
+
+    @classmethod
+    def load(cls, directory: Path, prefix: str, mmap: bool = False) -> Self:
+        arrays = load_arrays(directory, prefix, ("indptr", "indices", "scores"), mmap)
+        return cls(arrays["indptr"], arrays["indices"], arrays["scores"])
 
     def fold_in(self, history: np.ndarray) -> np.ndarray:
         """Scores of every movie for a user whose history is `history` (movie positions)."""

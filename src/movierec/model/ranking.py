@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import xgboost as xgb
@@ -161,36 +161,33 @@ def rank_features(
     return pair_features(stage.base, pairs, extra)
 
 
+class ListModel(NamedTuple):
+    """What makes the lists: the CF stage, the rating model, the ranker and the knobs."""
+
+    stage: CFStage
+    rating: RatingModel
+    ranker: Ranker
+    params: ModelParams
+
+
 def rank_users(
-    stage: CFStage,
-    rating: RatingModel,
-    ranker: Ranker,
-    params: ModelParams,
-    u: np.ndarray,
-    user_ids: np.ndarray,
-    k: int,
+    model: ListModel, u: np.ndarray, user_ids: np.ndarray, k: int
 ) -> dict[int, list[str]]:
     """The k best unseen movies of each user with history (rows `u` of the stage), best
     first."""
-    cands = candidates(stage, u, params)
-    chosen = rank_candidates(stage, rating, ranker, params, u, cands, k)
+    stage = model.stage
+    cands = candidates(stage, u, model.params)
+    chosen = rank_candidates(model, u, cands, k)
     return {
         int(uid): list(stage.index.movies[row]) for uid, row in zip(user_ids, chosen, strict=True)
     }
 
 
-def rank_candidates(
-    stage: CFStage,
-    rating: RatingModel,
-    ranker: Ranker,
-    params: ModelParams,
-    u: np.ndarray,
-    cands: Candidates,
-    k: int,
-) -> list[np.ndarray]:
+def rank_candidates(model: ListModel, u: np.ndarray, cands: Candidates, k: int) -> list[np.ndarray]:
     """Each user's k best unseen candidates (movie positions), best first: the ranker's order,
     then the re-ranking knobs; seen filler is never chosen. Precomputed lists and fold-in both
     end here."""
+    stage, rating, ranker, params = model
     scores = ranker.scores(stage, rating, u, cands)
     unseen = np.isfinite(cands.scores)
     scores[~unseen] = -np.inf

@@ -5,8 +5,14 @@
 promotion metric; lists from the candidates of three generators (EASE, RP3beta, the recently
 popular) re-ranked by LambdaMART (`ranking.py`), with optional long-tail and diversity
 re-ranking (`rerank.py`); and cold-start lists for users it has no history of
-(`cold_start.py`). Hyperparameters are a `ModelParams` given to the constructor; a model is
-complete once fitted or loaded.
+(`cold_start.py`). A model is made by `model.training.fit` or loaded from the files `save`
+wrote; this module never imports training code, so serving loads models through it alone.
+
+Every model also answers from a history (`recommend_from_history`, as implicit's
+`recommend(..., recalculate_user=True)`): the list of a user whose history is what the model
+trained on plus movies it has not seen them watch - the fold-in the service uses for users
+with events since the model's training cutoff. It is the model's own answer, computed here
+once; serving only decides when to ask and keeps the answers.
 
 `RankByRating` wraps a two-stage model and ranks every unseen movie by predicted rating alone:
 as good a rating model, a poor list - the demo's deliberately bad canary.
@@ -15,7 +21,6 @@ as good a rating model, a poor list - the demo's deliberately bad canary.
 from __future__ import annotations
 
 import json
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,28 +31,29 @@ import numpy as np
 
 from movierec.core.errors import ModelLoadError
 from movierec.core.schema import MODEL_JSON, RANKER, RATING_MODEL, VARIANT_JSON
+from movierec.model.cf import ItemNeighbours
 from movierec.model.cold_start import ColdStart
-from movierec.model.data import TrainingData
-from movierec.model.fitting import fit_ranker, fit_stage
+from movierec.model.features import FeatureBase
 from movierec.model.params import ModelParams
-from movierec.model.ranking import Ranker, rank_users
-from movierec.model.rating import RatingModel, fit_rating_model
-from movierec.model.stage import CFStage, build_index
+from movierec.model.ranking import ListModel, Ranker, merge, rank_candidates, rank_users
+from movierec.model.rating import RatingModel
+from movierec.model.stage import CFStage
 
 FORMAT = 5  # of the saved files: 2 = arrays as separate .npy files, 3 = a rating booster per
 # case, 4 = the new-user booster without the demographics, 5 = RP3beta's rows (a generator)
 USER_CHUNK = 512  # users ranked at once
+_LOG_POPULARITY = FeatureBase.ITEM_COLS.index("i_log_pop")
+NEIGHBOURS = "neighbours"  # the files of EASE's strongest item-item weights (`neighbours.*.npy`)
+NEIGHBOURS_KEPT = 200  # item-item weights kept per movie for answers from a history
+TIE_BREAK = 1e-6  # popularity's weight among candidates of equal item-item score
 
 Ids = Sequence[int] | np.ndarray
 MovieIds = Sequence[str] | np.ndarray
 
 
 class Recommender(ABC):
-    """What every model offers: fit, predict ratings, recommend lists, save and load."""
-
-    @abstractmethod
-    def fit(self, data: TrainingData) -> Self:
-        """Learn from `data`; returns the fitted model itself."""
+    """What every model offers: predict ratings, recommend lists (from what it was trained on
+    or from a history), save and load. Models are made by `model.training.fit`."""
 
     @abstractmethod
     def predict_ratings(self, user_ids: Ids, movie_ids: MovieIds) -> np.ndarray:
@@ -57,6 +63,14 @@ class Recommender(ABC):
     def recommend(self, user_ids: Ids, k: int = 20) -> dict[int, list[str]]:
         """For each user, up to k movies they have not seen, best first (cold-start lists
         for users without history)."""
+
+    @abstractmethod
+    def recommend_from_history(
+        self, user_id: int, history: Sequence[str], k: int = 20
+    ) -> list[str]:
+        """Up to k movies for the user, best first, none of them watched: their history is
+        what the model trained on plus `history` (movies since; ids the model does not know
+        are ignored). A user the model does not know gets a list from `history` alone."""
 
     @abstractmethod
     def cold_start(self, user: Mapping[str, Any] | None = None, k: int = 20) -> list[str]:
@@ -82,58 +96,44 @@ class Recommender(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, directory: Path) -> Self:
-        """The model `save` wrote."""
+    def load(cls, directory: Path, *, mmap: bool = False, threads: int | None = None) -> Self:
+        """The model `save` wrote; with `mmap`, its arrays memory-mapped read-only (processes
+        that load the same files share the pages); `threads` for its boosters (default: as
+        saved)."""
 
 
-@dataclass
-class _Fitted:
+@dataclass(frozen=True)
+class TwoStageParts:
+    """What a fitted two-stage model is made of."""
+
     stage: CFStage
     rating: RatingModel
     ranker: Ranker
     cold: ColdStart
+    neighbours: ItemNeighbours  # EASE's strongest weights per movie: histories are scored by them
 
 
 class TwoStageModel(Recommender):
     """CF + features -> stacked XGBoost ratings; merged candidates -> LambdaMART lists."""
 
-    def __init__(self, params: ModelParams | None = None, *, threads: int = 2) -> None:
-        self.params = params or ModelParams()
+    def __init__(
+        self,
+        params: ModelParams,
+        parts: TwoStageParts,
+        *,
+        threads: int = 2,
+        fit_info: dict[str, Any] | None = None,
+    ) -> None:
+        self.params = params
+        self.parts = parts
         self.threads = threads
-        self.fit_info: dict[str, Any] = {}
-        self._fitted: _Fitted | None = None
-
-    @property
-    def parts(self) -> _Fitted:
-        if self._fitted is None:
-            raise RuntimeError("the model is not fitted: call fit() or load() first")
-        return self._fitted
+        self.fit_info = fit_info or {}
+        pop = np.asarray(parts.stage.base.item_stats[:, _LOG_POPULARITY], dtype=np.float64)
+        self._prior = TIE_BREAK * pop / max(float(pop.max(initial=0.0)), 1.0)
 
     @property
     def stage(self) -> CFStage:
         return self.parts.stage
-
-    # ---- fitting -----------------------------------------------------------------------------
-    def fit(self, data: TrainingData) -> Self:
-        start = time.perf_counter()
-        p, threads = self.params, self.threads
-        # CF models and feature base, over every user and movie the data names
-        stage = fit_stage(data, build_index(data), p, threads)
-        # Rating model: XGBoost on out-of-fold features
-        rating = fit_rating_model(data, stage, p, threads)
-        # Ranker: LambdaMART, trained on a split of the training data
-        ranker = fit_ranker(data, p, threads)
-        # Cold start
-        cold = ColdStart.fit(data)
-        self._fitted = _Fitted(stage, rating, ranker, cold)
-        self.fit_info = {
-            "rows": len(data.ratings),
-            "interactions": len(data.interactions),
-            "rating_model": rating.info,
-            "ranker": ranker.info,
-            "seconds": round(time.perf_counter() - start, 2),
-        }
-        return self
 
     # ---- inference ---------------------------------------------------------------------------
     def predict_ratings(self, user_ids: Ids, movie_ids: MovieIds) -> np.ndarray:
@@ -154,10 +154,42 @@ class TwoStageModel(Recommender):
         for start in range(0, warm.size, USER_CHUNK):
             chunk = warm[start : start + USER_CHUNK]
             u = parts.stage.index.uidx(chunk)
-            out.update(
-                rank_users(parts.stage, parts.rating, parts.ranker, self.params, u, chunk, k)
-            )
+            out.update(rank_users(self._list_model(), u, chunk, k))
         return out
+
+    def recommend_from_history(
+        self, user_id: int, history: Sequence[str], k: int = 20
+    ) -> list[str]:
+        """As the precomputed lists are made, from the whole history: candidates merged from
+        the generators (EASE's item-item scores from the neighbours kept, RP3beta's rows, the
+        recently popular), re-ranked by the LambdaMART ranker, then the re-ranking knobs. A
+        user the model does not know gets the same pipeline with unknown user features."""
+        u, watched = self.history_positions(user_id, history)
+        stage = self.stage
+        ease = self.parts.neighbours.fold_in(watched) + self._prior
+        if ease.size - watched.size <= 0:
+            return []
+        rp3 = stage.rp3.W.fold_in(watched)
+        seen = (np.zeros(watched.size, dtype=np.int64), watched)
+        cands = merge(ease[None, :], rp3[None, :], stage, seen, self.params)
+        best = rank_candidates(self._list_model(), np.array([u]), cands, k)
+        return [str(m) for m in stage.index.movies[best[0]]]
+
+    def _list_model(self) -> ListModel:
+        parts = self.parts
+        return ListModel(parts.stage, parts.rating, parts.ranker, self.params)
+
+    def history_positions(self, user_id: int, history: Sequence[str]) -> tuple[int, np.ndarray]:
+        """The user's row in the model (-1: unknown) and the positions of the movies of their
+        whole history (trained on, and `history`'s that the model knows)."""
+        index = self.stage.index
+        u = int(index.uidx(np.array([user_id]))[0])
+        new = index.midx(np.asarray(history, dtype=str)) if len(history) else np.empty(0, int)
+        trained = np.empty(0, dtype=np.int64)
+        if u >= 0:
+            seen = self.stage.seen
+            trained = np.asarray(seen.indices[seen.indptr[u] : seen.indptr[u + 1]], np.int64)
+        return u, np.union1d(trained, new[new >= 0]).astype(np.int64)
 
     def cold_start(self, user: Mapping[str, Any] | None = None, k: int = 20) -> list[str]:
         return self.parts.cold.recommend(user, k)
@@ -176,9 +208,7 @@ class TwoStageModel(Recommender):
         params = self.params.replace(
             longtail_min_share=longtail_min_share, genre_diversity=genre_diversity
         )
-        other = TwoStageModel(params, threads=self.threads)
-        other._fitted, other.fit_info = self.parts, self.fit_info
-        return other
+        return TwoStageModel(params, self.parts, threads=self.threads, fit_info=self.fit_info)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -195,6 +225,7 @@ class TwoStageModel(Recommender):
         directory.mkdir(parents=True, exist_ok=True)
         names, stage_scalars = parts.stage.save(directory)
         names += parts.rating.save(directory, RATING_MODEL)
+        names += parts.neighbours.save(directory, NEIGHBOURS)
         names.append(MODEL_JSON)
         if parts.ranker.save(directory / RANKER):
             names.append(RANKER)
@@ -212,20 +243,34 @@ class TwoStageModel(Recommender):
         return names
 
     @classmethod
-    def load(cls, directory: Path, *, mmap: bool = False) -> Self:
-        """The saved model; with `mmap`, its arrays are memory-mapped read-only."""
-        meta = json.loads((directory / MODEL_JSON).read_text())
-        if meta.get("format") != FORMAT:
+    def load(cls, directory: Path, *, mmap: bool = False, threads: int | None = None) -> Self:
+        try:
+            meta = json.loads((directory / MODEL_JSON).read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{directory}: unreadable {MODEL_JSON} ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise ModelLoadError(f"{directory}: model files of format {found}, expected {FORMAT}")
+        try:
+            params = ModelParams.from_dict(meta["params"])
+            stage = CFStage.load(directory, meta["stage"], params, mmap)
+            rating = RatingModel.load(directory, RATING_MODEL, meta["feature_names"])
+            ranker = Ranker.load(directory / RANKER, meta["rank_feature_names"])
+            neighbours = ItemNeighbours.load(directory, NEIGHBOURS, mmap)
+            cold = ColdStart.from_json(meta["cold_start"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelLoadError(f"{directory}: unreadable model ({exc})") from None
+        if neighbours.movies != len(stage.index.movies):
             raise ModelLoadError(
-                f"{directory}: model files of format {meta.get('format')}, expected {FORMAT}"
+                f"{directory}: neighbours for {neighbours.movies} movies,"
+                f" the model has {len(stage.index.movies)}"
             )
-        model = cls(ModelParams.from_dict(meta["params"]), threads=int(meta["threads"]))
-        stage = CFStage.load(directory, meta["stage"], model.params, mmap)
-        rating = RatingModel.load(directory, RATING_MODEL, meta["feature_names"])
-        ranker = Ranker.load(directory / RANKER, meta["rank_feature_names"])
-        model._fitted = _Fitted(stage, rating, ranker, ColdStart.from_json(meta["cold_start"]))
-        model.fit_info = meta["fit_info"]
-        return model
+        threads = int(meta["threads"]) if threads is None else threads
+        for booster in (*rating.boosters.values(), ranker.booster):
+            if booster is not None:
+                booster.set_param({"nthread": threads})
+        parts = TwoStageParts(stage, rating, ranker, cold, neighbours)
+        return cls(params, parts, threads=threads, fit_info=meta["fit_info"])
 
 
 class RankByRating(Recommender):
@@ -234,12 +279,8 @@ class RankByRating(Recommender):
 
     RANKING = "predicted rating only (deliberately poor)"
 
-    def __init__(self, model: TwoStageModel | None = None) -> None:
-        self.model = model or TwoStageModel()
-
-    def fit(self, data: TrainingData) -> Self:
-        self.model.fit(data)
-        return self
+    def __init__(self, model: TwoStageModel) -> None:
+        self.model = model
 
     def predict_ratings(self, user_ids: Ids, movie_ids: MovieIds) -> np.ndarray:
         return self.model.predict_ratings(user_ids, movie_ids)
@@ -258,6 +299,16 @@ class RankByRating(Recommender):
             pred[stage.seen[row].indices] = -np.inf
             out[int(uid)] = list(movies[np.argsort(-pred, kind="stable")[:k]])
         return out
+
+    def recommend_from_history(
+        self, user_id: int, history: Sequence[str], k: int = 20
+    ) -> list[str]:
+        _, watched = self.model.history_positions(user_id, history)
+        movies = self.model.stage.index.movies
+        pred = self.model.predict_ratings(np.full(movies.size, user_id), movies)
+        pred[watched] = -np.inf
+        order = np.argsort(-pred, kind="stable")[: min(k, movies.size - watched.size)]
+        return [str(m) for m in movies[order]]
 
     def cold_start(self, user: Mapping[str, Any] | None = None, k: int = 20) -> list[str]:
         return self.model.cold_start(user, k)
@@ -281,12 +332,19 @@ class RankByRating(Recommender):
         return [*names, VARIANT_JSON]
 
     @classmethod
-    def load(cls, directory: Path, *, mmap: bool = False) -> Self:
-        return cls(TwoStageModel.load(directory, mmap=mmap))
+    def load(cls, directory: Path, *, mmap: bool = False, threads: int | None = None) -> Self:
+        return cls(TwoStageModel.load(directory, mmap=mmap, threads=threads))
 
 
-def load_recommender(directory: Path, *, mmap: bool = False) -> Recommender:
+def saved_in(directory: Path) -> bool:
+    """Whether a folder holds a model's files (a bundle may carry only lists)."""
+    return (directory / MODEL_JSON).exists()
+
+
+def load_recommender(
+    directory: Path, *, mmap: bool = False, threads: int | None = None
+) -> Recommender:
     """Whichever model a folder holds: the rank-by-rating variant or the two-stage model."""
     if (directory / VARIANT_JSON).exists():
-        return RankByRating.load(directory, mmap=mmap)
-    return TwoStageModel.load(directory, mmap=mmap)
+        return RankByRating.load(directory, mmap=mmap, threads=threads)
+    return TwoStageModel.load(directory, mmap=mmap, threads=threads)

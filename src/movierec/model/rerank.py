@@ -12,7 +12,7 @@ HEAD_SHARE = 0.10  # the most-interacted 10% of movies are the "head"; the rest 
 
 def longtail_mask(base: FeatureBase) -> np.ndarray:
     """True for movies outside the most-interacted HEAD_SHARE of the catalog."""
-    popularity = base.item_stats[:, 2]
+    popularity = base.item_stats[:, base.ITEM_COLS.index("i_log_pop")]
     n_head = max(1, int(np.ceil(HEAD_SHARE * popularity.size)))
     head = np.argsort(-popularity, kind="stable")[:n_head]
     mask = np.ones(popularity.size, dtype=bool)

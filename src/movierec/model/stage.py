@@ -23,7 +23,6 @@ import scipy.sparse as sp
 
 from movierec.model.arrays import load_arrays, save_arrays
 from movierec.model.cf import EASE, BiasedMF, Index, ItemNeighbours, Pairs, RP3beta
-from movierec.model.data import TrainingData
 from movierec.model.features import BASE_ARRAYS, FeatureBase
 from movierec.model.params import ModelParams
 
@@ -116,31 +115,6 @@ class CFStage:
         )
         base = FeatureBase.from_saved(index, features, scalars["features"])
         return cls(index, base, mf, cf["als_u"], cf["als_i"], ease, rp3, seen)
-
-
-def build_index(data: TrainingData) -> Index:
-    """Every user of the users table and the interactions; every movie of the catalog and the
-    interactions."""
-    users = np.union1d(data.users["user_id"].to_numpy(), data.interactions["user_id"].to_numpy())
-    movies = np.union1d(
-        data.movies["movie_id"].astype(str).to_numpy(),
-        data.interactions["movie_id"].astype(str).to_numpy(),
-    )
-    return Index.build(users, movies)
-
-
-def fit_mf(
-    data: TrainingData, index: Index, params: ModelParams, rows: np.ndarray | None = None
-) -> BiasedMF:
-    """The explicit MF on `data`'s ratings (only `rows` of them, a boolean mask, if given)."""
-    u = index.uidx(data.ratings["user_id"].to_numpy())
-    i = index.midx(data.ratings["movie_id"].to_numpy())
-    r = data.ratings["rating"].to_numpy(dtype=float)
-    ok = (u >= 0) & (i >= 0)
-    if rows is not None:
-        ok &= rows
-    mf = BiasedMF(params.mf_factors, params.mf_reg, iters=params.mf_iters, seed=params.seed)
-    return mf.fit(u[ok], i[ok], r[ok], len(index.users), len(index.movies))
 
 
 def rating_cf_features(

@@ -20,8 +20,8 @@ import pandas as pd
 from movierec.core.errors import DataValidationError
 from movierec.core.settings import Settings
 from movierec.data.movielens import load_tables
-from movierec.model.data import TrainingData
 from movierec.model.recommender import TwoStageModel
+from movierec.model.training.dataset import TrainingData
 from movierec.offline.evaluate import evaluate_model
 from movierec.offline.recipe import fit_model
 

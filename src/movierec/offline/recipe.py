@@ -8,10 +8,11 @@ import time
 from dataclasses import dataclass, field
 
 from movierec.core.settings import Settings
-from movierec.model.data import TrainingData
 from movierec.model.params import ModelParams
 from movierec.model.recommender import TwoStageModel
-from movierec.model.tune import TuningBudget, randomized_search
+from movierec.model.training.dataset import TrainingData
+from movierec.model.training.fit import fit_two_stage
+from movierec.model.training.tune import TuningBudget, randomized_search
 
 
 @dataclass
@@ -47,5 +48,5 @@ def fit_model(data: TrainingData, settings: Settings, *, tune: bool = True) -> F
     if tune:
         params, trials = randomized_search(data, params, tuning_budget(settings))
     # Fit
-    model = TwoStageModel(params, threads=settings.training.n_threads).fit(data)
+    model = fit_two_stage(data, params, threads=settings.training.n_threads)
     return Fitted(model, round(time.perf_counter() - start, 2), trials)

@@ -1,13 +1,13 @@
 """`models/routing.json`: what is served, changed atomically, with its history; sticky buckets.
 
 `routing.json` says what is served: `{"stable", "canary", "canary_pct", "updated_at",
-"reason"}` (DESIGN.md), and, for the release stages, `"shadow"` (a candidate that computes
-lists for a sample of stable's requests without serving them), `"shadow_pct"` (the share of
-requests sampled, 0..100) and `"stage_started_at"` (when the current shadow or canary stage
-began; `updated_at` is when its current step began). A file without the three extra fields
-reads as no shadow. It is replaced atomically and every change is appended, with the routing
-before and after, to `routing_history.jsonl`, under a lock so that two writers never lose an
-update.
+"reason"}` (docs/contracts.md), and, for the release stages, `"shadow"` (a candidate that
+computes lists for a sample of stable's requests without serving them), `"shadow_pct"` (the
+share of requests sampled, 0..100) and `"stage_started_at"` (when the current shadow or
+canary stage began; `updated_at` is when its current step began). A file without the three
+extra fields reads as no shadow. It is replaced atomically and every change is appended, with
+the routing before and after, to `routing_history.jsonl`, under a lock so that two writers
+never lose an update.
 
 A candidate goes SHADOW (`set_shadow`) -> CANARY at a first percentage (`shadow_to_canary`) ->
 higher percentages (`set_canary_pct`) -> stable (`promote_canary`); `abort_canary` ends a

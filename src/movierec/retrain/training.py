@@ -28,8 +28,8 @@ from movierec.data.lake import load_lake, training_interactions
 from movierec.data.movielens import load_tables
 from movierec.data.snapshot import snapshot_training_data
 from movierec.data.splits import exclude_pairs
-from movierec.model.data import TrainingData
 from movierec.model.recommender import RankByRating, Recommender, TwoStageModel, load_recommender
+from movierec.model.training.dataset import TrainingData
 from movierec.offline.evaluate import evaluate_model
 from movierec.offline.metric_functions import headline, ranking_metrics
 from movierec.offline.recipe import fit_model
@@ -42,8 +42,8 @@ from movierec.registry.bundles import (
     save_bundle,
     verify_bundle,
 )
+from movierec.registry.lists import PrecomputedLists
 from movierec.registry.routing import read_routing, set_stable
-from movierec.registry.serving import NEIGHBOURS, Neighbours, PrecomputedLists
 from movierec.registry.tracking import log_bundle
 from movierec.retrain.gate import lake_counts, write_state
 
@@ -177,8 +177,7 @@ def write_bundle_files(
     folder: Path, model: Recommender, users: np.ndarray, k: int
 ) -> tuple[list[str], int]:
     """The model's files and what the service reads into `folder`: every user's top-k (as a
-    table, and as arrays it memory-maps), the cold-start list, and the item neighbours it
-    folds users in with (from the two-stage model's EASE). Returns the file names and the
+    table, and as arrays it memory-maps) and the cold-start list. Returns the file names and the
     number of users with a list."""
     lists = model.recommend(users, k)
     recs = pd.DataFrame(
@@ -191,9 +190,6 @@ def write_bundle_files(
     (folder / COLD_START).write_text(json.dumps({"items": model.cold_start(None, k)}))
     names = [*model.save(folder), RECOMMENDATIONS, COLD_START]
     names += PrecomputedLists.build(lists).save(folder)
-    two_stage = model.model if isinstance(model, RankByRating) else model
-    if isinstance(two_stage, TwoStageModel):
-        names += Neighbours.from_dense(two_stage.stage.ease.B, NEIGHBOURS).save(folder)
     return names, len(recs)
 
 

@@ -20,8 +20,10 @@ import logging
 import random
 import re
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.http import HTTP_STATUS_CODES
@@ -32,12 +34,15 @@ from movierec.registry.routing import arm_for
 from movierec.serve import metrics
 from movierec.serve.datagauges import DataQualityGauges
 from movierec.serve.identity import ClientIdentity
-from movierec.serve.live import LiveRecommender
-from movierec.serve.models import ModelSet, ServingModel
+from movierec.serve.live.answers import LiveRecommender
+from movierec.serve.models import ModelSet
 from movierec.serve.openapi import openapi_document
 from movierec.serve.ratelimit import make_limiter
 from movierec.serve.servedlog import ServedLog
 from movierec.serve.shadow import ShadowRunner, ShadowTask, shadow_sampled
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -100,33 +105,62 @@ class MillisecondClock:
 CLOCK = MillisecondClock()
 
 
+@dataclass(frozen=True)
+class RecommendRequest:
+    """What `/recommend/<raw>` is asked with, whichever entrance took it."""
+
+    raw: str  # the path's user id, as sent
+    remote_addr: str | None
+    forwarded: str | None  # X-Forwarded-For
+
+
+class Answered(NamedTuple):
+    """A `/recommend` response: status, text body and the request's headers."""
+
+    status: int
+    body: str
+    headers: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What the served log records of a request beside its status."""
+
+    user_id: int = -1  # -1: no valid user id
+    arm: str = "none"
+    version: str = "none"
+    items: str = ""
+
+
+_NO_OUTCOME = _Outcome()
+
+
 @bp.get("/recommend/<path:raw>")
 def recommend(raw: str) -> Response:
     state: AppState = current_app.extensions["movierec"]
     forwarded = request.headers.get("X-Forwarded-For")
-    status, body, headers = answer(state, raw, request.remote_addr, forwarded)
-    resp = _text(body, status)
-    resp.headers.extend(headers)
+    answered = answer(state, RecommendRequest(raw, request.remote_addr, forwarded))
+    resp = _text(answered.body, answered.status)
+    resp.headers.extend(answered.headers)
     return resp
 
 
-def answer(
-    state: AppState, raw: str, remote_addr: str | None, forwarded: str | None
-) -> tuple[int, str, list[tuple[str, str]]]:
+def answer(state: AppState, req: RecommendRequest) -> Answered:
     """`/recommend/<raw>`: status, body and the request's headers (id, model version), the
-    response logged. Shared by the Flask view and the WSGI fast path (`RecommendFastPath`)."""
+    response logged. The one answer of both entrances: the Flask view and the WSGI fast path
+    (`RecommendFastPath`)."""
     start = time.perf_counter()
     rid = request_id()
-    client = state.identity.client(remote_addr, forwarded)
+    client = state.identity.client(req.remote_addr, req.forwarded)
     if not state.limiter.allow(client):
         metrics.RATE_LIMITED.inc()
-        return _finish(state, rid, start, -1, "none", "none", "", 429, "too many requests")
-    parsed = _parse_user_id(raw)
+        return _finish(state, rid, start, _NO_OUTCOME, 429, "too many requests")
+    parsed = _parse_user_id(req.raw)
     if isinstance(parsed, str):
-        return _finish(state, rid, start, -1, "none", "none", "", 400, parsed)
+        return _finish(state, rid, start, _NO_OUTCOME, 400, parsed)
     snap = state.models.snapshot
     if snap.stable is None:
-        return _finish(state, rid, start, parsed, "none", "none", "", 503, "no model loaded yet")
+        return _finish(state, rid, start, _Outcome(parsed), 503, "no model loaded yet")
     arm = "stable"
     model = snap.stable
     if snap.canary is not None and snap.routing is not None:
@@ -137,57 +171,38 @@ def answer(
         items = state.live.recommend(model, arm, parsed)
     except Exception:  # counted, logged and answered like every other response
         log.exception("model %s failed to recommend for user %d", model.version, parsed)
-        return _finish(state, rid, start, parsed, arm, model.version, "", 500, "internal error")
-    if arm == "stable" and snap.shadow is not None and snap.routing is not None:
-        _offer_shadow(state, snap.shadow, snap.routing.shadow_pct, rid, parsed, model, items)
-    return _finish(state, rid, start, parsed, arm, model.version, items, 200, items)
-
-
-def _offer_shadow(
-    state: AppState,
-    shadow: ServingModel,
-    pct: int,
-    rid: str,
-    user_id: int,
-    served: ServingModel,
-    items: str,
-) -> None:
-    """Hand a sampled stable request to the shadow candidate (computed off the request path)."""
-    if shadow_sampled(rid, pct):
+        failed = _Outcome(parsed, arm, model.version)
+        return _finish(state, rid, start, failed, 500, "internal error")
+    shadow, routing = snap.shadow, snap.routing
+    if arm == "stable" and shadow and routing and shadow_sampled(rid, routing.shadow_pct):
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        state.shadow.offer(ShadowTask(shadow, rid, now, user_id, served.version, items))
+        state.shadow.offer(ShadowTask(shadow, rid, now, parsed, model.version, items))
+    return _finish(state, rid, start, _Outcome(parsed, arm, model.version, items), 200, items)
 
 
 def _finish(
-    state: AppState,
-    rid: str,
-    start: float,
-    user_id: int,
-    arm: str,
-    version: str,
-    items: str,
-    status: int,
-    body: str,
-) -> tuple[int, str, list[tuple[str, str]]]:
+    state: AppState, rid: str, start: float, outcome: _Outcome, status: int, body: str
+) -> Answered:
+    """Count, time and log the response."""
     seconds = time.perf_counter() - start
-    metrics.REQUESTS_BY(str(status), arm, version).inc()
-    metrics.LATENCY_BY(arm).observe(seconds)
-    latency_ms = round(seconds * 1000, 3)
-    features = f"{version}:{user_id}:{'warm' if status == 200 else status}"
+    version = outcome.version
+    metrics.REQUESTS_BY(str(status), outcome.arm, version).inc()
+    metrics.LATENCY_BY(outcome.arm).observe(seconds)
+    features = f"{version}:{outcome.user_id}:{'warm' if status == 200 else status}"
     state.served.record(
         {
             "request_id": rid,
             "ts": CLOCK.now(),
-            "user_id": user_id,
-            "arm": arm,
+            "user_id": outcome.user_id,
+            "arm": outcome.arm,
             "model_version": version,
-            "items": items,
-            "latency_ms": latency_ms,
+            "items": outcome.items,
+            "latency_ms": round(seconds * 1000, 3),
             "status": status,
             "features_sha256": hashlib.sha256(features.encode()).hexdigest(),
         }
     )
-    return status, body, [("X-Request-ID", rid), ("X-Model-Version", version)]
+    return Answered(status, body, [("X-Request-ID", rid), ("X-Model-Version", version)])
 
 
 @bp.get("/healthz")
@@ -245,35 +260,45 @@ class RecommendFastPath:
     answered by `answer` without Flask's request context, URL map and response objects, which
     cost about 90 us a request, as much as the whole of our own work. Every other request -
     another route or method, an id that is not digits, HEAD - goes to Flask, which answers the
-    same way through the same `answer`."""
+    same way through the same `answer`.
 
-    def __init__(self, flask_wsgi: Any, state: AppState):
-        self.flask_wsgi = flask_wsgi
+    The fast path steps aside whenever the Flask app has request hooks (`before_request`,
+    `after_request`, `teardown_request`): a hook added later runs on `/recommend` too, at
+    Flask's cost, rather than silently not at all (tested)."""
+
+    def __init__(self, app: Flask, state: AppState):
+        self.flask_wsgi: WSGIApplication = app.wsgi_app
+        self.app = app
         self.state = state
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
         raw = path[len(RECOMMEND) :]
         fast = environ.get("REQUEST_METHOD") == "GET" and path.startswith(RECOMMEND)
-        if not (fast and _ID_RE.fullmatch(raw)):
+        if not (fast and _ID_RE.fullmatch(raw)) or self._hooked():
             return self.flask_wsgi(environ, start_response)
+        req = RecommendRequest(raw, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"))
         try:
-            status, body, headers = answer(
-                self.state, raw, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
-            )
+            answered = answer(self.state, req)
         except Exception:  # as Flask's 500 handler answers
             log.exception("unhandled error")
-            status, body, headers = 500, "internal error", []
-        data = body.encode()
+            answered = Answered(500, "internal error", [])
+        data = answered.body.encode()
         start_response(
-            f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}",
+            f"{answered.status} {HTTP_STATUS_CODES.get(answered.status, 'UNKNOWN').upper()}",
             [
                 ("Content-Type", "text/plain; charset=utf-8"),
                 ("Content-Length", str(len(data))),
-                *headers,
+                *answered.headers,
             ],
         )
         return [data]
+
+    def _hooked(self) -> bool:
+        app = self.app
+        return bool(
+            app.before_request_funcs or app.after_request_funcs or app.teardown_request_funcs
+        )
 
 
 class AppState:
@@ -300,7 +325,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     state.live.start()
     app.extensions["movierec"] = state
     app.register_blueprint(bp)
-    app.wsgi_app = RecommendFastPath(app.wsgi_app, state)  # type: ignore[method-assign]
+    app.wsgi_app = RecommendFastPath(app, state)  # type: ignore[method-assign]
 
     @app.errorhandler(404)
     def not_found(_exc: Exception) -> Response:

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 # One OpenMP thread per request thread: the workers' threads already run requests side by
@@ -57,6 +58,18 @@ class PollingThreadWorker(ThreadWorker):
         )
 
 
+class AddressLogger(Logger):
+    """gunicorn's logger, except that the master's "Listening at:" line names the address: with
+    a socket per worker (`reuse_port`) the master holds none, and gunicorn printed
+    "Listening at:  (pid)" with no address - the first line a newcomer reads."""
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if msg.startswith("Listening at:") and args and not args[0]:
+            where = ",".join(f"http://{address}" for address in self.cfg.bind)
+            args = (f"{where} (a socket per worker)", *args[1:])
+        super().info(msg, *args, **kwargs)
+
+
 _settings = Settings.from_env()
 
 bind = f"{_settings.serving.host}:{_settings.serving.port}"
@@ -73,6 +86,7 @@ keepalive = 5
 # waiting in an old worker's accept queue are reset when it stops.
 reuse_port = True
 accesslog = None
+logger_class = AddressLogger
 errorlog = "-"
 loglevel = "info"
 proc_name = "movierec"

@@ -14,14 +14,14 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
+from movierec.core.sections import comma_list
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def parse_networks(spec: str) -> tuple[Network, ...]:
     """`10.0.0.1, 172.30.80.0/24` -> networks (a bare address is a network of one)."""
-    return tuple(
-        ipaddress.ip_network(item.strip(), strict=False) for item in spec.split(",") if item.strip()
-    )
+    return tuple(ipaddress.ip_network(item, strict=False) for item in comma_list(spec))
 
 
 class ClientIdentity:

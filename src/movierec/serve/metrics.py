@@ -117,7 +117,7 @@ LIVE_FALLBACKS = Counter(
 )
 FOLD_IN_WARM = Counter(
     "movierec_fold_in_warm_total",
-    "Fold-ins made when the events arrived, off the request path (serve.warm): computed "
+    "Fold-ins made when the events arrived, off the request path (serve.live.warmer): computed "
     "(folded in here, kept for the user's requests and shared), shared (the list another "
     "worker or movierec fold-in made from the same history, kept), deferred (put off to wait "
     "for movierec fold-in's list), stale (the user changed again meanwhile: queued anew), "

@@ -38,9 +38,9 @@ from movierec.core.errors import ModelLoadError, MovierecError
 from movierec.core.schema import COLD_START, METADATA, RECOMMENDATIONS
 from movierec.core.settings import Settings
 from movierec.registry.bundles import bundle_path, verify_bundle
+from movierec.registry.lists import PrecomputedLists
 from movierec.registry.routing import Routing, read_routing, routing_signature
-from movierec.registry.serving import PrecomputedLists
-from movierec.serve.foldin import FoldIn
+from movierec.serve.live.fold_in_cache import FoldInCache
 from movierec.serve.metrics import (
     BUNDLE_MISSING,
     CANARY_PCT,
@@ -59,7 +59,7 @@ class ServingModel:
     lists: PrecomputedLists = field(repr=False)
     cold: str
     cutoff_ms: int = 0  # the training data's last event: later ones are folded in
-    fold: FoldIn | None = field(default=None, repr=False)
+    fold: FoldInCache | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, bundle_dir: Path, fold_in_cache: int = 10_000) -> ServingModel:
@@ -80,7 +80,7 @@ class ServingModel:
             lists=lists,
             cold=",".join(cold_items),
             cutoff_ms=cutoff_ms,
-            fold=FoldIn.load(bundle_dir, fold_in_cache),
+            fold=FoldInCache.load(bundle_dir, fold_in_cache),
         )
         release_freed_heap()
         return model
@@ -153,6 +153,7 @@ class ModelSet:
         self._signature: tuple[int, int, int] | None = None
         self._cache: dict[str, ServingModel] = {}
         self._refused: dict[str, str] = {}
+        self._published: set[tuple[str, str]] = set()  # (arm, version) of MODEL_INFO at 1
         self.missing: dict[str, str] = {}  # served version -> its bundle folder, gone from disk
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -254,7 +255,15 @@ class ModelSet:
     def _publish(self) -> None:
         snap = self.snapshot
         CANARY_PCT.set(snap.canary_pct)
-        MODEL_INFO.clear()
-        for arm, model in (("stable", snap.stable), ("canary", snap.canary)):
-            if model is not None:
-                MODEL_INFO.labels(arm=arm, model_version=model.version).set(1)
+        # a series no longer served goes to 0, not away: prometheus_client cannot remove labels
+        # in multiprocess mode (`clear()` only warns there, and the old series stayed at 1)
+        served = {
+            (arm, model.version)
+            for arm, model in (("stable", snap.stable), ("canary", snap.canary))
+            if model is not None
+        }
+        for arm, version in self._published - served:
+            MODEL_INFO.labels(arm=arm, model_version=version).set(0)
+        for arm, version in served:
+            MODEL_INFO.labels(arm=arm, model_version=version).set(1)
+        self._published = served

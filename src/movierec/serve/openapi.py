@@ -1,9 +1,9 @@
 """The service's OpenAPI 3 document, served at `/openapi.json`.
 
-Written by hand from the routes in `serve.app` and the service contract of DESIGN.md, and
-checked against the running service by the fuzzer (`tests/integration/test_fuzz.py`:
-Schemathesis generates requests from this document, valid and invalid, and validates every
-response against it).
+Written by hand from the routes in `serve.app` and the service contract in
+`docs/contracts.md`, and checked against the running service by the fuzzer
+(`tests/integration/test_fuzz.py`: Schemathesis generates requests from this document, valid
+and invalid, and validates every response against it).
 """
 
 from __future__ import annotations

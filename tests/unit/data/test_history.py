@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from functools import reduce
 from unittest.mock import patch
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from movierec.data import history
@@ -71,6 +71,7 @@ _seen = st.builds(
 )
 
 
+@settings(deadline=None)
 @given(st.lists(_seen, min_size=1, max_size=6), st.randoms())
 def test_the_merge_ignores_order_and_repetition(rows: list[Seen], rnd) -> None:  # type: ignore[no-untyped-def]
     once = reduce(merge, rows)
@@ -90,6 +91,8 @@ _event = st.tuples(
 )
 
 
+# checks of equal results, not of speed: a loaded machine must not fail them
+@settings(deadline=None)
 @given(st.lists(_event, max_size=30))
 def test_a_small_batch_merged_in_python_is_what_pandas_makes(
     events: list[tuple[bool, int, int, str, int, int]],

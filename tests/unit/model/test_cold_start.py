@@ -7,7 +7,8 @@ import pandas as pd
 
 from movierec.core.schema import AGE_LABELS
 from movierec.model.cold_start import MIN_SEGMENT_LIKES, ColdStart, segment
-from movierec.model.data import TrainingData
+from movierec.model.training.cold_lists import fit_cold_start
+from movierec.model.training.dataset import TrainingData
 
 
 def _data() -> TrainingData:
@@ -34,7 +35,7 @@ def test_segments_are_gender_and_the_schemas_age_group_code() -> None:
 
 
 def test_a_user_gets_their_segments_list_and_an_unknown_one_the_overall_list() -> None:
-    cold = ColdStart.fit(_data(), k=3)
+    cold = fit_cold_start(_data(), k=3)
     assert cold.lists["F:1"][0] == "y" and cold.lists["M:4"][0] == "o"
     assert cold.recommend({"user_id": 5}, 1) == ["y"]
     assert cold.recommend({"user_id": 100}, 1) == ["o"]
@@ -47,12 +48,12 @@ def test_a_user_gets_their_segments_list_and_an_unknown_one_the_overall_list() -
 def test_a_small_segment_falls_back_to_the_overall_list() -> None:
     data = _data()
     few = data.ratings[(data.ratings["user_id"] >= 60) | (data.ratings["user_id"] < 10)]
-    cold = ColdStart.fit(TrainingData.from_ratings(few, data.users, data.movies))
+    cold = fit_cold_start(TrainingData.from_ratings(few, data.users, data.movies))
     assert len(few[few["user_id"] < 10]) < MIN_SEGMENT_LIKES
     assert "F:1" not in cold.lists
     assert cold.recommend({"user_id": 5}, 2) == cold.lists["all"][:2]
 
 
 def test_cold_start_round_trips_through_json() -> None:
-    cold = ColdStart.fit(_data())
+    cold = fit_cold_start(_data())
     assert ColdStart.from_json(cold.to_json()) == cold

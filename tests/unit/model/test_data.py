@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from movierec.model.data import TrainingData
+from movierec.model.training.dataset import TrainingData
 from tests.modelkit import block_movies, block_users
 
 

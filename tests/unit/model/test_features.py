@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from movierec.model.cf import Index, Pairs
-from movierec.model.data import TrainingData
 from movierec.model.features import (
     GENRE_SHRINK,
     MEAN_SHRINK,
@@ -17,6 +16,7 @@ from movierec.model.features import (
     occupations,
     pair_features,
 )
+from movierec.model.training.dataset import TrainingData
 
 
 def _tiny() -> tuple[Index, FeatureBase]:

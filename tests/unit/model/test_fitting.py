@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from movierec.model.fitting import implicit_als
+from movierec.model.training.cf_stage import implicit_als
 
 
 def test_als_reports_every_iteration_when_not_on_a_terminal(

@@ -10,9 +10,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from movierec.model.cf import Index, RP3beta
-from movierec.model.fitting import MIN_RANKER_POSITIVES, _labels, fit_ranker
-from movierec.model.ranking import Candidates, candidates, merge, rank_users
+from movierec.model.ranking import Candidates, ListModel, candidates, merge, rank_users
 from movierec.model.recommender import TwoStageModel
+from movierec.model.training.lambdamart import MIN_RANKER_POSITIVES, _labels, fit_ranker
 from tests.modelkit import FAST, block_data
 
 
@@ -76,7 +76,7 @@ def test_too_few_positives_order_the_candidates_by_ease(
     assert ranker.booster is None and ranker.info["fallback"] == "EASE order"
     stage, parts = block_model.stage, block_model.parts
     u = np.arange(3)
-    lists = rank_users(stage, parts.rating, ranker, FAST, u, stage.index.users[u], 3)
+    lists = rank_users(ListModel(stage, parts.rating, ranker, FAST), u, stage.index.users[u], 3)
     cands = candidates(stage, u, FAST)
     for row, uid in enumerate(stage.index.users[u]):
         by_ease = cands.top[row, np.argsort(-cands.scores[row], kind="stable")[:3]]

@@ -9,22 +9,14 @@ import pandas as pd
 import pytest
 
 from movierec.model.cf import Index, Pairs
-from movierec.model.data import TrainingData
 from movierec.model.features import RECENCY, pair_features
-from movierec.model.fitting import fit_stage
 from movierec.model.params import ModelParams
-from movierec.model.rating import (
-    CASES,
-    NEW_USER,
-    RatingModel,
-    _matrix,
-    cases,
-    fit_rating_model,
-    predict_rows,
-    rating_training_matrix,
-)
+from movierec.model.rating import CASES, NEW_USER, RatingModel, cases, predict_rows, rating_matrix
 from movierec.model.recommender import TwoStageModel
-from movierec.model.stage import build_index, rating_cf_features
+from movierec.model.stage import rating_cf_features
+from movierec.model.training.cf_stage import build_index, fit_stage
+from movierec.model.training.dataset import TrainingData
+from movierec.model.training.rating_fit import fit_rating_model, rating_training_matrix
 from tests.modelkit import FAST, block_data
 
 
@@ -86,7 +78,7 @@ def test_predictions_in_place_equal_a_dmatrix_with_the_prior_as_base_margin(
     pairs = Pairs.rows(np.array([0, 1, 2, -1, 4]), np.array([0, 5, -1, 3, 2]))
     X, names = pair_features(stage.base, pairs, rating_cf_features(stage, pairs), RECENCY)
     booster = rating.boosters["warm"]
-    through_dmatrix = booster.predict(_matrix(X, None, names))
+    through_dmatrix = booster.predict(rating_matrix(X, None, names))
     assert np.allclose(predict_rows(booster, X, names), through_dmatrix, atol=1e-5)
     with pytest.raises(ValueError, match="not the booster's"):
         predict_rows(booster, X[:, ::-1], names[::-1])

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from movierec.model.params import ModelParams
 from movierec.model.recommender import (
     RankByRating,
     Recommender,
     TwoStageModel,
     load_recommender,
 )
-from movierec.model.tune import TuningBudget, randomized_search
+from movierec.model.training.fit import fit_two_stage
+from movierec.model.training.tune import TuningBudget, randomized_search
 from tests.modelkit import FAST, block_data, file_mapped
 
 
@@ -40,7 +40,7 @@ def test_the_same_seed_gives_the_same_model(block_ratings: pd.DataFrame) -> None
     for _ in range(2):
         params, trials = randomized_search(data, FAST, budget)
         assert len(trials) == 2
-        models.append(TwoStageModel(params).fit(data))
+        models.append(fit_two_stage(data, params))
     a, b = models
     assert a.params == b.params
     u, m = block_ratings["user_id"], block_ratings["movie_id"]
@@ -94,12 +94,6 @@ def _saved(model: Recommender, folder: Path) -> Path:
     return folder
 
 
-def test_an_unfitted_model_says_so() -> None:
-    model = TwoStageModel(ModelParams())
-    with pytest.raises(RuntimeError, match="not fitted"):
-        model.recommend([1], 5)
-
-
 def test_a_user_without_ratings_is_predicted_from_priors_never_another_users_row(
     block_ratings: pd.DataFrame,
 ) -> None:
@@ -110,8 +104,8 @@ def test_a_user_without_ratings_is_predicted_from_priors_never_another_users_row
     data = block_data(block_ratings)
     watched = data.interactions.iloc[:3].assign(user_id=20, rating=np.nan)
     inter = pd.concat([data.interactions, watched], ignore_index=True)
-    model = TwoStageModel(FAST, threads=1).fit(
-        type(data).from_interactions(inter, data.users, data.movies)
+    model = fit_two_stage(
+        type(data).from_interactions(inter, data.users, data.movies), FAST, threads=1
     )
     stage = model.stage
     movies = stage.index.movies

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from movierec.model.tune import (
+from movierec.model.training.tune import (
     MF_CHOICES,
     TuningBudget,
     randomized_search,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from movierec.model.data import TrainingData
 from movierec.model.recommender import Ids, MovieIds, Recommender
 from movierec.offline.evaluate import evaluate_model
 
@@ -20,14 +19,16 @@ LISTS = {1: ["a", "b"], 2: ["c", "a"], 3: ["a"]}
 class _Fixed(Recommender):
     """Predicts 3 for everyone; fixed lists."""
 
-    def fit(self, data: TrainingData) -> Self:
-        return self
-
     def predict_ratings(self, user_ids: Ids, movie_ids: MovieIds) -> np.ndarray:
         return np.full(len(user_ids), 3.0)
 
     def recommend(self, user_ids: Ids, k: int = 20) -> dict[int, list[str]]:
         return {int(u): LISTS.get(int(u), [])[:k] for u in user_ids}
+
+    def recommend_from_history(
+        self, user_id: int, history: Sequence[str], k: int = 20
+    ) -> list[str]:
+        return [m for m in LISTS.get(user_id, []) if m not in history][:k]
 
     def cold_start(self, user: Mapping[str, Any] | None = None, k: int = 20) -> list[str]:
         return ["a"][:k]
@@ -47,7 +48,7 @@ class _Fixed(Recommender):
         return []
 
     @classmethod
-    def load(cls, directory: Path) -> Self:
+    def load(cls, directory: Path, *, mmap: bool = False, threads: int | None = None) -> Self:
         return cls()
 
 

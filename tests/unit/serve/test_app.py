@@ -13,7 +13,7 @@ from werkzeug.test import Client
 
 from movierec.core.settings import Settings
 from movierec.registry.routing import Routing, arm_for, set_canary, set_stable
-from movierec.serve import create_app
+from movierec.serve import create_app, metrics
 from movierec.serve.app import MillisecondClock, RecommendFastPath, request_id
 from tests.servicekit import make_bundle, wait_until
 
@@ -228,6 +228,51 @@ def test_the_fast_path_answers_as_flask_does_and_leaves_the_rest_to_it(
     for method, path in (("GET", "/recommend/x7"), ("HEAD", "/recommend/7"), ("GET", "/healthz")):
         with pytest.raises(AssertionError, match="reached Flask"):
             client.open(path, method=method)
+
+
+def test_a_flask_hook_added_later_runs_on_recommend_too(client: FlaskClient) -> None:
+    """The fast path steps aside for an app with request hooks: a header, a log line or a
+    check someone adds with before_request/after_request/teardown_request is not silently
+    skipped on /recommend."""
+    app = client.application
+    seen: list[str] = []
+
+    @app.before_request
+    def before() -> None:
+        seen.append("before")
+
+    @app.after_request
+    def after(resp):  # type: ignore[no-untyped-def]
+        resp.headers["X-Hooked"] = "yes"
+        return resp
+
+    @app.teardown_request
+    def teardown(_exc: BaseException | None) -> None:
+        seen.append("teardown")
+
+    for path in ("/recommend/7", "/recommend/99999999999999999999", "/recommend/x"):
+        r = client.get(path)
+        assert r.headers.get("X-Hooked") == "yes", path
+        assert "X-Request-ID" in r.headers or r.status_code == 404, path
+    assert seen.count("before") == 3 and seen.count("teardown") == 3
+    assert client.get("/recommend/7").get_data(as_text=True).count(",") == 19
+
+
+def test_a_model_no_longer_served_reads_0_without_clearing_the_gauge(
+    client: FlaskClient, served: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prometheus_client cannot clear labels in multiprocess mode (each gunicorn worker warned
+    at start, and the old series stayed at 1): a version routed away is set to 0."""
+
+    def no_clear() -> None:
+        raise AssertionError("MODEL_INFO.clear() warns in multiprocess mode")
+
+    monkeypatch.setattr(metrics.MODEL_INFO, "clear", no_clear)
+    set_stable(served, "v2", "test")
+    wait_until(lambda: client.get("/readyz").get_json()["stable"] == "v2")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'movierec_model_loaded{arm="stable",model_version="v2"} 1.0' in text
+    assert 'movierec_model_loaded{arm="stable",model_version="v1"} 0.0' in text
 
 
 def test_request_ids_are_random_version_4_uuids() -> None:

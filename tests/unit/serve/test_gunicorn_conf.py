@@ -23,3 +23,19 @@ def test_the_master_imports_and_freezes_the_shared_libraries(
         assert gc.get_freeze_count() > frozen
     finally:
         gc.unfreeze()
+
+
+def test_the_master_says_where_it_listens_with_a_socket_per_worker(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gunicorn.config import Config
+
+    cfg = Config()
+    cfg.set("bind", ["127.0.0.1:8080"])
+    cfg.set("errorlog", "-")
+    logger = gunicorn_conf.AddressLogger(cfg)
+    logger.info("Listening at: %s (%s)", "", 4242)  # what the arbiter logs under reuse_port
+    logger.info("Listening at: %s (%s)", "http://0.0.0.0:9", 4243)  # a master's own socket
+    err = capsys.readouterr().err
+    assert "Listening at: http://127.0.0.1:8080 (a socket per worker) (4242)" in err
+    assert "Listening at: http://0.0.0.0:9 (4243)" in err

@@ -46,7 +46,7 @@ class RecentUsers:
         self._cursor: tuple[int, int] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # told every read's changes before they show (serve.warm: fold-ins made on arrival)
+        # told every read's changes before they show (serve.live.warmer: fold-ins made on arrival)
         self.listener: Callable[[Changes], None] | None = None
 
     def start(self) -> None:

@@ -1,17 +1,10 @@
-"""What a bundle carries for the service besides the model: the precomputed lists and the item
-neighbours that fold-in scores from, as uncompressed `.npy` arrays (`model.arrays`) that every
-gunicorn worker memory-maps: the pages are shared, and a worker's memory does not grow with
-the number of users.
+"""What a bundle carries for the service besides the model: the precomputed lists, as
+uncompressed `.npy` arrays (`model.arrays`) that every gunicorn worker memory-maps: the pages
+are shared, and a worker's memory does not grow with the number of users.
 
 - `lists.users.npy` (sorted user ids), `lists.items.npy` (users x k positions into
   `lists.movies.npy`, -1 past the end of a short list): the top-k of every user the trainer
   knew, as `recommendations.parquet` has them.
-- `neighbours.indptr.npy`, `neighbours.indices.npy`, `neighbours.scores.npy`: for each movie of
-  the model's index (`cf.movies.npy`), its `NEIGHBOURS` strongest item-item weights (EASE's B),
-  a sparse row. A user's fold-in scores are the sum of the rows of the movies in their history:
-  EASE's scores, truncated to each movie's strongest neighbours, so that serving touches
-  `NEIGHBOURS` weights per movie watched whatever the size of the catalog (EASE's dense B
-  grows with the square of the movies: 55 MB at ml-1m's 3,706, 2.9 GB at 27,000).
 """
 
 from __future__ import annotations
@@ -22,15 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from movierec.core.errors import ModelLoadError
 from movierec.model.arrays import array_file, load_arrays, position, save_arrays
-from movierec.model.cf import ItemNeighbours
 
 LISTS = "lists"
-NEIGHBOURS_PREFIX = "neighbours"
 LIST_ARRAYS = ("users", "items", "movies")
-NEIGHBOUR_ARRAYS = ("indptr", "indices", "scores")
-NEIGHBOURS = 200  # item-item weights kept per movie
 
 
 @dataclass(frozen=True)
@@ -88,31 +76,3 @@ class PrecomputedLists:
 
     def __len__(self) -> int:
         return int(self.users.size)
-
-
-class Neighbours(ItemNeighbours):
-    """EASE's `NEIGHBOURS` strongest item-item weights per movie, as the bundle carries them
-    for fold-in."""
-
-    def save(self, directory: Path) -> list[str]:
-        arrays = {"indptr": self.indptr, "indices": self.indices, "scores": self.scores}
-        return save_arrays(directory, NEIGHBOURS_PREFIX, arrays)
-
-    @classmethod
-    def load(cls, directory: Path, mmap: bool = True) -> Neighbours:
-        arrays = load_arrays(directory, NEIGHBOURS_PREFIX, NEIGHBOUR_ARRAYS, mmap)
-        return cls(arrays["indptr"], arrays["indices"], arrays["scores"])
-
-    @staticmethod
-    def saved_in(directory: Path) -> bool:
-        return all(
-            (directory / array_file(NEIGHBOURS_PREFIX, n)).exists() for n in NEIGHBOUR_ARRAYS
-        )
-
-
-def check_neighbours(neighbours: Neighbours, movies: int, where: Path) -> None:
-    """A bundle's neighbours must cover its model's movies."""
-    if neighbours.movies != movies:
-        raise ModelLoadError(
-            f"{where}: neighbours for {neighbours.movies} movies, the model has {movies}"
-        )

@@ -1,7 +1,7 @@
-"""Fold-in lists shared between workers and `movierec fold-in` (`serve.shared`): a user folded
-in by one worker is not folded in again by another for the same history; while the fold-in
-process beats, a worker waits for its list, and folds in itself when none comes; a failing
-shared store costs only the fold-in. Two `Setup`s on one folder are two workers."""
+"""Fold-in lists shared between workers and `movierec fold-in` (`serve.live.shared_lists`): a user
+folded in by one worker is not folded in again by another for the same history; while the fold-in
+process beats, a worker waits for its list, and folds in itself when none comes; a failing shared
+store costs only the fold-in. Two `Setup`s on one folder are two workers."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 
 from movierec.core.errors import OnlineStoreUnavailable
 from movierec.core.settings import Settings
-from movierec.serve import warm
-from movierec.serve.shared import SqliteSharedLists, fingerprint, open_shared_lists
-from tests.unit.serve.test_warm import Setup, _warm_events, made
+from movierec.serve.live import warmer as warm
+from movierec.serve.live.shared_lists import SqliteSharedLists, fingerprint, open_shared_lists
+from tests.unit.serve.live.test_warmer import Setup, _warm_events, made
 
 DEFER_MS = 40.0
 DUE = 3 * DEFER_MS / 1000.0  # a user put off is due within twice the deferral

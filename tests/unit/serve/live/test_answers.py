@@ -12,8 +12,8 @@ from prometheus_client import REGISTRY
 from movierec.core.errors import OnlineStoreUnavailable
 from movierec.core.settings import Settings
 from movierec.data.history import Seen
-from movierec.serve import live
-from movierec.serve.live import LiveHistory, LiveRecommender
+from movierec.serve.live import answers as live
+from movierec.serve.live.answers import LiveHistory, LiveRecommender
 from movierec.serve.models import ServingModel
 from tests.servicekit import make_bundle
 
@@ -79,7 +79,7 @@ def test_a_store_that_cannot_answer_falls_back_counted_warned_and_backed_off(
     store = FakeStore(OnlineStoreUnavailable(reason, f"the store is {reason}"))
     recommender = _recommender(settings, store)
     before = _fallbacks(reason)
-    with caplog.at_level(logging.WARNING, logger="movierec.serve.live"):
+    with caplog.at_level(logging.WARNING, logger="movierec.serve.live.answers"):
         answers = [recommender.recommend(model, "stable", u) for u in (1, 2, 3)]
     assert answers == [model.recommend(u) for u in (1, 2, 3)]
     assert _fallbacks(reason) == before + 3

@@ -1,6 +1,6 @@
-"""Fitting the two-stage model's parts from data - training code, which serving never imports
-(an import-linter contract): the CF stage (`implicit`'s ALS among it) and the LambdaMART ranker.
-What they fit is read back by `stage.CFStage` and `ranking.Ranker`, which serving does import.
+"""Fitting the LambdaMART ranker (`model.ranking.Ranker`): a stage and a quick rating model
+fitted on the earlier part of the training data, the candidates they give a sample of users,
+labelled by what those users did in the later part.
 """
 
 from __future__ import annotations
@@ -9,18 +9,15 @@ import logging
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import xgboost as xgb
 
-from movierec.core.progress import Progress
 from movierec.data.splits import latest_per_user, time_cut
-from movierec.model.cf import EASE, Index, RP3beta, interaction_matrix
-from movierec.model.data import TrainingData
-from movierec.model.features import build_base, occupations
 from movierec.model.params import ModelParams
 from movierec.model.ranking import Candidates, Ranker, candidates, rank_features
-from movierec.model.rating import fit_rating_model
-from movierec.model.stage import CFStage, build_index, fit_mf
+from movierec.model.stage import CFStage
+from movierec.model.training.cf_stage import build_index, fit_stage
+from movierec.model.training.dataset import TrainingData
+from movierec.model.training.rating_fit import fit_rating_model
 
 log = logging.getLogger(__name__)
 
@@ -31,52 +28,6 @@ RANKER_USERS = 3000  # at most this many users' candidates train the ranker
 SPLIT_FRACTION = 0.2  # the later 20% of the training data are the ranker's labels ...
 SPLIT_MIN_ITEMS = 5  # ... (per user: for users with at least 5 interactions)
 SPLIT_RATING_ROUNDS = 200  # the split's rating model is a quick one
-
-
-def fit_stage(data: TrainingData, index: Index, params: ModelParams, threads: int) -> CFStage:
-    """Fit the CF models and build the feature base of `data` over `index`."""
-    base = build_base(
-        index, data.ratings, data.interactions, data.users, data.movies, occupations(data.users)
-    )
-    mf = fit_mf(data, index, params)
-    iu = index.uidx(data.interactions["user_id"].to_numpy())
-    ii = index.midx(data.interactions["movie_id"].to_numpy())
-    k = (iu >= 0) & (ii >= 0)
-    # confidence grows with minutes watched; never with the rating (the rating model's
-    # target must not leak into an embedding it reads)
-    conf = 1.0 + np.log1p(data.interactions["minutes"].to_numpy(dtype=float)[k])
-    X = interaction_matrix(iu[k], ii[k], len(index.users), len(index.movies), conf)
-    als_u, als_i = implicit_als(X, params.als_factors, seed=params.seed, threads=threads)
-    ease = EASE(params.ease_lambda).fit(X)
-    rp3 = RP3beta(params.rp3_beta, params.rp3_neighbours).fit(X)
-    seen = X.copy()
-    seen.data[:] = 1.0
-    return CFStage(index, base, mf, als_u, als_i, ease, rp3, seen)
-
-
-def implicit_als(
-    X: sp.csr_matrix,
-    factors: int = 32,
-    reg: float = 0.05,
-    iters: int = 12,
-    seed: int = 0,
-    threads: int = 2,
-) -> tuple[np.ndarray, np.ndarray]:
-    """User and item embeddings from implicit feedback (confidence in X's values)."""
-    from implicit.cpu.als import AlternatingLeastSquares
-
-    model = AlternatingLeastSquares(
-        factors=factors,
-        regularization=reg,
-        iterations=iters,
-        random_state=seed,
-        num_threads=threads,
-    )
-    with Progress("ALS", total=iters, unit="iterations") as bar:
-        model.fit(
-            X.tocsr().astype(np.float32), show_progress=False, callback=lambda *_: bar.update()
-        )
-    return np.asarray(model.user_factors), np.asarray(model.item_factors)
 
 
 def fit_ranker(

@@ -10,9 +10,9 @@ import pytest
 from movierec.core.errors import OnlineStoreUnavailable
 from movierec.data.history import Changes, Seen
 from movierec.data.online_sqlite import SqliteHistoryStore
-from movierec.serve import recent
-from movierec.serve.live import LiveHistory
-from movierec.serve.recent import RecentUsers
+from movierec.serve.live import feed_index as recent
+from movierec.serve.live.answers import LiveHistory
+from movierec.serve.live.feed_index import RecentUsers
 from tests.historykit import event_lines, write
 
 

@@ -1,5 +1,5 @@
-"""Fold-ins made when the events arrive (`serve.warm`): a request for a user the warmer reached
-is answered without the store or the model, and never with a list older than an event the
+"""Fold-ins made when the events arrive (`serve.live.warmer`): a request for a user the warmer
+reached is answered without the store or the model, and never with a list older than an event the
 worker's index has seen. The feed and the warmer are driven by hand (no threads)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from movierec.data.events import format_watch
 from movierec.data.history import Changes, Seen
 from movierec.data.online_sqlite import SqliteHistoryStore
 from movierec.registry.routing import Routing, arm_for
-from movierec.serve import warm
-from movierec.serve.live import LiveHistory, LiveRecommender
+from movierec.serve.live import warmer as warm
+from movierec.serve.live.answers import LiveHistory, LiveRecommender
 from movierec.serve.models import Snapshot
 from tests.historykit import T0, write
 

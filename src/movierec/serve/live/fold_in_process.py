@@ -1,6 +1,6 @@
 """`movierec fold-in`: a process beside the service that folds users in as their events arrive
-and shares the lists (`serve.shared`), so the workers that answer requests take them instead of
-folding in themselves.
+and shares the lists (`serve.live.shared_lists`), so the workers that answer requests take them
+instead of folding in themselves.
 
 It runs what a worker runs off the request path, without Flask:
 - the routing and the models (`ModelSet`, hash-checked, re-read on a change);
@@ -28,10 +28,10 @@ from movierec.core.errors import ConfigError, OnlineStoreUnavailable
 from movierec.core.settings import Settings
 from movierec.data.history import ChangeFeed
 from movierec.data.online_store import open_online_store
+from movierec.serve.live.feed_index import RecentUsers
+from movierec.serve.live.shared_lists import HEARTBEAT_SECONDS
+from movierec.serve.live.warmer import FoldInWarmer
 from movierec.serve.models import ModelSet
-from movierec.serve.recent import RecentUsers
-from movierec.serve.shared import HEARTBEAT_SECONDS
-from movierec.serve.warm import FoldInWarmer, fold_in_arms
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Folder:
                 "movierec fold-in needs an online store with a change feed "
                 "(MOVIEREC_ONLINE_STORE=sqlite or redis)"
             )
-        if not fold_in_arms(settings):
+        if not settings.serving.fold_in_arm_set:
             raise ConfigError("MOVIEREC_FOLD_IN_ARMS is empty: no arm folds users in")
         self.settings = settings
         self.store = store

@@ -1,26 +1,25 @@
 """Live answers: a user with events since the model's training cutoff gets a list folded in
 from their whole history, without what they watched; a user without gets the precomputed list.
 
-The online store (`data.online_store`, SQLite or Redis) is asked once per request about a user
-who has events since the cutoff. The store's change feed (SQLite's and Redis's) tells each
-worker who has events (`serve.recent.RecentUsers`), so a user with none is answered without a
-query; a store without one (a SQLite file made before the feed) is asked on every request.
-When it cannot answer - missing, locked, unreachable (Redis down), or anything else - the
-request is answered from the precomputed list, never a 5xx:
-`movierec_live_fallbacks_total{reason}` counts it, a warning is logged (at most one per reason
-every `WARN_EVERY_SECONDS`), and a store that is locked or unreachable is left alone for
-`RETRY_SECONDS`, so that its time-out does not slow every request (a missing SQLite file costs
-one stat: it is looked for each time). While the index cannot read the feed, every request
-falls back the same way, counted with the index's reason. Which arms fold users in is a
-setting (`fold_in_arms`): the same model can be served precomputed as stable and
-folded in as canary, to measure what fold-in is worth online.
+The online store (`data.online_store`, SQLite or Redis) is asked once per request about a user who
+has events since the cutoff. The store's change feed (SQLite's and Redis's) tells each worker who
+has events (`serve.live.feed_index.RecentUsers`), so a user with none is answered without a query; a
+store without one (a SQLite file made before the feed) is asked on every request. When it cannot
+answer - missing, locked, unreachable (Redis down), or anything else - the request is answered from
+the precomputed list, never a 5xx: `movierec_live_fallbacks_total{reason}` counts it, a warning is
+logged (at most one per reason every `WARN_EVERY_SECONDS`), and a store that is locked or
+unreachable is left alone for `RETRY_SECONDS`, so that its time-out does not slow every request (a
+missing SQLite file costs one stat: it is looked for each time). While the index cannot read the
+feed, every request falls back the same way, counted with the index's reason. Which arms fold users
+in is a setting (`fold_in_arms`): the same model can be served precomputed as stable and folded in
+as canary, to measure what fold-in is worth online.
 
-Most fold-ins are made before the request: each worker's warmer (`serve.warm`) folds a user in
-when the change feed shows their events, and a request finds that list first, while the store
+Most fold-ins are made before the request: each worker's warmer (`serve.live.warmer`) folds a user
+in when the change feed shows their events, and a request finds that list first, while the store
 answers (a list kept from before an outage is not served during it: the precomputed list is,
-counted, as for everyone). Until the warmer has made a changed user's new list, their previous
-one is served without the movies of their history (`filtered`); a user with no list kept is
-folded in on the request.
+counted, as for everyone). Until the warmer has made a changed user's new list, their previous one
+is served without the movies of their history (`filtered`); a user with no list kept is folded in on
+the request.
 """
 
 from __future__ import annotations
@@ -35,10 +34,10 @@ from movierec.core.settings import Settings
 from movierec.core.validation import ARMS
 from movierec.data.history import ChangeFeed, HistoryStore, Seen
 from movierec.data.online_store import open_online_store
+from movierec.serve.live.feed_index import RecentUsers
+from movierec.serve.live.warmer import FoldInWarmer
 from movierec.serve.metrics import LIVE_ANSWERS_BY, LIVE_FALLBACKS
 from movierec.serve.models import ServingModel, Snapshot
-from movierec.serve.recent import RecentUsers
-from movierec.serve.warm import FoldInWarmer, fold_in_arms
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ class LiveRecommender:
         snapshot: Callable[[], Snapshot] | None = None,
     ):
         self.k = settings.training.recommendations_k
-        self.arms = fold_in_arms(settings)
+        self.arms = settings.serving.fold_in_arm_set
         self.history = history or LiveHistory(
             open_online_store(settings), settings.serving.online_store_poll_ms / 1000.0
         )

@@ -1,6 +1,6 @@
 """Fold-in lists shared by every worker, replica and `movierec fold-in`: `SharedLists`.
 
-Each worker's warmer (`serve.warm`) folds in every user whose events arrive, so with two
+Each worker's warmer (`serve.live.warmer`) folds in every user whose events arrive, so with two
 workers each user was folded in twice, about 4 ms of CPU each time on the cores that answer
 requests. Whoever folds a user in first now writes the list here, keyed by (model version,
 user) and tagged with the fingerprint of the history it was made from (`fingerprint`: the set
@@ -8,11 +8,11 @@ of movies since the model's cutoff, which is all a fold-in depends on). A warmer
 user's history anyway; when the shared list's fingerprint matches, it keeps that list, which is
 the one it would have made, and skips its own fold-in.
 
-`movierec fold-in` (`serve.folder`) is a process beside the service that only folds in, and
-writes every list here first. While it runs, it renews a heartbeat every `HEARTBEAT_SECONDS`.
-Until the heartbeat is older than `HEARTBEAT_STALE_SECONDS`, a worker whose user has no
-matching list waits for it for `fold_in_defer_ms`, then folds in itself. Meanwhile the user's
-requests get their previous list without what they watched.
+`movierec fold-in` (`serve.live.fold_in_process`) is a process beside the service that only folds
+in, and writes every list here first. While it runs, it renews a heartbeat every
+`HEARTBEAT_SECONDS`. Until the heartbeat is older than `HEARTBEAT_STALE_SECONDS`, a worker whose
+user has no matching list waits for it for `fold_in_defer_ms`, then folds in itself. Meanwhile the
+user's requests get their previous list without what they watched.
 
 Where: beside the online store.
 - SQLite: `data/fold_in_lists.sqlite`, its own file in WAL mode, so that writing a list never

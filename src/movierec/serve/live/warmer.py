@@ -5,7 +5,7 @@ A fold-in costs about 4 ms of CPU (the merge of three generators, two XGBoost pr
 fold-in p99 about 8x the minimal endpoint's (evaluation/bench_serve.py), and the per-worker
 cache only helps a user's second request. But a user's list changes only when their history
 does, and the store's change feed says whose did: each worker's index of it
-(`serve.recent.RecentUsers`) hands every read's users to the warmer, whose one thread
+(`serve.live.feed_index.RecentUsers`) hands every read's users to the warmer, whose one thread
 recomputes each user's list for the model that serves them (their arm, from the routing) and
 keeps it. A request then finds the list with one dictionary lookup, as cheap as a precomputed
 one. Between an event and its user's new list (the feed's next read, then the fold-in: tens of
@@ -22,11 +22,11 @@ cursor went stale) moves every user's generation and queues the `START_USERS` mo
 Bounded: at most `max_users` users wait (the oldest are dropped, counted, and folded in on
 their request) and at most `max_users` lists are kept (the oldest made go).
 
-Shared (`serve.shared`): before folding a user in, the warmer looks for the list another worker,
-replica or `movierec fold-in` made from the same history, and takes it if there is one; a list
-it makes itself it shares. While `movierec fold-in` runs, a user with no shared list yet is put
-off for `defer_seconds` (with a jitter of as much again, so that two workers rarely both give
-up at once), once per change, before the warmer folds them in itself.
+Shared (`serve.live.shared_lists`): before folding a user in, the warmer looks for the list another
+worker, replica or `movierec fold-in` made from the same history, and takes it if there is one; a
+list it makes itself it shares. While `movierec fold-in` runs, a user with no shared list yet is put
+off for `defer_seconds` (with a jitter of as much again, so that two workers rarely both give up at
+once), once per change, before the warmer folds them in itself.
 """
 
 from __future__ import annotations
@@ -39,15 +39,15 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from movierec.core.errors import OnlineStoreUnavailable
 from movierec.core.settings import Settings
+from movierec.core.vocabulary import Arm
 from movierec.data.history import Changes, HistoryStore
 from movierec.registry.routing import arm_for
-from movierec.serve.metrics import FOLD_IN_WARM
-from movierec.serve.models import ServingModel, Snapshot
-from movierec.serve.recent import RecentUsers
-from movierec.serve.shared import (
+from movierec.serve.live.feed_index import RecentUsers
+from movierec.serve.live.shared_lists import (
     HEARTBEAT_SECONDS,
     HEARTBEAT_STALE_SECONDS,
     SharedLists,
@@ -55,6 +55,8 @@ from movierec.serve.shared import (
     now_ms,
     open_shared_lists,
 )
+from movierec.serve.metrics import FOLD_IN_WARM
+from movierec.serve.models import ServingModel, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +67,26 @@ IDLE_SECONDS = 1.0  # the thread's wait when nothing is queued (a change wakes i
 EVENTS = ("computed", "shared", "deferred", "stale", "dropped", "failed", "share_failed")
 
 
-def fold_in_arms(settings: Settings) -> frozenset[str]:
-    """The arms that fold users in (`fold_in_arms`, comma-separated)."""
-    return frozenset(a.strip() for a in settings.serving.fold_in_arms.split(",") if a.strip())
+@dataclass(frozen=True)
+class WarmPlan:
+    """What a warmer folds in and how much it keeps."""
+
+    arms: frozenset[Arm]  # the arms whose users it folds in
+    salt: str  # the release salt: which arm a user is on
+    k: int  # list length served
+    max_users: int  # users waiting, and lists kept, at most
+    defer_seconds: float = 0.0  # how long a user waits for `movierec fold-in`'s shared list
+
+    @classmethod
+    def for_settings(cls, settings: Settings, defer_seconds: float) -> WarmPlan:
+        serving = settings.serving
+        return cls(
+            settings.serving.fold_in_arm_set,
+            serving.release_salt,
+            settings.training.recommendations_k,
+            max(serving.fold_in_warm_users, 1),
+            defer_seconds,
+        )
 
 
 class FoldInWarmer:
@@ -84,12 +103,8 @@ class FoldInWarmer:
         warmer = cls(
             store,
             snapshot,
-            fold_in_arms(settings),
-            settings.serving.release_salt,
-            settings.training.recommendations_k,
-            max(settings.serving.fold_in_warm_users, 1),
+            WarmPlan.for_settings(settings, defer_seconds),
             open_shared_lists(settings),
-            defer_seconds,
             recent_users=index.most_recent,
         )
         index.listener = warmer.changed
@@ -99,26 +114,22 @@ class FoldInWarmer:
         self,
         store: HistoryStore,
         snapshot: Callable[[], Snapshot],
-        arms: frozenset[str],
-        salt: str,
-        k: int,
-        max_users: int,
+        plan: WarmPlan,
         shared: SharedLists | None = None,
-        defer_seconds: float = 0.0,
         recent_users: Callable[[int], list[int]] | None = None,
     ):
         self.store = store
         self.shared = shared
-        self.defer_seconds = defer_seconds
+        self.defer_seconds = plan.defer_seconds
         self.recent_users = recent_users  # the index's most recently active users
         self._served: tuple[str, ...] | None = None  # the versions the lists are made for
         self._folder_checked = -float("inf")
         self._folder_alive = False
         self.snapshot = snapshot
-        self.arms = arms
-        self.salt = salt
-        self.k = k
-        self.max_users = max_users
+        self.arms = plan.arms
+        self.salt = plan.salt
+        self.k = plan.k
+        self.max_users = plan.max_users
         self._counter = itertools.count(1)
         self._floor = next(self._counter)  # every generation below it is gone (a full read)
         self._generation: dict[int, int] = {}

@@ -1,5 +1,5 @@
-"""The service's arrays in a bundle: lists memory-mapped and answered by a search and a join,
-item neighbours that give EASE's scores (exactly, when every row is kept)."""
+"""Item neighbours: each movie's strongest item-item weights, which give EASE's scores of a
+history (exactly, when every row is kept)."""
 
 from __future__ import annotations
 
@@ -7,26 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from movierec.registry.serving import Neighbours, PrecomputedLists
-from tests.modelkit import file_mapped
-
-
-def test_lists_round_trip_memory_mapped(tmp_path: Path) -> None:
-    lists = {7: ["b", "a", "c"], 3: ["c"], 12: []}
-    names = PrecomputedLists.build(lists).save(tmp_path)
-    assert sorted(names) == ["lists.items.npy", "lists.movies.npy", "lists.users.npy"]
-    assert PrecomputedLists.saved_in(tmp_path)
-    loaded = PrecomputedLists.load(tmp_path, mmap=True)
-    assert file_mapped(loaded.items)
-    assert [loaded.get(u) for u in (3, 7, 12, 4)] == [["c"], ["b", "a", "c"], [], None]
-    assert len(loaded) == 3 and loaded.row(7) == 1 and loaded.row(99) == -1
+from movierec.model.cf import ItemNeighbours
 
 
 def test_neighbours_keep_each_rows_largest_weights_without_the_diagonal() -> None:
     B = np.array(
         [[9.0, 1.0, 3.0, 2.0], [4.0, 9.0, -1.0, 0.5], [0.0, 2.0, 9.0, 1.0], [1.0, 1.5, 3.0, 9.0]]
     )
-    nb = Neighbours.from_dense(B, k=2)
+    nb = ItemNeighbours.from_dense(B, k=2)
     rows = [
         dict(zip(nb.indices[lo:hi].tolist(), nb.scores[lo:hi].tolist(), strict=True))
         for lo, hi in zip(nb.indptr[:-1], nb.indptr[1:], strict=True)
@@ -39,8 +27,8 @@ def test_complete_neighbours_fold_in_exactly_as_ease_scores(tmp_path: Path) -> N
     rng = np.random.default_rng(0)
     B = rng.normal(size=(30, 30)).astype(np.float32)
     np.fill_diagonal(B, 0.0)
-    Neighbours.from_dense(B, k=29).save(tmp_path)
-    nb = Neighbours.load(tmp_path, mmap=True)
+    ItemNeighbours.from_dense(B, k=29).save(tmp_path, "neighbours")
+    nb = ItemNeighbours.load(tmp_path, "neighbours", mmap=True)
     history = np.array([3, 17, 20])
     x = np.zeros(30, dtype=np.float32)
     x[history] = 1.0

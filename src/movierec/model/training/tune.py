@@ -28,17 +28,13 @@ from sklearn.model_selection import ParameterSampler
 from movierec.core.progress import track
 from movierec.data.splits import exclude_pairs
 from movierec.model.cf import Pairs
-from movierec.model.data import TrainingData
 from movierec.model.features import RECENCY, pair_features
-from movierec.model.fitting import fit_stage
 from movierec.model.params import ModelParams
-from movierec.model.rating import (
-    EARLY_STOPPING_ROUNDS,
-    WARM,
-    rating_training_matrix,
-    xgb_params,
-)
-from movierec.model.stage import CFStage, build_index, fit_mf, rating_cf_features
+from movierec.model.rating import EARLY_STOPPING_ROUNDS, WARM
+from movierec.model.stage import CFStage, rating_cf_features
+from movierec.model.training.cf_stage import build_index, fit_mf, fit_stage
+from movierec.model.training.dataset import TrainingData
+from movierec.model.training.rating_fit import rating_training_matrix, xgb_params
 
 log = logging.getLogger(__name__)
 

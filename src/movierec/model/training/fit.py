@@ -1,0 +1,51 @@
+"""Fitting a model from data: `fit_two_stage` and `fit_rank_by_rating` make the models that
+`model.recommender` defines (training code: serving never imports it, an import-linter
+contract)."""
+
+from __future__ import annotations
+
+import time
+
+from movierec.model.cf import ItemNeighbours
+from movierec.model.params import ModelParams
+from movierec.model.recommender import (
+    NEIGHBOURS_KEPT,
+    RankByRating,
+    TwoStageModel,
+    TwoStageParts,
+)
+from movierec.model.training.cf_stage import build_index, fit_stage
+from movierec.model.training.cold_lists import fit_cold_start
+from movierec.model.training.dataset import TrainingData
+from movierec.model.training.lambdamart import fit_ranker
+from movierec.model.training.rating_fit import fit_rating_model
+
+
+def fit_two_stage(
+    data: TrainingData, params: ModelParams | None = None, *, threads: int = 2
+) -> TwoStageModel:
+    """The two-stage model of `data`: the CF stage and feature base over every user and movie
+    the data names, the stacked rating model on out-of-fold features, the LambdaMART ranker on
+    a split of the training data, the cold-start lists, and EASE's strongest neighbours."""
+    p = params or ModelParams()
+    start = time.perf_counter()
+    stage = fit_stage(data, build_index(data), p, threads)
+    rating = fit_rating_model(data, stage, p, threads)
+    ranker = fit_ranker(data, p, threads)
+    neighbours = ItemNeighbours.from_dense(stage.ease.B, NEIGHBOURS_KEPT)
+    parts = TwoStageParts(stage, rating, ranker, fit_cold_start(data), neighbours)
+    fit_info = {
+        "rows": len(data.ratings),
+        "interactions": len(data.interactions),
+        "rating_model": rating.info,
+        "ranker": ranker.info,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    return TwoStageModel(p, parts, threads=threads, fit_info=fit_info)
+
+
+def fit_rank_by_rating(
+    data: TrainingData, params: ModelParams | None = None, *, threads: int = 2
+) -> RankByRating:
+    """The deliberately poor variant: a two-stage model whose lists rank by rating alone."""
+    return RankByRating(fit_two_stage(data, params, threads=threads))
