@@ -27,6 +27,7 @@ from scipy import stats
 from movierec.core.files import atomic_write_json
 from movierec.core.schema import age_group_label
 from movierec.core.settings import Settings
+from movierec.core.vocabulary import ARMS
 from movierec.data.lake import load_lake
 from movierec.data.movielens import load_tables
 from movierec.release.online import observe_arm
@@ -227,7 +228,7 @@ def analyze_online(settings: Settings, windows: int = 6) -> AnalysisResult:
             lo, hi = edges[i], edges[i + 1]
             part = served[(served["ts"] >= lo) & ((served["ts"] < hi) | (i == windows - 1))]
             row: Window = {"start": str(lo), "end": str(hi), "arms": {}}
-            for arm in ("stable", "canary"):
+            for arm in ARMS:
                 rows_arm = part[part["arm"] == arm]
                 if rows_arm.empty:
                     continue
@@ -290,7 +291,7 @@ def _online_plots(rows: list[Window], folder: Path) -> list[Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for arm in ("stable", "canary"):
+    for arm in ARMS:
         xs = [i for i, r in enumerate(rows) if arm in r["arms"]]
         axes[0].plot(xs, [rows[i]["arms"][arm]["ctr"] for i in xs], marker="o", label=arm)
         axes[1].plot(xs, [rows[i]["arms"][arm]["gini_exposure"] for i in xs], marker="o", label=arm)

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from movierec.release.online import ArmMetrics, observe_arm, viewings
+from movierec.core.online_metrics import ArmMetrics
+from movierec.release.online import observe_arm, viewings
 
 T0 = pd.Timestamp("2025-03-01T10:00:00Z")
 WINDOW = timedelta(minutes=30)

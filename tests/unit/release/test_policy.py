@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from movierec.core.online_metrics import ArmMetrics
 from movierec.core.settings import ReleaseSettings, Settings
-from movierec.release.online import ArmMetrics
 from movierec.release.policy import (
     Decision,
     Evidence,

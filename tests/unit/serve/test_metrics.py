@@ -17,10 +17,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from movierec.core.files import atomic_write_json
+from movierec.core.online_metrics import ArmMetrics
 from movierec.core.settings import Settings
 from movierec.registry.routing import set_stable
 from movierec.release.evaluator import ReleaseResult, metrics_record
-from movierec.release.online import ArmMetrics
 from movierec.release.policy import Decision
 from movierec.serve import create_app, metrics
 from tests.servicekit import make_bundle
