@@ -33,7 +33,7 @@ from movierec.core.settings import Settings
 from movierec.data.ingest import ingest
 from movierec.data.movielens import fetch
 from movierec.data.replay import replay
-from movierec.ops.simulate import simulate
+from movierec.ops.simulate import Traffic, simulate
 from movierec.registry.bundles import bundle_path, new_version, save_bundle
 from movierec.registry.routing import read_routing, set_canary, set_stable
 from movierec.release.evaluator import evaluate_release
@@ -99,7 +99,7 @@ def main() -> int:
     }
     # Traffic: the simulator against the service, the follower feeding the store
     with gunicorn(APP, env, REPO) as (url, _), follower(env):
-        sim = simulate(s, base_url=url, requests_total=args.requests, rate=args.rate, seed=15)
+        sim = simulate(s, Traffic(url, args.requests, rate=args.rate, seed=15))
         answers = fold_in_answers(url)
     print(f"simulated {args.requests} requests in {sim.seconds:.0f} s; answers {answers}")
     # Measure: both arms over the same period, nothing applied

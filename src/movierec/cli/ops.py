@@ -10,17 +10,12 @@ from movierec.core.settings import Settings
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from movierec.ops.simulate import simulate  # lazy: start-up time
+    from movierec.ops.simulate import Traffic, simulate  # lazy: start-up time
 
-    result = simulate(
-        settings,
-        base_url=args.url.rstrip("/"),
-        requests_total=args.requests,
-        rate=args.rate,
-        concurrency=args.concurrency,
-        seed=args.seed,
-        out=args.out,
+    traffic = Traffic(
+        args.url.rstrip("/"), args.requests, args.rate, args.concurrency, args.seed, args.out
     )
+    result = simulate(settings, traffic)
     emit(args, result.summary(), f"simulated {result.requests} requests")
     return 0 if result.failed == 0 else 1
 

@@ -38,7 +38,7 @@ from movierec.data.movielens import fetch, load_tables
 from movierec.data.replay import ReplayResult, replay
 from movierec.ops.demo_report import write_report
 from movierec.ops.service import running_service, wait_for_version
-from movierec.ops.simulate import World, simulate
+from movierec.ops.simulate import Traffic, World, simulate
 from movierec.registry.routing import read_routing, set_shadow, set_stable
 from movierec.release.evaluator import ReleaseResult, evaluate_release
 from movierec.retrain.gate import lake_counts, write_state
@@ -154,8 +154,7 @@ def _first_models(settings: Settings, tl: Timeline) -> tuple[str, str]:
 
 
 def _traffic(demo: Demo, requests: int) -> None:
-    sim = simulate(demo.settings, base_url=demo.url, requests_total=requests, rate=150,
-                   world=demo.world)  # fmt: skip
+    sim = simulate(demo.settings, Traffic(demo.url, requests, rate=150), world=demo.world)
     demo.failures += sim.failed
     demo.tl.say(
         f"simulated {sim.requests} requests: {sim.clicks_on_list} clicks, {sim.failed} failed"
@@ -199,8 +198,7 @@ def _release_rounds(demo: Demo, max_rounds: int = 40) -> None:
         else:
             share = max(1, min(routing.canary_pct, 100 - routing.canary_pct) or 100)
         needed = math.ceil(rel.min_samples_per_arm * 100 / share * 1.3)
-        sim = simulate(demo.settings, base_url=demo.url, requests_total=needed, rate=250,
-                       world=demo.world)  # fmt: skip
+        sim = simulate(demo.settings, Traffic(demo.url, needed, rate=250), world=demo.world)
         demo.failures += sim.failed
         result = evaluate_release(demo.settings)
         demo.decisions.append(result)

@@ -167,25 +167,32 @@ class World:
         return out
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What the simulator sends: `requests_total` requests to `base_url` at about `rate` per
+    second from `concurrency` threads; the users' events go to `out` (a file path or
+    kafka:TOPIC; default `settings.data.event_source`)."""
+
+    base_url: str
+    requests_total: int
+    rate: float = 50.0
+    concurrency: int = 4
+    seed: int | None = None
+    out: str | None = None
+
+
 def simulate(
     settings: Settings,
+    traffic: Traffic,
     *,
-    base_url: str,
-    requests_total: int,
-    rate: float = 50.0,
-    concurrency: int = 4,
-    seed: int | None = None,
     behaviour: Behaviour | None = None,
     world: World | None = None,
-    out: str | None = None,
 ) -> SimResult:
-    """Send `requests_total` requests at about `rate` per second and write the users' events.
-
-    `out` is the event log (a file path or kafka:TOPIC; default `settings.data.event_source`).
-    """
-
+    """Send the traffic's requests and write the users' events."""
+    base_url, requests_total, rate = traffic.base_url, traffic.requests_total, traffic.rate
+    concurrency, out = traffic.concurrency, traffic.out
     behaviour = behaviour or Behaviour()
-    seed = settings.training.seed if seed is None else seed
+    seed = settings.training.seed if traffic.seed is None else traffic.seed
     if world is None:
         tables = load_tables(settings, settings.data.dataset)
         world = World(tables.ratings, tables.users, seed=seed)

@@ -31,7 +31,7 @@ from movierec.model.recommender import load_recommender
 from movierec.registry.bundles import bundle_path, verify_bundle
 from movierec.registry.routing import Routing
 from movierec.release.datagaps import DataGaps
-from movierec.release.online import ArmData, Predictor, observe_arm
+from movierec.release.online import ArmData, ArmEvents, ArmLook, Predictor, observe_arm
 from movierec.release.policy import (
     Evidence,
     ShadowEvidence,
@@ -140,18 +140,16 @@ def _observe(
         if version not in inputs.predictors:
             inputs.predictors[version] = _predictor(settings, version)
         predict = inputs.predictors[version]
-    return observe_arm(
-        rows,
-        inputs.lake.watches,
-        inputs.lake.ratings,
-        inputs.users,
-        window=timedelta(minutes=rel.click_window_minutes),
-        arm=arm,
-        model_version=version,
-        predict=predict,
+    events = ArmEvents(rows, inputs.lake.watches, inputs.lake.ratings, inputs.users)
+    look = ArmLook(
+        timedelta(minutes=rel.click_window_minutes),
+        arm,
+        version,
+        predict,
         completed_minutes=rel.completed_viewing_minutes,
         alpha=rel.release_alpha,
     )
+    return observe_arm(events, look)
 
 
 def _hours_since(start: str | None) -> float:

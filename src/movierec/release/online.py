@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -46,22 +47,34 @@ class ArmData:
     per_user: pd.DataFrame  # PER_USER_COLUMNS
 
 
-def observe_arm(
-    served: pd.DataFrame,
-    watches: pd.DataFrame,
-    ratings: pd.DataFrame,
-    users: pd.DataFrame,
-    *,
-    window: timedelta,
-    arm: str,
-    model_version: str | None,
-    predict: Predictor | None = None,
-    completed_minutes: float = 60.0,
-    alpha: float = 0.05,
-) -> ArmData:
-    """Metrics and per-user sums of one arm's served records (already restricted to the
-    period)."""
-    m = ArmMetrics(arm=arm, model_version=model_version, requests=len(served))
+class ArmEvents(NamedTuple):
+    """What an arm is measured from: its served records (already restricted to the period),
+    the watches and ratings that followed, and the users table (their genders)."""
+
+    served: pd.DataFrame
+    watches: pd.DataFrame
+    ratings: pd.DataFrame
+    users: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class ArmLook:
+    """How an arm is measured: its click window, its name and version, the model's predicted
+    ratings (for the online RMSE), the minutes of a completed viewing, the intervals' alpha."""
+
+    window: timedelta
+    arm: str
+    model_version: str | None
+    predict: Predictor | None = None
+    completed_minutes: float = 60.0
+    alpha: float = 0.05
+
+
+def observe_arm(events: ArmEvents, look: ArmLook) -> ArmData:
+    """Metrics and per-user sums of one arm's served records."""
+    served, watches, ratings, users = events
+    window, alpha = look.window, look.alpha
+    m = ArmMetrics(arm=look.arm, model_version=look.model_version, requests=len(served))
     if served.empty:
         return ArmData(m, pd.DataFrame(columns=list(PER_USER_COLUMNS)))
     ok = served[served["status"] == 200]
@@ -69,9 +82,9 @@ def observe_arm(
     m.recommendations = int(ok["items"].map(len).sum())
     gender = users.set_index("user_id")["gender"] if len(users) else pd.Series(dtype=str)
     clicks = _add_clicks(m, ok, watches, gender, window)
-    _add_watching(m, clicks, watches, completed_minutes)
+    _add_watching(m, clicks, watches, look.completed_minutes)
     rated = _add_satisfaction(m, ok, ratings, gender)
-    _add_rmse(m, rated, predict)
+    _add_rmse(m, rated, look.predict)
     per_user = _per_user(clicks, rated)
     _add_ctr_interval(m, per_user, alpha)
     m.satisfaction_by_group = group_satisfaction(per_user, users, alpha)

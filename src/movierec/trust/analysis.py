@@ -30,7 +30,7 @@ from movierec.core.settings import Settings
 from movierec.core.vocabulary import ARMS
 from movierec.data.lake import load_lake
 from movierec.data.movielens import load_tables
-from movierec.release.online import observe_arm
+from movierec.release.online import ArmEvents, ArmLook, observe_arm
 from movierec.release.served import load_served, served_log_files
 
 log = logging.getLogger(__name__)
@@ -232,15 +232,8 @@ def analyze_online(settings: Settings, windows: int = 6) -> AnalysisResult:
                 rows_arm = part[part["arm"] == arm]
                 if rows_arm.empty:
                     continue
-                m = observe_arm(
-                    rows_arm,
-                    lake.watches,
-                    lake.ratings,
-                    tables.users,
-                    window=window,
-                    arm=arm,
-                    model_version=None,
-                ).metrics
+                events = ArmEvents(rows_arm, lake.watches, lake.ratings, tables.users)
+                m = observe_arm(events, ArmLook(window, arm, None)).metrics
                 items = rows_arm["items"].explode().dropna()
                 exposure = items.value_counts().to_numpy()
                 row["arms"][arm] = {

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from movierec.core.online_metrics import ArmMetrics
-from movierec.release.online import observe_arm, viewings
+from movierec.release.online import ArmEvents, ArmLook, observe_arm, viewings
 
 T0 = pd.Timestamp("2025-03-01T10:00:00Z")
 WINDOW = timedelta(minutes=30)
@@ -45,14 +45,13 @@ def _watches(rows: list[tuple[int, str, float]]) -> pd.DataFrame:
 
 USERS = pd.DataFrame({"user_id": [1, 2, 3], "gender": ["F", "M", "F"]})
 NO_RATINGS = pd.DataFrame(columns=["user_id", "movie_id", "rating", "timestamp"])
+CANARY = ArmLook(WINDOW, "canary", "v2")
 
 
 def _metrics(
     served: pd.DataFrame, watches: pd.DataFrame, ratings: pd.DataFrame = NO_RATINGS
 ) -> ArmMetrics:
-    return observe_arm(
-        served, watches, ratings, USERS, window=WINDOW, arm="canary", model_version="v2"
-    ).metrics
+    return observe_arm(ArmEvents(served, watches, ratings, USERS), CANARY).metrics
 
 
 def test_click_counts_only_watches_of_listed_movies_inside_the_window() -> None:
@@ -148,10 +147,8 @@ def test_watch_completion_counts_minutes_of_clicked_viewings_that_ended() -> Non
     lines += [(3, "alien+1979", 100.0 + k) for k in range(10)] + [(9, "x+2000", 111.0)]
     watches = _watches(lines)
     watches["minute"] = [*range(70), *range(20), *range(10), 0]
-    data = observe_arm(
-        served, watches, NO_RATINGS, USERS, window=WINDOW, arm="canary", model_version="v2",
-        completed_minutes=60,
-    )  # fmt: skip
+    look = ArmLook(WINDOW, "canary", "v2", completed_minutes=60)
+    data = observe_arm(ArmEvents(served, watches, NO_RATINGS, USERS), look)
     m = data.metrics
     assert m.clicks == 2  # user 3 started 100 minutes later: outside the window
     assert m.viewings == 2
@@ -174,10 +171,8 @@ def test_online_rmse_compares_ratings_after_a_recommendation_with_the_prediction
         assert list(users) == [1, 1]
         return np.where(movies == "heat+1995", 3.0, 3.0)
 
-    m = observe_arm(
-        served, _watches([]), ratings, USERS, window=WINDOW, arm="canary", model_version="v2",
-        predict=predict,
-    ).metrics  # fmt: skip
+    events = ArmEvents(served, _watches([]), ratings, USERS)
+    m = observe_arm(events, ArmLook(WINDOW, "canary", "v2", predict)).metrics
     assert m.rmse_ratings == 2
     assert m.online_rmse == pytest.approx(1.0)  # errors -1 and +1
 
@@ -187,9 +182,7 @@ def test_per_user_sums_and_the_ctr_interval_are_over_users() -> None:
         [(f"r{u}-{k}", u, 0, ["heat+1995"], 200, 1.0) for u in (1, 2, 3) for k in range(4)]
     )
     watches = _watches([(1, "heat+1995", 1), (2, "heat+1995", 2), (9, "x+2000", 45)])
-    data = observe_arm(
-        served, watches, NO_RATINGS, USERS, window=WINDOW, arm="canary", model_version="v2"
-    )
+    data = observe_arm(ArmEvents(served, watches, NO_RATINGS, USERS), CANARY)
     per_user = data.per_user.set_index("user_id")
     assert per_user.loc[1, "requests"] == 4 and per_user.loc[1, "clicks"] == 1  # last touch
     assert per_user.loc[3, "clicks"] == 0
