@@ -112,11 +112,11 @@ def test_a_request_the_running_service_answered_traces_to_its_training_data(
     served = load_served(served_log_files(s))
     row = served[served["model_version"] == summary["versions"]["stable_now"]].iloc[-1]
     t = trace(s, str(row["request_id"]))
-    assert t.prediction is not None and t.prediction["user_id"] == row["user_id"]
-    assert t.model["version"] == row["model_version"]
-    assert len(t.model["git_commit"]) >= 7
+    assert t.prediction is not None and t.prediction.user_id == row["user_id"]
+    assert t.model.version == row["model_version"]
+    assert len(t.model.git_commit) >= 7
     assert t.bundle_verified and t.data_file_matches
-    assert t.data["rows"] > 0 and t.model["metrics"]["rmse"] > 0
+    assert t.data.rows > 0 and t.model.metrics["rmse"] > 0
 
 
 def test_the_analyses_run_on_the_demos_output(demo: tuple[Settings, dict[str, Any]]) -> None:
