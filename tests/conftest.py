@@ -97,3 +97,18 @@ def block_model() -> TwoStageModel:
     """The two-stage model fitted on the block dataset, once per session (read it, never
     change it)."""
     return fit_two_stage(block_data(block_ratings_frame()), FAST)
+
+
+# The files that take longest start first, then the other files with slow tests, then the
+# rest, so that pytest-xdist (scripts/test.sh: a file per worker, this order kept) never
+# starts a long file near the end while the other worker idles.
+LONGEST_FIRST = ("tests/integration/test_lifecycle.py", "tests/integration/test_retrain.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def file_of(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    slow_files = {file_of(i) for i in items if i.get_closest_marker("slow")}
+    rank = {path: n for n, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda i: (rank.get(file_of(i), len(rank)), file_of(i) not in slow_files))

@@ -30,8 +30,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[str, Any]]:
-    s = make_settings(tmp_path_factory.mktemp("demo"), tune_iterations=2, tune_seconds=20.0)
-    return s, run_demo(s)
+    """The demo, run once for the module. One tuning trial per training: the candidates'
+    differences come from their rankers and data, not from the search. Its service keeps its
+    metrics in the demo's home, not in the cache that other test processes share."""
+    s = make_settings(tmp_path_factory.mktemp("demo"), tune_iterations=1, tune_seconds=20.0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROMETHEUS_MULTIPROC_DIR", str(s.home / "prom"))
+        return s, run_demo(s)
 
 
 def _rounds(summary: dict[str, Any], candidate: str) -> list[dict[str, Any]]:

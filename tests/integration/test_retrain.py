@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,25 +24,38 @@ from movierec.registry.routing import arm_for, read_routing, set_stable
 from movierec.retrain.gate import lake_counts, write_state
 from movierec.retrain.job import ExitCode, retrain
 from movierec.retrain.training import train_candidate
+from tests.conftest import make_settings
 from tests.servicekit import gunicorn, wait_until
 
 # without a shadow stage, a promoted candidate is routed straight to a canary (what these
 # tests check; the shadow stage is tested in tests/unit/retrain and tests/unit/release)
 FAST = {"tune_iterations": 1, "tune_seconds": 5.0, "n_threads": 2, "shadow_sample_pct": 0}
+FIRST, MORE = 0.25, 0.4  # the first model's share of ml-100k's ratings, then the retrain's
+Fresh = Callable[[], tuple[Settings, str]]  # a pristine home with its first model's version
 
 
-def _home(settings: Settings, end: float) -> Settings:
-    s = settings.replace(**FAST)
-    replay(s, "ml-100k", s.data.event_source, end=end)
+@pytest.fixture(scope="module")
+def first_model_home(tmp_path_factory: pytest.TempPathFactory, ml100k_dir: Path) -> Iterator[Fresh]:
+    """One trained first model for the module: a home with the first quarter of ml-100k
+    ingested and its tuned model stable, made once; each call gives a test a pristine copy of
+    it at the same path (the lake keys the event log's read position by its path)."""
+    base = tmp_path_factory.mktemp("retrain")
+    s = make_settings(base / "home").replace(**FAST)
+    shutil.copytree(ml100k_dir, s.datasets_path / "ml-100k")
+    replay(s, "ml-100k", s.data.event_source, end=FIRST)
     ingest(s)
-    return s
-
-
-def _first_model(s: Settings) -> str:
     v1 = train_candidate(s, tune=True)
     set_stable(s, v1.version, "first")
     write_state(s, v1.version, "initial", lake_counts(s))
-    return v1.version
+    pristine = base / "pristine"
+    shutil.copytree(s.home, pristine)
+
+    def fresh() -> tuple[Settings, str]:
+        shutil.rmtree(s.home)
+        shutil.copytree(pristine, s.home)
+        return s, v1.version
+
+    yield fresh
 
 
 def _snapshot(s: Settings) -> dict[str, bytes | None]:
@@ -53,10 +69,9 @@ def _snapshot(s: Settings) -> dict[str, bytes | None]:
 
 
 @pytest.mark.slow
-def test_too_little_new_data_is_nothing_to_do(ml100k_settings: Settings) -> None:
-    s = _home(ml100k_settings, 0.2)
-    write_state(s, "v-none", "initial", lake_counts(s))
-    replay(s, "ml-100k", s.data.event_source, start=0.2, end=0.201)  # ~100 ratings
+def test_too_little_new_data_is_nothing_to_do(first_model_home: Fresh) -> None:
+    s, _ = first_model_home()
+    replay(s, "ml-100k", s.data.event_source, start=FIRST, end=FIRST + 0.001)  # ~100 ratings
     before = list_versions(s)
     result = retrain(s)
     assert result.code == ExitCode.NOTHING_TO_DO
@@ -89,10 +104,11 @@ def _run_retrain(s: Settings, crash_at: str = "") -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)  # seven retrain processes, each tuning and training: slow when shared
-def test_a_kill_at_any_step_changes_nothing_and_a_rerun_works(ml100k_settings: Settings) -> None:
-    s = _home(ml100k_settings, 0.25)
-    _first_model(s)
-    replay(s, "ml-100k", s.data.event_source, start=0.25, end=0.4)
+def test_a_kill_at_any_step_changes_nothing_and_a_rerun_works(
+    first_model_home: Fresh,
+) -> None:
+    s, _ = first_model_home()
+    replay(s, "ml-100k", s.data.event_source, start=FIRST, end=MORE)
     for step in ("refresh", "gate", "train", "compare", "promote"):
         before = _snapshot(s)
         assert _run_retrain(s, crash_at=step) == -9, step
@@ -114,13 +130,12 @@ def test_a_kill_at_any_step_changes_nothing_and_a_rerun_works(ml100k_settings: S
 
 @pytest.mark.slow
 def test_end_to_end_retrain_promotes_a_canary_served_without_restart(
-    ml100k_settings: Settings,
+    first_model_home: Fresh,
 ) -> None:
-    s = _home(ml100k_settings, 0.6)
-    v1 = _first_model(s)
+    s, v1 = first_model_home()
     with gunicorn(s) as url:
         assert requests.get(f"{url}/recommend/1", timeout=5).headers["X-Model-Version"] == v1
-        replay(s, "ml-100k", s.data.event_source, start=0.6, end=0.8)
+        replay(s, "ml-100k", s.data.event_source, start=FIRST, end=MORE)
         result = retrain(s)
         assert result.code == ExitCode.PROMOTED, result.reason
         v2 = result.candidate
