@@ -27,6 +27,11 @@ class ModelLoadError(MovierecError):
     """A model bundle is missing, incomplete, or its files do not match their recorded hashes."""
 
 
+class TrainingError(MovierecError):
+    """Training could not finish (a Dask worker or the scheduler was lost mid-job): nothing
+    was registered and nothing routed."""
+
+
 class GateNotMet(MovierecError):
     """Not enough new data arrived since the last retrain to justify training."""
 

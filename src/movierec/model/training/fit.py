@@ -15,6 +15,7 @@ from movierec.model.recommender import (
     TwoStageParts,
 )
 from movierec.model.training.cf_stage import build_index, fit_stage
+from movierec.model.training.cluster import ClusterPlan, Engine, InProcess
 from movierec.model.training.cold_lists import fit_cold_start
 from movierec.model.training.dataset import TrainingData
 from movierec.model.training.lambdamart import fit_ranker
@@ -22,16 +23,22 @@ from movierec.model.training.rating_fit import fit_rating_model
 
 
 def fit_two_stage(
-    data: TrainingData, params: ModelParams | None = None, *, threads: int = 2
+    data: TrainingData,
+    params: ModelParams | None = None,
+    *,
+    threads: int = 2,
+    engine: Engine | None = None,
 ) -> TwoStageModel:
     """The two-stage model of `data`: the CF stage and feature base over every user and movie
     the data names, the stacked rating model on out-of-fold features, the LambdaMART ranker on
-    a split of the training data, the cold-start lists, and EASE's strongest neighbours."""
+    a split of the training data, the cold-start lists, and EASE's strongest neighbours. The
+    parallel parts (out-of-fold fits, boosters) run on `engine` (default: in this process)."""
     p = params or ModelParams()
+    engine = engine or InProcess(ClusterPlan(threads=threads))
     start = time.perf_counter()
     stage = fit_stage(data, build_index(data), p, threads)
-    rating = fit_rating_model(data, stage, p, threads)
-    ranker = fit_ranker(data, p, threads)
+    rating = fit_rating_model(data, stage, p, threads, engine)
+    ranker = fit_ranker(data, p, threads, engine=engine)
     neighbours = ItemNeighbours.from_dense(stage.ease.B, NEIGHBOURS_KEPT)
     parts = TwoStageParts(stage, rating, ranker, fit_cold_start(data), neighbours)
     fit_info = {
