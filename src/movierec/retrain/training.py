@@ -167,7 +167,9 @@ def _register(
     settings.models_path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".work-", dir=settings.models_path) as tmp:
         folder = Path(tmp)
+        t0 = time.perf_counter()
         names, n_users = write_bundle_files(folder, c.model, c.users, k, engine)
+        log.info("lists of %d users written in %.1f s", n_users, time.perf_counter() - t0)
         files: dict[str, bytes | Path] = {n: folder / n for n in names}
         meta = {
             "training_data_id": c.data_id,

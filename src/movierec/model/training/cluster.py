@@ -23,6 +23,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -195,12 +196,13 @@ def open_engine(plan: ClusterPlan, rows: int) -> Engine:
 def guarded(step: str, address: str) -> Iterator[None]:
     """Turns a lost worker or scheduler into a `TrainingError` naming `step`."""
     from distributed import KilledWorker
-    from distributed.client import FutureCancelledError
     from distributed.comm.core import CommClosedError
 
     try:
         yield
-    except (KilledWorker, FutureCancelledError, CommClosedError, OSError) as exc:
+    # CancelledError: a task whose input (scattered data, another task's result) died with
+    # its worker, the only one that held it, is cancelled
+    except (KilledWorker, CancelledError, CommClosedError, OSError) as exc:
         raise TrainingError(
             f"{step}: the Dask cluster at {address} lost a worker or stopped answering "
             f"({type(exc).__name__}: {str(exc)[:200]}); nothing was registered"
