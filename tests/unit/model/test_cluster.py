@@ -6,21 +6,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
 from typing import Any
 
 import numpy as np
 import pytest
 
+from movierec.core.errors import TrainingError
 from movierec.model.training.cf_stage import build_index, fit_stage
 from movierec.model.training.cluster import (
     BoosterData,
     ClusterPlan,
     InProcess,
     _partition_bounds,
+    guarded,
     open_engine,
 )
 from movierec.model.training.rating_fit import rating_training_matrix
 from tests.modelkit import FAST, block_data, block_ratings_frame
+
+ADDRESS = "tcp://127.0.0.1:8786"
 
 
 def test_in_process_tasks_run_when_asked_and_take_tasks_as_arguments() -> None:
@@ -88,3 +93,15 @@ def test_the_out_of_fold_matrix_does_not_depend_on_the_task_order(engine: InProc
     np.testing.assert_array_equal(got.y, expected.y)
     np.testing.assert_array_equal(got.case, expected.case)
     assert got.names == expected.names
+
+
+@pytest.mark.parametrize("lost", [CancelledError("inputs lost"), ConnectionResetError("gone")])
+def test_a_lost_worker_or_scheduler_is_a_training_error(lost: Exception) -> None:
+    expected = r"fitting the folds: .* tcp://127\.0\.0\.1:8786 .* nothing was registered"
+    with pytest.raises(TrainingError, match=expected), guarded("fitting the folds", ADDRESS):
+        raise lost
+
+
+def test_an_error_of_the_task_itself_is_not_hidden() -> None:
+    with pytest.raises(ZeroDivisionError), guarded("fitting the folds", ADDRESS):
+        raise ZeroDivisionError
