@@ -27,7 +27,8 @@ pytestmark = pytest.mark.slow
 
 # On the cluster every booster trains with xgboost.dask (its rows split over two workers, so
 # its histograms' quantiles differ from one process's): the out-of-fold features are the
-# same, the boosters close. Measured here: see the test's assertion message.
+# same, the boosters close. Measured on this 3% of ml-100k: RMSE 0.9740 in-process, 0.9745 on
+# the cluster; NDCG@10 0.108 and 0.122 (the ranker has few positives to learn from here).
 RMSE_TOLERANCE = 0.02
 NDCG_TOLERANCE = 0.03
 
@@ -72,9 +73,7 @@ def _train_in_thread(settings: Settings) -> dict[str, Any]:
     return outcome
 
 
-def _kill_once_tasks_run(
-    running: DaskCluster, victims: list[int], outcome: dict[str, Any]
-) -> bool:
+def _kill_once_tasks_run(running: DaskCluster, victims: list[int], outcome: dict[str, Any]) -> bool:
     """SIGKILLs the `victims` workers as soon as the scheduler holds the job's first data or
     task; False when the job ended first."""
     from distributed import Client
