@@ -27,6 +27,11 @@ class ModelLoadError(MovierecError):
     """A model bundle is missing, incomplete, or its files do not match their recorded hashes."""
 
 
+class TrainingError(MovierecError):
+    """Training could not finish (a Dask worker or the scheduler was lost mid-job): nothing
+    was registered and nothing routed."""
+
+
 class LockBusy(MovierecError):
     """Another process holds the lock of a job that must not run twice at once."""
 

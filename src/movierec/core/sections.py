@@ -71,6 +71,13 @@ class TrainingSettings:
     longtail_min_share: float = 0.0
     genre_diversity: float = 0.0
     ranker_split: str = "random"  # how the ranker's split picks its labels (model.params)
+    # where training's parallel work runs (model.training.cluster): "" trains in this process,
+    # or on a LocalCluster from `dask_from_rows` ratings; tcp://HOST:8786 an existing cluster
+    dask_scheduler: str = ""
+    dask_from_rows: int = 2_000_000
+    dask_workers: int = 0  # a LocalCluster's worker processes (0: the machine's cores)
+    dask_worker_memory_gb: float = 4.0  # each worker's budget: partition sizes follow from it
+    dask_xgb_from_rows: int = 1_000_000  # a booster with this many rows trains on xgboost.dask
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ DATASETS = ("ml-100k", "ml-1m", "synthetic")
 ONLINE_STORES = ("sqlite", "redis", "none")
 RANKER_SPLITS = ("random", "user_latest", "global_time")  # the ranker's earlier/later split
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+DASK_SCHEMES = ("tcp://", "tls://", "inproc://")
 
 _FRACTIONS = (
     "holdout_fraction",
@@ -49,6 +50,9 @@ _COUNTS = (
     "keep_rejected_models",
     "fold_in_cache_users",
     "fold_in_warm_users",
+    "dask_from_rows",
+    "dask_workers",
+    "dask_xgb_from_rows",
 )
 _POSITIVE = (
     "tune_seconds",
@@ -61,6 +65,7 @@ _POSITIVE = (
     "online_store_poll_ms",
     "max_step_hours",
     "completed_viewing_minutes",
+    "dask_worker_memory_gb",
 )
 _PERCENTS = ("initial_canary_pct", "ramp_step_pct", "shadow_sample_pct")
 RELEASE_RULES = ("noninferiority", "design")
@@ -102,6 +107,11 @@ def _check_choices(values: Mapping[str, object]) -> None:
     if values["dataset"] not in DATASETS:
         raise ConfigError(f"MOVIEREC_DATASET={values['dataset']!r}: expected one of {DATASETS}")
     _check_serving_choices(values)
+    scheduler = _text(values, "dask_scheduler")
+    if scheduler and not scheduler.startswith(DASK_SCHEMES):
+        raise ConfigError(
+            f"MOVIEREC_DASK_SCHEDULER={scheduler!r}: expected {DASK_SCHEMES}HOST:PORT"
+        )
     source = _text(values, "event_source")
     if not source:
         raise ConfigError("MOVIEREC_EVENT_SOURCE is empty: give a file path or kafka:TOPIC")

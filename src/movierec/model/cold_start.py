@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from movierec.core.schema import age_group
 
@@ -20,6 +20,15 @@ def segment(gender: str, age: float) -> str:
     return f"{gender}:{int(age_group([age])[0])}"
 
 
+class ColdUser(TypedDict, total=False):
+    """What is known of a user the model has no history of."""
+
+    user_id: int
+    segment: str  # a segment's name, as `segment` makes it
+    gender: str
+    age: float
+
+
 @dataclass(frozen=True)
 class ColdStart:
     """Lists per demographic segment ("all" always there) and each known user's segment."""
@@ -27,7 +36,7 @@ class ColdStart:
     lists: dict[str, list[str]]
     segments: dict[int, str]
 
-    def recommend(self, user: Mapping[str, Any] | None = None, k: int = 20) -> list[str]:
+    def recommend(self, user: ColdUser | None = None, k: int = 20) -> list[str]:
         """The list of `user`'s segment: given as "segment", known from "user_id", or from
         "gender" and "age"; the overall list otherwise."""
         name = None

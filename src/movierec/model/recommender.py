@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -32,7 +32,7 @@ import numpy as np
 from movierec.core.errors import ModelLoadError
 from movierec.core.schema import MODEL_JSON, RANKER, RATING_MODEL, VARIANT_JSON
 from movierec.model.cf import ItemNeighbours
-from movierec.model.cold_start import ColdStart
+from movierec.model.cold_start import ColdStart, ColdUser
 from movierec.model.features import FeatureBase
 from movierec.model.params import ModelParams
 from movierec.model.ranking import ListModel, Ranker, merge, rank_candidates, rank_users
@@ -73,7 +73,7 @@ class Recommender(ABC):
         are ignored). A user the model does not know gets a list from `history` alone."""
 
     @abstractmethod
-    def cold_start(self, user: Mapping[str, Any] | None = None, k: int = 20) -> list[str]:
+    def cold_start(self, user: ColdUser | None = None, k: int = 20) -> list[str]:
         """The list for a user the model has no history of."""
 
     @property
@@ -191,7 +191,7 @@ class TwoStageModel(Recommender):
             trained = np.asarray(seen.indices[seen.indptr[u] : seen.indptr[u + 1]], np.int64)
         return u, np.union1d(trained, new[new >= 0]).astype(np.int64)
 
-    def cold_start(self, user: Mapping[str, Any] | None = None, k: int = 20) -> list[str]:
+    def cold_start(self, user: ColdUser | None = None, k: int = 20) -> list[str]:
         return self.parts.cold.recommend(user, k)
 
     @property
@@ -310,7 +310,7 @@ class RankByRating(Recommender):
         order = np.argsort(-pred, kind="stable")[: min(k, movies.size - watched.size)]
         return [str(m) for m in movies[order]]
 
-    def cold_start(self, user: Mapping[str, Any] | None = None, k: int = 20) -> list[str]:
+    def cold_start(self, user: ColdUser | None = None, k: int = 20) -> list[str]:
         return self.model.cold_start(user, k)
 
     @property

@@ -19,20 +19,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from movierec.core.errors import DataNotFoundError
 from movierec.core.files import sha256_file
 from movierec.core.provenance import ModelRecord, append_model
-from movierec.core.schema import COLD_START, RECOMMENDATIONS
+from movierec.core.schema import COLD_START
 from movierec.core.settings import Settings
 from movierec.data.holdout import ensure_holdout, holdout_sha256, load_holdout
-from movierec.data.lake import load_lake, training_interactions
+from movierec.data.lake import TABLES, LakeTables, read_table, training_interactions
 from movierec.data.movielens import load_tables
 from movierec.data.snapshot import snapshot_training_data
 from movierec.data.splits import exclude_pairs
 from movierec.model.recommender import RankByRating, Recommender, TwoStageModel, load_recommender
+from movierec.model.training.cluster import Engine, InProcess, open_engine
 from movierec.model.training.dataset import TrainingData
 from movierec.offline.evaluate import evaluate_model
 from movierec.offline.metric_functions import headline, ranking_metrics
-from movierec.offline.recipe import fit_model
+from movierec.offline.recipe import cluster_plan, fit_model
 from movierec.registry.bundles import (
     BundleMetadata,
     bundle_path,
@@ -42,12 +44,14 @@ from movierec.registry.bundles import (
     save_bundle,
     verify_bundle,
 )
-from movierec.registry.lists import PrecomputedLists
 from movierec.registry.routing import read_routing, set_stable
 from movierec.registry.tracking import log_bundle
 from movierec.retrain.gate import lake_counts, write_state
+from movierec.retrain.list_writer import write_lists
 
 log = logging.getLogger(__name__)
+
+TRAINING_TABLES = ("interactions", "ratings", "flagged")  # what training reads of the lake
 
 
 @dataclass
@@ -74,42 +78,43 @@ class TrainResult:
 def train_candidate(
     settings: Settings, tune: bool = True, record_provenance: bool = True
 ) -> TrainResult:
-    """Train, evaluate and register a candidate from the lake. Does not route it.
+    """Train, evaluate and register a candidate from the lake. Does not route it. Training
+    and the lists run in this process for small data, else on Dask (`cluster_plan`); a worker
+    lost mid-job is a `TrainingError` and nothing is registered.
 
     With `record_provenance=False` the model-provenance row is returned in `record` for the
     caller to append at its own commit point (the retrainer does, so that a run killed before
     its decision leaves the registers as they were)."""
 
     start = time.perf_counter()
-    lake = load_lake(settings)
+    lake = training_lake(settings)
     tables = load_tables(settings, settings.data.dataset)
     holdout = ensure_holdout(settings, lake.ratings)
     inter = exclude_pairs(training_interactions(settings, lake), holdout)
     snapshot = snapshot_training_data(settings, inter)
     data = TrainingData.from_interactions(inter, tables.users, tables.movies)
-    fitted = fit_model(data, settings, tune=tune)
-    model = fitted.model
-    train_users = set(inter["user_id"].unique().tolist())
-    metrics = evaluate_model(model, holdout, tables.users, len(tables.movies))
-    counts = {
-        "users": int(lake.interactions["user_id"].nunique()),
-        "interactions": len(lake.interactions),
-        "ratings": len(lake.ratings),
-    }
-    version, record = _register(
-        settings,
-        model,
-        users=np.union1d(tables.users["user_id"].to_numpy(), list(train_users)),
-        metrics=metrics,
-        data_id=snapshot.data_id,
-        holdout_sha=holdout_sha256(settings),
-        extra={
-            "training_cutoff": training_cutoff(inter),
-            "data_counts": counts,
-            "training_rows": snapshot.rows,
-            "tuning": {"trials": fitted.trials, "seconds_with_fit": fitted.seconds},
-        },
-    )
+    with open_engine(cluster_plan(settings), len(data.ratings)) as engine:
+        fitted = fit_model(data, settings, tune=tune, engine=engine)
+        metrics = evaluate_model(fitted.model, holdout, tables.users, len(tables.movies))
+        counts = {
+            "users": int(lake.interactions["user_id"].nunique()),
+            "interactions": len(lake.interactions),
+            "ratings": len(lake.ratings),
+        }
+        candidate = Candidate(
+            fitted.model,
+            users=np.union1d(tables.users["user_id"].to_numpy(), inter["user_id"].unique()),
+            metrics=metrics,
+            data_id=snapshot.data_id,
+            holdout_sha=holdout_sha256(settings),
+            extra={
+                "training_cutoff": training_cutoff(inter),
+                "data_counts": counts,
+                "training_rows": snapshot.rows,
+                "tuning": {"trials": fitted.trials, "seconds_with_fit": fitted.seconds},
+            },
+        )
+        version, record = _register(settings, candidate, engine)
     if record_provenance:
         append_model(settings, record)
     run_id = log_bundle(settings, settings.models_path / version)  # MLflow, when configured
@@ -120,38 +125,61 @@ def train_candidate(
     )
 
 
-def _register(
-    settings: Settings,
-    model: Recommender,
-    *,
-    users: np.ndarray,
-    metrics: dict[str, object],
-    data_id: str,
-    holdout_sha: str,
-    extra: BundleMetadata,
-) -> tuple[str, ModelRecord]:
-    """Precompute the serving lists and save the bundle; returns its provenance row."""
+def training_lake(settings: Settings) -> LakeTables:
+    """The lake tables training reads (interactions, ratings, flagged events), each from its
+    Parquet file; the others (watches: a row per minute watched) are left unread, empty."""
+    frames = {}
+    for name in TABLES:
+        frame = read_table(settings, name) if name in TRAINING_TABLES else pd.DataFrame()
+        if frame is None:
+            raise DataNotFoundError(
+                f"{settings.lake_path / (name + '.parquet')} does not exist: run `movierec ingest`"
+            )
+        frames[name] = frame
+    return LakeTables(**frames)
 
-    k = settings.training.recommendations_k
+
+@dataclass(frozen=True)
+class Candidate:
+    """A fitted model and what its bundle records: the users to precompute lists for, its
+    holdout metrics, the training data's id, the holdout's sha256, and any more metadata."""
+
+    model: Recommender
+    users: np.ndarray
+    metrics: dict[str, object]
+    data_id: str
+    holdout_sha: str
+    extra: BundleMetadata
+
+
+def _register(
+    settings: Settings, candidate: Candidate, engine: Engine | None = None
+) -> tuple[str, ModelRecord]:
+    """Precompute the serving lists (on `engine`) and save the bundle; returns its provenance
+    row."""
+
+    c, k = candidate, settings.training.recommendations_k
     version = new_version()
     while (settings.models_path / version).exists():  # two in the same second
         time.sleep(1)
         version = new_version()
-    described = model.describe()
+    described = c.model.describe()
     settings.models_path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".work-", dir=settings.models_path) as tmp:
         folder = Path(tmp)
-        names, n_users = write_bundle_files(folder, model, users, k)
+        t0 = time.perf_counter()
+        names, n_users = write_bundle_files(folder, c.model, c.users, k, engine)
+        log.info("lists of %d users written in %.1f s", n_users, time.perf_counter() - t0)
         files: dict[str, bytes | Path] = {n: folder / n for n in names}
         meta: BundleMetadata = {
-            "training_data_id": data_id,
-            "holdout_sha256": holdout_sha,
+            "training_data_id": c.data_id,
+            "holdout_sha256": c.holdout_sha,
             "params": described["params"],
             "fit_info": described["fit_info"],
             "feature_names": described["feature_names"],
-            "metrics": metrics,
+            "metrics": c.metrics,
             "serving": {"k": k, "users": n_users},
-            **extra,
+            **c.extra,
         }
         path = save_bundle(settings, version, files, meta)
     saved = json.loads((path / "metadata.json").read_text())
@@ -162,9 +190,9 @@ def _register(
         git_commit=saved["git_commit"],
         git_branch=saved["git_branch"],
         git_dirty=saved["git_dirty"],
-        training_data_id=data_id,
-        holdout_sha256=holdout_sha,
-        metrics=headline(metrics),
+        training_data_id=c.data_id,
+        holdout_sha256=c.holdout_sha,
+        metrics=headline(c.metrics),
         params=described["params"],
         framework_versions=library_versions(),
         artifact_path=str(path.relative_to(settings.home)),
@@ -174,23 +202,15 @@ def _register(
 
 
 def write_bundle_files(
-    folder: Path, model: Recommender, users: np.ndarray, k: int
+    folder: Path, model: Recommender, users: np.ndarray, k: int, engine: Engine | None = None
 ) -> tuple[list[str], int]:
     """The model's files and what the service reads into `folder`: every user's top-k (as a
-    table, and as arrays it memory-maps) and the cold-start list. Returns the file names and the
-    number of users with a list."""
-    lists = model.recommend(users, k)
-    recs = pd.DataFrame(
-        {
-            "user_id": np.array(list(lists), dtype=np.int64),
-            "items": [",".join(v) for v in lists.values()],
-        }
-    )
-    recs.to_parquet(folder / RECOMMENDATIONS, index=False)
+    table, and as arrays it memory-maps), made per partition of the users on `engine`, and
+    the cold-start list. Returns the file names and the number of users with a list."""
+    names = model.save(folder)
+    lists, n_users = write_lists(folder, model, users, k, engine or InProcess())
     (folder / COLD_START).write_text(json.dumps({"items": model.cold_start(None, k)}))
-    names = [*model.save(folder), RECOMMENDATIONS, COLD_START]
-    names += PrecomputedLists.build(lists).save(folder)
-    return names, len(recs)
+    return [*names, *lists, COLD_START], n_users
 
 
 def training_cutoff(interactions: pd.DataFrame) -> str | None:
@@ -235,8 +255,7 @@ def register_rank_by_rating_variant(settings: Settings, base_version: str) -> st
     )
     metrics = dict(base_meta["metrics"])
     metrics.update(ranking_metrics(by_rating, holdout))
-    version, record = _register(
-        settings,
+    candidate = Candidate(
         variant,
         users=users,
         metrics=metrics,
@@ -244,6 +263,7 @@ def register_rank_by_rating_variant(settings: Settings, base_version: str) -> st
         holdout_sha=holdout_sha256(settings),
         extra={"variant_of": base_version, "training_cutoff": base_meta.get("training_cutoff")},
     )
+    version, record = _register(settings, candidate)
     append_model(settings, record)
     return version
 

@@ -16,7 +16,7 @@ from movierec.data.ingest import ingest
 from movierec.data.replay import replay
 from movierec.model.recommender import RankByRating, Recommender, TwoStageModel
 from movierec.registry.bundles import load_metadata
-from movierec.retrain.training import _register, load_trained_model, train_candidate
+from movierec.retrain.training import Candidate, _register, load_trained_model, train_candidate
 
 UNKNOWN_TITLE = "amelie+from+montmartre+2001"  # not in ml-100k's catalog
 
@@ -27,9 +27,10 @@ def test_a_registered_model_loads_back_as_the_same_kind(
 ) -> None:
     model: Recommender = RankByRating(block_model) if variant else block_model
     users = np.arange(22)  # 20 known, 2 new
-    version, record = _register(
-        settings, model, users=users, metrics={"rmse": 1.0}, data_id="d", holdout_sha="h", extra={}
+    candidate = Candidate(
+        model, users=users, metrics={"rmse": 1.0}, data_id="d", holdout_sha="h", extra={}
     )
+    version, record = _register(settings, candidate)
     meta = load_metadata(settings, version)
     assert meta["params"] == model.describe()["params"] == record.params
     assert meta["serving"]["users"] == 22

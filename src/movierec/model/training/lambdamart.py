@@ -9,13 +9,13 @@ import logging
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 
 from movierec.data.splits import latest_per_user, time_cut
 from movierec.model.params import ModelParams
 from movierec.model.ranking import Candidates, Ranker, candidates, rank_features
 from movierec.model.stage import CFStage
 from movierec.model.training.cf_stage import build_index, fit_stage
+from movierec.model.training.cluster import BoosterData, BoosterRun, Engine, InProcess
 from movierec.model.training.dataset import TrainingData
 from movierec.model.training.rating_fit import fit_rating_model
 
@@ -31,15 +31,21 @@ SPLIT_RATING_ROUNDS = 200  # the split's rating model is a quick one
 
 
 def fit_ranker(
-    data: TrainingData, params: ModelParams, threads: int, max_users: int = RANKER_USERS
+    data: TrainingData,
+    params: ModelParams,
+    threads: int,
+    max_users: int = RANKER_USERS,
+    engine: Engine | None = None,
 ) -> Ranker:
-    """LambdaMART on candidates, trained on an earlier/later split of the training data."""
+    """LambdaMART on candidates, trained on an earlier/later split of the training data (the
+    split's rating model and the booster on `engine`)."""
+    engine = engine or InProcess()
     # Split: generators see the earlier interactions; the later ones are the labels
     past, future = ranker_split(data.interactions, params)
     past_data = TrainingData.from_interactions(past, data.users, data.movies)
     stage = fit_stage(past_data, build_index(past_data), params, threads)
     quick = params.replace(xgb_rounds=min(SPLIT_RATING_ROUNDS, params.xgb_rounds))
-    rating = fit_rating_model(past_data, stage, quick, threads)
+    rating = fit_rating_model(past_data, stage, quick, threads, engine)
     # Candidates and their features, for a sample of the users with history and a future
     u = _sample_users(future, stage, params.seed, max_users)
     cands = candidates(stage, u, params)
@@ -53,7 +59,8 @@ def fit_ranker(
     if positives < MIN_RANKER_POSITIVES:
         log.info("ranker: only %d positives, lists keep EASE's order", positives)
         return Ranker(None, names, info | {"fallback": "EASE order"})
-    return Ranker(_lambdamart(X, y, cands, params, threads, names), names, info)
+    rows = BoosterData(X, y, names, qid=np.repeat(np.arange(u.size), cands.top.shape[1]))
+    return Ranker(engine.train_booster(rows, _lambdamart(params, threads)), names, info)
 
 
 def ranker_split(
@@ -103,16 +110,7 @@ def _later_positives(future: pd.DataFrame, stage: CFStage, u: np.ndarray) -> int
     return int(np.unique(fu[positive] * len(stage.index.movies) + fi[positive]).size)
 
 
-def _lambdamart(
-    X: np.ndarray,
-    y: np.ndarray,
-    cands: Candidates,
-    params: ModelParams,
-    threads: int,
-    names: list[str],
-) -> xgb.Booster:
-    dtrain = xgb.DMatrix(X, y, feature_names=names)
-    dtrain.set_group(np.full(cands.top.shape[0], cands.top.shape[1]))
+def _lambdamart(params: ModelParams, threads: int) -> BoosterRun:
     rank_params = {
         "objective": "rank:ndcg",
         "eval_metric": "ndcg@10",
@@ -127,4 +125,4 @@ def _lambdamart(
         "seed": params.seed,
         "nthread": threads,
     }
-    return xgb.train(rank_params, dtrain, params.rank_rounds)
+    return BoosterRun(rank_params, params.rank_rounds)

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import xgboost as xgb
 
-from movierec.model.cf import Pairs
+from movierec.model.cf import EASE, Pairs, RP3beta
 from movierec.model.features import RECENCY, build_base, occupations, pair_features
 from movierec.model.params import ModelParams
 from movierec.model.rating import (
@@ -25,14 +26,14 @@ from movierec.model.rating import (
     RatingModel,
     case_columns,
     cases,
-    rating_matrix,
 )
 from movierec.model.stage import CFStage, rating_cf_features
 from movierec.model.training.cf_stage import fit_mf
+from movierec.model.training.cluster import BoosterData, BoosterRun, Engine, InProcess
 from movierec.model.training.dataset import TrainingData
 
 
-def xgb_params(params: ModelParams, threads: int) -> dict[str, Any]:
+def xgb_params(params: ModelParams, threads: int) -> dict[str, str | int | float]:
     return {
         "objective": "reg:squarederror",
         "eval_metric": "rmse",
@@ -63,30 +64,21 @@ class TrainingMatrix:
 
 
 def rating_training_matrix(
-    data: TrainingData, stage: CFStage, params: ModelParams
+    data: TrainingData, stage: CFStage, params: ModelParams, engine: Engine | None = None
 ) -> TrainingMatrix:
     """Features of the training ratings, out of fold, then the cold-start rows: each fold's
     rows get the MF values and the rating statistics (user and movie means, genre deviations)
     of a model and a base built without that fold, so no feature contains the row's own
-    rating."""
+    rating. The folds are tasks of `engine` (one after the other in-process)."""
+    engine = engine or InProcess()
     pairs = stage.pairs(data.ratings["user_id"].to_numpy(), data.ratings["movie_id"].to_numpy())
     r = data.ratings["rating"].to_numpy(dtype=float)
     folds = np.random.default_rng(params.seed).integers(0, params.oof_folds, size=len(pairs))
     cold = _cold_rows(pairs, data.ratings["timestamp"], params)
-    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # rows, features, cases
-    names: list[str] = []
-    codes = occupations(data.users)
-    for f in range(params.oof_folds):
-        tr, te = folds != f, folds == f
-        mf = fit_mf(data, stage.index, params, rows=tr)
-        base = build_base(
-            stage.index, data.ratings[tr], data.interactions, data.users, data.movies, codes
-        )
-        for rows, of in ((te, pairs), (te & cold.any, cold.pairs)):
-            part = of.take(rows)
-            extra = rating_cf_features(stage, part, mf, base)
-            Xf, names = pair_features(base, part, extra, RECENCY)
-            blocks.append((np.flatnonzero(rows), Xf, cases(base, part)))
+    shared = engine.share(_FoldInputs(data, _index_only(stage, params), params, folds, pairs, cold))
+    fitted = engine.map(_fold_blocks, range(params.oof_folds), shared)
+    blocks = [block for part, _names in fitted for block in part]  # rows, features, cases
+    names = fitted[0][1]
     order = np.concatenate([rows for rows, _, _ in blocks])
     case = np.concatenate([c for _, _, c in blocks])
     # a new-user booster must generalise to other users, a new-movie one to other movies
@@ -98,6 +90,50 @@ def rating_training_matrix(
     when = (pd.to_datetime(data.ratings["timestamp"], utc=True) - epoch).dt.total_seconds()
     days = when.to_numpy(dtype=float)[order] / 86400.0
     return TrainingMatrix(X, r[order], case, group, days, names)
+
+
+_Block = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, features, cases
+
+
+@dataclass(frozen=True)
+class _FoldInputs:
+    """What every fold's task reads (scattered once to the workers)."""
+
+    data: TrainingData
+    stage: CFStage  # only its index is read: each fold fits its own MF and base
+    params: ModelParams
+    folds: np.ndarray
+    pairs: Pairs
+    cold: _Cold
+
+
+def _fold_blocks(f: int, inputs: _FoldInputs) -> tuple[list[_Block], list[str]]:
+    """The held-out rows of fold `f` and their cold-start copies, with features of an MF and
+    a base fitted without them; and the feature names."""
+    data, stage, params = inputs.data, inputs.stage, inputs.params
+    tr, te = inputs.folds != f, inputs.folds == f
+    mf = fit_mf(data, stage.index, params, rows=tr)
+    base = build_base(
+        stage.index, data.ratings[tr], data.interactions, data.users, data.movies,
+        occupations(data.users),
+    )  # fmt: skip
+    blocks, names = [], list[str]()
+    for rows, of in ((te, inputs.pairs), (te & inputs.cold.any, inputs.cold.pairs)):
+        part = of.take(rows)
+        extra = rating_cf_features(stage, part, mf, base)
+        Xf, names = pair_features(base, part, extra, RECENCY)
+        blocks.append((np.flatnonzero(rows), Xf, cases(base, part)))
+    return blocks, names
+
+
+def _index_only(stage: CFStage, params: ModelParams) -> CFStage:
+    """`stage` without its large fitted parts (EASE, RP3beta, ALS, the seen matrix), which the
+    fold tasks never read: what is scattered to every worker stays small."""
+    empty = np.zeros((0, 0), dtype=np.float32)
+    return CFStage(
+        stage.index, stage.base, stage.mf, empty, empty, EASE(params.ease_lambda),
+        RP3beta(params.rp3_beta, params.rp3_neighbours), sp.csr_matrix((0, 0)),
+    )  # fmt: skip
 
 
 @dataclass
@@ -130,12 +166,17 @@ def _latest_arrivals(idx: np.ndarray, t: np.ndarray, n: int, share: float) -> np
 
 
 def fit_rating_model(
-    data: TrainingData, stage: CFStage, params: ModelParams, threads: int
+    data: TrainingData,
+    stage: CFStage,
+    params: ModelParams,
+    threads: int,
+    engine: Engine | None = None,
 ) -> RatingModel:
     """A booster per case with enough rows, each on out-of-fold features: the number of
     rounds chosen by early stopping on an inner 10% split; the warm booster is then refitted
     on every warm row with that many rounds."""
-    m = rating_training_matrix(data, stage, params)
+    engine = engine or InProcess()
+    m = rating_training_matrix(data, stage, params, engine)
     boosters, info = {}, {}
     for code, case in enumerate(CASES):
         X, y, group, when = m.of_case(code)
@@ -145,9 +186,9 @@ def fit_rating_model(
         names = [m.names[j] for j in cols]
         if case in CENTRED:
             y = y - float(np.mean(y - X[:, m.names.index("mf_pred")]))
-        inner = _inner_split(group, when)
+        rows = BoosterData(X[:, cols], y, names, X[:, m.names.index("mf_pred")])
         boosters[case], info[case] = _fit_booster(
-            X[:, cols], y, inner, names, params, threads, refit=case == "warm"
+            engine, rows, _inner_split(group, when), xgb_params(params, threads), params, case
         )
     return RatingModel(boosters, m.names, info)
 
@@ -160,27 +201,19 @@ def _inner_split(group: np.ndarray, when: np.ndarray) -> np.ndarray:
 
 
 def _fit_booster(
-    X: np.ndarray,
-    y: np.ndarray,
+    engine: Engine,
+    rows: BoosterData,
     inner: np.ndarray,
-    names: list[str],
+    xp: dict[str, str | int | float],
     params: ModelParams,
-    threads: int,
-    refit: bool,
+    case: str,
 ) -> tuple[xgb.Booster, dict[str, Any]]:
-    xp = xgb_params(params, threads)
-    dtrain = rating_matrix(X[~inner], y[~inner], names)
-    dvalid = rating_matrix(X[inner], y[inner], names)
-    booster = xgb.train(
-        xp,
-        dtrain,
-        params.xgb_rounds,
-        evals=[(dvalid, "valid")],
-        early_stopping_rounds=EARLY_STOPPING_ROUNDS,
-        verbose_eval=False,
-    )
+    """Early-stopped on the `inner` rows; the warm case is refitted on every row with the
+    rounds found (the others keep the early-stopped trees)."""
+    run = BoosterRun(xp, params.xgb_rounds, rows.take(inner), EARLY_STOPPING_ROUNDS)
+    booster = engine.train_booster(rows.take(~inner), run)
     best = booster.best_iteration + 1
-    info = {"rows": int(y.size), "rounds": best, "inner_valid_rmse": float(booster.best_score)}
-    if refit:
-        return xgb.train(xp, rating_matrix(X, y, names), best), info
+    info = {"rows": int(rows.y.size), "rounds": best, "inner_valid_rmse": float(booster.best_score)}
+    if case == "warm":
+        return engine.train_booster(rows, BoosterRun(xp, best)), info
     return booster[:best], info

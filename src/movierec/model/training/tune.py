@@ -25,7 +25,6 @@ import xgboost as xgb
 from scipy.stats import loguniform, randint, uniform
 from sklearn.model_selection import ParameterSampler
 
-from movierec.core.progress import track
 from movierec.data.splits import exclude_pairs
 from movierec.model.cf import Pairs
 from movierec.model.features import RECENCY, pair_features
@@ -33,6 +32,7 @@ from movierec.model.params import ModelParams
 from movierec.model.rating import EARLY_STOPPING_ROUNDS, WARM
 from movierec.model.stage import CFStage, rating_cf_features
 from movierec.model.training.cf_stage import build_index, fit_mf, fit_stage
+from movierec.model.training.cluster import ClusterPlan, Engine, InProcess
 from movierec.model.training.dataset import TrainingData
 from movierec.model.training.rating_fit import rating_training_matrix, xgb_params
 
@@ -97,23 +97,30 @@ class _Split:
 
 
 def randomized_search(
-    data: TrainingData, base: ModelParams, budget: TuningBudget
+    data: TrainingData, base: ModelParams, budget: TuningBudget, engine: Engine | None = None
 ) -> tuple[ModelParams, list[dict[str, Any]]]:
     """The best parameters found (`base` with the tuned ones replaced) and every trial
-    (params, rmse, rounds, seconds)."""
-    start = time.perf_counter()
+    (params, rmse, rounds, seconds). Trials are tasks of `engine`: in-process they run one
+    after the other, on a cluster at once; either way the result is the best of the prefix of
+    the sequence that finished within the time budget."""
+    start = time.monotonic()
+    engine = engine or InProcess(ClusterPlan(threads=budget.threads))
     if budget.max_rows is not None:
         data = sample_users(data, budget.max_rows, budget.seed)
-    split = _validation_split(data, base, budget.threads)
-    cache: dict[tuple[int, float], tuple[xgb.DMatrix, xgb.DMatrix]] = {}
-    trials: list[dict[str, Any]] = []
+    split = engine.share(_validation_split(data, base, budget.threads))
+    matrices: dict[tuple[int, float], Any] = {}  # one task per MF setting, shared by its trials
+    tasks = []
+    for params in sample_params(base, budget):
+        key = (params.mf_factors, params.mf_reg)
+        if key not in matrices:
+            matrices[key] = engine.submit(_matrices, split, params)
+        tasks.append(engine.submit(_trial, matrices[key], params, engine.task_threads))
+    deadline = None if budget.seconds is None else start + budget.seconds
+    trials = engine.results(tasks, deadline)
+    if len(trials) < len(tasks):
+        log.info("tuning budget of %.0f s used after %d trials", budget.seconds, len(trials))
     best, best_rmse = base, float("inf")
-    for t, params in enumerate(track(sample_params(base, budget), "tuning", unit="trials")):
-        if trials and budget.seconds is not None and time.perf_counter() - start > budget.seconds:
-            log.info("tuning budget of %.0f s used after %d trials", budget.seconds, t)
-            break
-        trial = _trial(split, params, cache, budget.threads)
-        trials.append(trial)
+    for t, (params, trial) in enumerate(zip(sample_params(base, budget), trials, strict=False)):
         log.info("trial %d: rmse %.4f %s", t, trial["rmse"], trial["params"])
         if trial["rmse"] < best_rmse:
             best, best_rmse = params, trial["rmse"]
@@ -153,22 +160,25 @@ def _validation_split(data: TrainingData, params: ModelParams, threads: int) -> 
     return _Split(train, stage, pairs, valid["rating"].to_numpy(dtype=float))
 
 
-def _trial(
-    split: _Split,
-    params: ModelParams,
-    cache: dict[tuple[int, float], tuple[xgb.DMatrix, xgb.DMatrix]],
-    threads: int,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Matrices:
+    """One MF setting's out-of-fold training rows and validation rows (plain arrays: they
+    travel between workers)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    Xv: np.ndarray
+    yv: np.ndarray
+    names: list[str]
+
+
+def _trial(matrices: _Matrices, params: ModelParams, threads: int) -> dict[str, Any]:
     t0 = time.perf_counter()
-    key = (params.mf_factors, params.mf_reg)
-    if key not in cache:
-        cache[key] = _matrices(split, params)
-    dtrain, dvalid = cache[key]
     booster = xgb.train(
         xgb_params(params, threads),
-        dtrain,
+        xgb.DMatrix(matrices.X, matrices.y, feature_names=matrices.names),
         params.xgb_rounds,
-        evals=[(dvalid, "valid")],
+        evals=[(xgb.DMatrix(matrices.Xv, matrices.yv, feature_names=matrices.names), "valid")],
         early_stopping_rounds=EARLY_STOPPING_ROUNDS,
         verbose_eval=False,
     )
@@ -180,15 +190,11 @@ def _trial(
     }
 
 
-def _matrices(split: _Split, params: ModelParams) -> tuple[xgb.DMatrix, xgb.DMatrix]:
+def _matrices(split: _Split, params: ModelParams) -> _Matrices:
     """Out-of-fold training features and validation features for one MF setting."""
     matrix = rating_training_matrix(split.train, split.stage, params.replace(**NO_COLD_ROWS))
     X, y, _group, _when = matrix.of_case(WARM)
-    names = matrix.names
     mf = fit_mf(split.train, split.stage.index, params)
     extra = rating_cf_features(split.stage, split.valid, mf)
     Xv, _ = pair_features(split.stage.base, split.valid, extra, RECENCY)
-    return (
-        xgb.DMatrix(X, y, feature_names=names),
-        xgb.DMatrix(Xv, split.vy, feature_names=names),
-    )
+    return _Matrices(X, y, Xv, split.vy, matrix.names)
