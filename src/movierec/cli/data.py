@@ -92,6 +92,12 @@ def register(sub: Subcommands) -> None:
     r.add_argument("--users", type=int, default=None)
     r.add_argument("--movies", type=int, default=None)
     r.add_argument("--interactions", type=int, default=None)
+    r.add_argument(
+        "--lake",
+        action="store_true",
+        help="with --synthetic: commit the events into an empty lake as `ingest` would, "
+        "instead of writing the log (a shortcut for training benchmarks)",
+    )
 
     i = add_command(sub, "ingest", "DataPipeline: new events -> validated Parquet tables", _ingest)
     i.add_argument(

@@ -91,6 +91,11 @@ def fetch(settings: Settings, dataset: str | None = None, *, force: bool = False
         return FetchResult(
             dataset, target, False, meta.get("origin", ""), meta["sources"], meta["counts"]
         )
+    if dataset == "synthetic":
+        raise DataNotFoundError(
+            "the synthetic dataset is made, not fetched: run `movierec replay --synthetic "
+            "--users N --movies M --interactions K`"
+        )
     # Read: the original files, checked against what an earlier fetch recorded
     files, origin = read_sources(settings, dataset)
     sources: dict[str, SourceFile] = {

@@ -13,16 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from movierec.core.files import atomic_write_json, sha256_file
+from movierec.core.errors import DataValidationError
+from movierec.core.files import atomic_write_json, fsync_dir, sha256_file
 from movierec.core.settings import Settings
+from movierec.data.lake import parts_dir, read_state, state_file, write_part
 from movierec.data.movielens import dataset_dir, fetch, load_tables, swap_in
 from movierec.data.replay import LineChunk, write_lines
 from movierec.data.synthetic.population import Plan, SyntheticSpec, make_plan, spill, users_table
 from movierec.data.synthetic.shape import SiteShape
-from movierec.data.synthetic.timeline import bucket_events, text_of
+from movierec.data.synthetic.timeline import Events, bucket_events, lake_parts, text_of, utc
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +54,20 @@ class SyntheticResult:
 
 
 def generate(
-    settings: Settings, site: SyntheticSpec, out: str, shape: SiteShape | None = None
+    settings: Settings,
+    site: SyntheticSpec,
+    out: str,
+    shape: SiteShape | None = None,
+    *,
+    to_lake: bool = False,
 ) -> SyntheticResult:
     """Append the site's log to `out` (a path or kafka:TOPIC) and write the `synthetic`
-    dataset's tables (replacing an earlier one). The shape is ml-1m's unless given."""
+    dataset's tables (replacing an earlier one). The shape is ml-1m's unless given.
+
+    `to_lake`: instead of the log, the DataPipeline's committed parts in an empty lake, the
+    columns `ingest` would write for that log (a shortcut for training benchmarks where
+    ingesting hundreds of millions of lines is not what is measured; the online store and
+    the other sinks are not fed)."""
     site.check()
     # Shape: taken from the real data
     if shape is None:
@@ -73,8 +86,12 @@ def generate(
         tables = work / "tables"
         tables.mkdir()
         with pq.ParquetWriter(tables / "ratings.parquet", _RATINGS_SCHEMA) as ratings:
-            chunks = _line_chunks(plan, files, ratings, result)
-            result.lines = write_lines(settings, out, chunks)
+            buckets = _rated_buckets(plan, files, ratings, result)
+            if to_lake:
+                result.lines = _to_lake(settings, plan, buckets)
+            else:
+                chunks = (LineChunk(text_of(plan, ev), ev.user) for ev in buckets)
+                result.lines = write_lines(settings, out, chunks)
         # Dataset: users and movies beside the ratings, then swapped into place
         users = users_table(shape, site.users, np.random.default_rng([site.seed, 3]))
         users.to_parquet(tables / "users.parquet", index=False)
@@ -97,12 +114,13 @@ _RATINGS_SCHEMA = pa.schema(
 )
 
 
-def _line_chunks(
+def _rated_buckets(
     plan: Plan,
     files: list[tuple[Path, np.ndarray]],
     ratings: pq.ParquetWriter,
     result: SyntheticResult,
-) -> Iterator[LineChunk]:
+) -> Iterator[Events]:
+    """Each bucket's events, once its ratings are in the ratings table."""
     for ev in bucket_events(plan, files):
         if ev.ts.size == 0:
             continue
@@ -113,7 +131,7 @@ def _line_chunks(
                     "user_id": ev.user[rate],
                     "movie_id": plan.catalog.slugs.take(ev.movie[rate]).cast(pa.large_string()),
                     "rating": ev.value[rate].astype(np.int8),
-                    "timestamp": pa.array(ev.ts[rate] * 1_000_000, pa.timestamp("us", tz="UTC")),
+                    "timestamp": utc(ev.ts[rate]),
                 },
                 schema=_RATINGS_SCHEMA,
             )
@@ -121,7 +139,30 @@ def _line_chunks(
         result.ratings += int(rate.sum())
         result.first_ts = result.first_ts or str(ev.ts[0].astype("datetime64[s]"))
         result.last_ts = str(ev.ts[-1].astype("datetime64[s]"))
-        yield LineChunk(text_of(plan, ev), ev.user)
+        yield ev
+
+
+def _to_lake(settings: Settings, plan: Plan, buckets: Iterator[Events]) -> int:
+    """Each bucket's parts, then the state that commits them all; returns the events."""
+    if read_state(settings).get("parts"):
+        raise DataValidationError(
+            f"{settings.lake_path} already holds committed parts: the synthetic site is written "
+            "into an empty lake (move this one away)"
+        )
+    names, n, seq = [], 0, 0
+    quarantine = pd.DataFrame(columns=["source", "position", "line", "reason", "ingested_at"])
+    for seq, ev in enumerate(buckets, start=1):
+        frames = {k: t.to_pandas() for k, t in lake_parts(plan, ev).items()}
+        for kind, frame in {**frames, "quarantine": quarantine}.items():
+            names.append(f"{seq - 1:08d}-{kind}.parquet")
+            write_part(settings, names[-1], frame)
+        n += ev.ts.size
+    fsync_dir(parts_dir(settings))
+    pending = {"lines": n, "accepted": n, "quarantined": 0, "reasons": {}}
+    atomic_write_json(
+        state_file(settings), {"seq": seq, "parts": names, "positions": {}, "pending": pending}
+    )
+    return n
 
 
 def _install(

@@ -102,14 +102,25 @@ def text_of(plan: Plan, ev: Events) -> bytes:
     where = np.empty(ev.ts.size, dtype=np.int64)
     where[np.concatenate(kinds)] = np.arange(ev.ts.size)
     tail = pa.concat_arrays(tails).take(pa.array(where))
-    when = pc.strftime(pa.array(ev.ts.astype("datetime64[s]")), format="%Y-%m-%dT%H:%M:%S")
+    # Arrow's cast writes `2025-01-01 00:00:21`, 70 times faster than its strftime
+    when = pc.cast(pa.array(ev.ts.astype("datetime64[s]")), pa.string())
+    when = pc.replace_substring(when, " ", "T", max_replacements=1)
     lines = pc.binary_join_element_wise(when, _str(ev.user), tail, ",")
     return _bytes_of(lines)
 
 
 def _recommendation_tails(plan: Plan, reco: Events) -> pa.Array:
-    """`recommendation request SERVER, status 200, result: A, B, ..., 42 ms`: 20 distinct
-    popular movies, the one then watched put in when the list is a hit."""
+    """`recommendation request SERVER, status 200, result: A, B, ..., 42 ms`."""
+    lists, look = _lists(plan, reco)
+    server = pa.array(np.asarray(SERVERS, dtype=object)[look.server], pa.string())
+    return _join(
+        ["recommendation request ", server, ", status 200, result: ",
+         pc.binary_join(lists, ", "), ", ", _str(look.latency), " ms\n"]
+    )  # fmt: skip
+
+
+def _lists(plan: Plan, reco: Events) -> tuple[pa.ListArray, Look]:
+    """20 distinct popular movies per list, the one then watched put in when it is a hit."""
     n, k = reco.ts.size, RECO_ITEMS
     look = Look.unpack(reco.value)
     pool = np.argsort(-np.diff(plan.catalog.cdf, prepend=0.0), kind="stable")[:RECO_POOL]
@@ -119,11 +130,33 @@ def _recommendation_tails(plan: Plan, reco: Events) -> pa.Array:
     lists = pa.ListArray.from_arrays(
         pa.array(np.arange(n + 1) * k, pa.int32()), plan.catalog.slugs.take(items.ravel())
     )
-    server = pa.array(np.asarray(SERVERS, dtype=object)[look.server], pa.string())
-    return _join(
-        ["recommendation request ", server, ", status 200, result: ",
-         pc.binary_join(lists, ", "), ", ", _str(look.latency), " ms\n"]
-    )  # fmt: skip
+    return lists, look
+
+
+def lake_parts(plan: Plan, ev: Events) -> dict[str, pa.Table]:
+    """The events as the DataPipeline's parts hold them (`events.parse_lines`' columns)."""
+    slugs = plan.catalog.slugs
+    w, r, c = (np.flatnonzero(ev.kind == k) for k in (1, 2, 0))
+    lists, look = _lists(plan, ev.take(c))
+    return {
+        "watches": pa.table(
+            {"ts": utc(ev.ts[w]), "user_id": ev.user[w], "movie_id": slugs.take(ev.movie[w]),
+             "minute": ev.value[w].astype(np.int32)}
+        ),
+        "rates": pa.table(
+            {"ts": utc(ev.ts[r]), "user_id": ev.user[r], "movie_id": slugs.take(ev.movie[r]),
+             "rating": ev.value[r].astype(np.int8)}
+        ),
+        "recommendations": pa.table(
+            {"ts": utc(ev.ts[c]), "user_id": ev.user[c],
+             "status": np.full(c.size, 200, dtype=np.int16), "items": pc.binary_join(lists, ","),
+             "latency_ms": look.latency}
+        ),
+    }  # fmt: skip
+
+
+def utc(seconds: np.ndarray) -> pa.Array:
+    return pa.array(seconds * 1_000_000, pa.timestamp("us", tz="UTC"))
 
 
 def _join(parts: list[Any]) -> pa.Array:

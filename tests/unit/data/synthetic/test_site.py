@@ -10,9 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from movierec.cli.main import main
+from movierec.core.errors import DataNotFoundError, DataValidationError
 from movierec.core.settings import Settings
 from movierec.data.events import parse_lines
-from movierec.data.movielens import MovieLensTables, load_tables
+from movierec.data.lake import parts_dir, read_state
+from movierec.data.movielens import MovieLensTables, fetch, load_tables
 from movierec.data.synthetic import population
 from movierec.data.synthetic.population import SyntheticSpec
 from movierec.data.synthetic.shape import SiteShape
@@ -184,3 +187,33 @@ def test_sizes_are_checked(settings: Settings, shape: SiteShape) -> None:
     with pytest.raises(Exception, match="at least 20 movies"):
         generate(settings, _site(movies=5), "data/x.log", shape)
     assert not Path(settings.path("data/x.log")).exists()
+
+
+def test_the_lake_shortcut_commits_what_ingesting_the_log_would(
+    settings: Settings, shape: SiteShape
+) -> None:
+    text, result = _run(settings, shape, "l")
+    parsed = parse_lines(text.decode().splitlines())
+    direct = generate(settings, _site(), "unused", shape, to_lake=True)
+    assert direct.lines == result.lines  # type: ignore[attr-defined]
+    state = read_state(settings)
+    assert state["pending"]["accepted"] == result.lines  # type: ignore[attr-defined]
+    for kind in ("watches", "rates", "recommendations"):
+        parts = [n for n in state["parts"] if n.endswith(f"-{kind}.parquet")]
+        frame = pd.concat([pd.read_parquet(parts_dir(settings) / n) for n in parts])
+        expected = getattr(parsed, kind).drop(columns="line_no")
+        pd.testing.assert_frame_equal(frame.reset_index(drop=True), expected.reset_index(drop=True))
+    with pytest.raises(DataValidationError, match="empty lake"):
+        generate(settings, _site(), "unused", shape, to_lake=True)
+
+
+def test_the_synthetic_dataset_is_made_not_fetched(settings: Settings) -> None:
+    with pytest.raises(DataNotFoundError, match="replay --synthetic"):
+        fetch(settings, "synthetic")
+
+
+def test_the_command_asks_for_every_size(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["replay", "--synthetic", "--users", "10"]) == 1
+    assert "--movies, --interactions" in capsys.readouterr().err
