@@ -1,6 +1,6 @@
 """Streaming benchmark: what a fresh answer is worth, replaying the events after a time cut.
 
-    .venv/bin/python evaluation/bench_streaming.py --dataset ml-100k --daily-retrain
+    .venv/bin/python evaluation/bench_streaming.py --dataset ml-100k --daily-retrain --days 4
     .venv/bin/python evaluation/bench_streaming.py --dataset ml-1m --max-events 4000
 
 Protocol (issue 28): the global time cut T of `bench_offline.py`'s time protocol
@@ -15,7 +15,9 @@ rated movie is the one to find:
   user has no event since T, else `Recommender.recommend_from_history(user, events since T)`;
 - daily retrain (`--daily-retrain`): a model fitted on every rating before the start of the
   event's UTC day, its precomputed list; and daily + fold-in: that model folded in with the
-  user's events of the day (an upper bound on what retraining buys).
+  user's events of the day (an upper bound on what retraining buys);
+- fold-in, recent weighted (`--recent-weights`): fold-in with `ModelParams.fold_in_recent_weight`
+  (the latest movies' item-item scores weigh more), the same fitted model.
 hit@10 and NDCG@10 (one movie to find: 1 / log2(rank + 2)), overall and by the user's events
 since T (0, 1-4, 5-19, 20+), each with a 95% interval from a bootstrap over users (one user's
 events are not independent). Scored events are a uniform sample (`--max-events`, fixed seed);
@@ -64,12 +66,21 @@ def stream(after: pd.DataFrame) -> pd.DataFrame:
     return ordered.assign(since=ordered.groupby("user_id").cumcount())
 
 
-def sample(events: pd.DataFrame, max_events: int | None, seed: int) -> np.ndarray:
-    """Positions of the scored events, in replay order: all, or a uniform sample."""
-    if max_events is None or max_events >= len(events):
-        return np.arange(len(events))
+def first_days(events: pd.DataFrame, days: int | None) -> int:
+    """How many events of the stream fall in its first `days` UTC days (all: None)."""
+    if days is None:
+        return len(events)
+    end = events["timestamp"].iat[0].floor("D") + pd.Timedelta(days=days)
+    return int((events["timestamp"] < end).sum())
+
+
+def sample(events: pd.DataFrame, max_events: int | None, seed: int, limit: int) -> np.ndarray:
+    """Positions of the scored events among the first `limit`, in replay order: all, or a
+    uniform sample of `max_events`."""
+    if max_events is None or max_events >= limit:
+        return np.arange(limit)
     rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(len(events), size=max_events, replace=False))
+    return np.sort(rng.choice(limit, size=max_events, replace=False))
 
 
 def bucket(since: np.ndarray) -> np.ndarray:
@@ -261,6 +272,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """The protocol on one dataset: the scored table, its summary and the ratios."""
     from movierec.data.movielens import fetch, load_tables
     from movierec.data.splits import time_cut
+    from movierec.model.recommender import TwoStageModel
 
     # Load, cut at T
     settings = _settings()
@@ -268,7 +280,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tables = load_tables(settings, args.dataset)
     before, after = time_cut(tables.ratings, 0.1, "timestamp")
     events = stream(after)
-    scored = sample(events, args.max_events, args.seed)
+    scored = sample(events, args.max_events, args.seed, first_days(events, args.days))
     # The model at T and its lists
     fit = _fitter(tables, args.threads)
     started = time.perf_counter()
@@ -281,6 +293,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "precomputed_unseen": lists.unseen,
         "fold_in": fold_in_arm(model, lists),
     }
+    for weight in args.recent_weights:
+        variant = TwoStageModel(model.params.replace(fold_in_recent_weight=weight), model.parts)
+        arms[f"fold_in_recent{weight:g}"] = fold_in_arm(variant, lists)
     daily = None
     if args.daily_retrain:
         daily = DailyModels(fit, before, events, users)
@@ -304,6 +319,11 @@ def _results(
     if daily is not None:
         ratios["fold_in/daily"] = ratio(table, "fold_in", "daily")
         ratios["fold_in/daily_fold_in"] = ratio(table, "fold_in", "daily_fold_in")
+    for name in arms:
+        if name.startswith("fold_in_recent"):
+            ratios[f"{name}/fold_in"] = ratio(table, name, "fold_in")
+            ratios[f"{name}/fold_in ndcg"] = ratio(table, name, "fold_in", "ndcg")
+    ratios["fold_in/precomputed ndcg"] = ratio(table, "fold_in", "precomputed", "ndcg")
     folded = table.loc[table["since"] > 0, "fold_in_ms"]
     return {
         "dataset": args.dataset,
@@ -344,6 +364,14 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-events", type=int, default=None, help="score a uniform sample")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--days", type=int, default=None, help="score the first DAYS only")
+    parser.add_argument(
+        "--recent-weights",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also fold-in arms with these fold_in_recent_weight values",
+    )
     parser.add_argument(
         "--daily-retrain", action="store_true", help="also refit every simulated day (slow)"
     )

@@ -83,6 +83,7 @@ def test_replay_gives_each_arm_the_earlier_events_only_and_scores_by_hand() -> N
     assert list(table["bucket"]) == ["0", "0", "1-4", "1-4", "1-4"]
     # a sample scores fewer events, histories unchanged
     assert list(bs.replay(events, np.array([4]), {"echo": recording})["since"]) == [2]
+    assert bs.first_days(events, 1) == 3 and bs.first_days(events, None) == 5
     assert list(seen[-1].history) == ["a", "b"]
 
 
