@@ -1,7 +1,8 @@
 """Streaming benchmark: what a fresh answer is worth, replaying the events after a time cut.
 
     .venv/bin/python evaluation/bench_streaming.py --dataset ml-100k --daily-retrain --days 4
-    .venv/bin/python evaluation/bench_streaming.py --dataset ml-1m --max-events 4000
+    .venv/bin/python evaluation/bench_streaming.py --dataset ml-1m --recent-weights 1 3
+    .venv/bin/python evaluation/bench_offline.py --dataset ml-1m --protocols time streaming
 
 Protocol (issue 28): the global time cut T of `bench_offline.py`'s time protocol
 (`data.splits.time_cut`, the latest 10% of ratings after it); a two-stage model fitted on the
@@ -20,7 +21,8 @@ rated movie is the one to find:
   (the latest movies' item-item scores weigh more), the same fitted model.
 hit@10 and NDCG@10 (one movie to find: 1 / log2(rank + 2)), overall and by the user's events
 since T (0, 1-4, 5-19, 20+), each with a 95% interval from a bootstrap over users (one user's
-events are not independent). Scored events are a uniform sample (`--max-events`, fixed seed);
+events are not independent). Scored events are a uniform sample (`--max-events`, 3,000 by
+default, fixed seed);
 every history is still the user's whole stream since T. Printed, and written to
 evaluation/results/ (not committed).
 """
@@ -74,10 +76,10 @@ def first_days(events: pd.DataFrame, days: int | None) -> int:
     return int((events["timestamp"] < end).sum())
 
 
-def sample(events: pd.DataFrame, max_events: int | None, seed: int, limit: int) -> np.ndarray:
+def sample(events: pd.DataFrame, max_events: int, seed: int, limit: int) -> np.ndarray:
     """Positions of the scored events among the first `limit`, in replay order: all, or a
     uniform sample of `max_events`."""
-    if max_events is None or max_events >= limit:
+    if not max_events or max_events >= limit:
         return np.arange(limit)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(limit, size=max_events, replace=False))
@@ -361,7 +363,9 @@ def report(result: dict[str, Any]) -> None:
 def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m"])
-    parser.add_argument("--max-events", type=int, default=None, help="score a uniform sample")
+    parser.add_argument(
+        "--max-events", type=int, default=3000, help="score a uniform sample (0: every event)"
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--days", type=int, default=None, help="score the first DAYS only")
