@@ -4,12 +4,15 @@ mean, side by side, overall and per slice.
     .venv/bin/python evaluation/bench_offline.py [--dataset ml-100k] [--protocols random time user5]
         [--mitigations] [--no-svdpp]
     .venv/bin/python evaluation/bench_offline.py --dataset ml-1m --no-svdpp
+    .venv/bin/python evaluation/bench_offline.py --protocols streaming [--streaming="--days 4"]
 
 Protocols on the fetched ratings (movie ids as slugs, duplicates merged):
 - random: a random 80/20 split of the ratings (seed 42);
 - time: a global time cut, the latest 10% of ratings are the test set (as a live site sees
   it: most test ratings come from users who arrived after the cut);
-- user5: per user, the latest 5 ratings are the test set.
+- user5: per user, the latest 5 ratings are the test set;
+- streaming: the time protocol's cut, the ratings after it replayed in time order
+  (`bench_streaming.py`, its own tables: what fold-in and retraining are worth).
 RMSE on every test rating, and per slice: known user and movie, new user (no training
 rating), new movie (a known user, a movie without training rating); the baselines predict
 every row too (SVD++ falls back on its biases, the training mean is one number). NDCG@10 and
@@ -31,6 +34,7 @@ import importlib.util
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -273,6 +277,14 @@ def main() -> None:
     from movierec.core.progress import track
     from movierec.data.movielens import fetch, load_tables
 
+    if "streaming" in args.protocols:  # its own tables: evaluation/bench_streaming.py
+        import bench_streaming
+
+        options = ["--dataset", args.dataset, *shlex.split(args.streaming)]
+        bench_streaming.report(bench_streaming.run(bench_streaming.arguments(options)))
+    args.protocols = [p for p in args.protocols if p != "streaming"]
+    if not args.protocols:
+        return
     s = _settings()
     fetch(s, args.dataset)
     tables = load_tables(s, args.dataset)
@@ -291,6 +303,11 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m"])
     parser.add_argument("--protocols", nargs="+", default=["random", "time", "user5"])
     parser.add_argument("--no-svdpp", action="store_true", help="leave SVD++ out (slow on ml-1m)")
+    parser.add_argument(
+        "--streaming",
+        default="",
+        help='bench_streaming.py\'s options for the protocol streaming: --streaming="--days 4"',
+    )
     parser.add_argument("--no-by-rating", action="store_true")
     parser.add_argument(
         "--child", nargs=3, metavar=("TRAIN", "TEST", "OUT"), help=argparse.SUPPRESS
@@ -303,7 +320,8 @@ def _arguments() -> argparse.Namespace:
         help="also the long-tail and genre-diversity settings (on the first protocol)",
     )
     args = parser.parse_args()
-    if not (args.no_svdpp or args.child) and importlib.util.find_spec("surprise") is None:
+    offline = set(args.protocols) - {"streaming"}
+    if offline and not (args.no_svdpp or args.child) and not importlib.util.find_spec("surprise"):
         parser.error(
             "SVD++ needs scikit-surprise (the bench group): run `make bench`, or --no-svdpp"
         )

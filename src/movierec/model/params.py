@@ -58,6 +58,11 @@ class ModelParams:
     # not move with time), only the ranker of a random split was shown better online within
     # the canary's time limit (tests/integration/test_lifecycle.py).
     ranker_split: str = "random"
+    # fold-in (`recommend_from_history`): the item-item scores of the latest
+    # `fold_in_recent_movies` movies of the history since the cutoff count
+    # `1 + fold_in_recent_weight` times (0: every movie alike, the default)
+    fold_in_recent_weight: float = 0.0
+    fold_in_recent_movies: int = 3
     # re-ranking against popularity bias
     longtail_min_share: float = 0.0
     genre_diversity: float = 0.0
@@ -89,9 +94,13 @@ class ModelParams:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: expected at least 1")
-        for name in ("rp3_candidates", "recent_candidates"):
+        for name in ("rp3_candidates", "recent_candidates", "fold_in_recent_movies"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: expected 0 (off) or more")
+        if self.fold_in_recent_weight < 0:
+            raise ConfigError(
+                f"fold_in_recent_weight={self.fold_in_recent_weight}: expected 0 (off) or more"
+            )
         if self.oof_folds < 2:
             raise ConfigError(f"oof_folds={self.oof_folds}: expected at least 2")
 

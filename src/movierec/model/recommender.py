@@ -170,6 +170,10 @@ class TwoStageModel(Recommender):
         if ease.size - watched.size <= 0:
             return []
         rp3 = stage.rp3.W.fold_in(watched)
+        latest, weight = self._latest(history), self.params.fold_in_recent_weight
+        if weight > 0 and latest.size:  # scores are sums of rows: the latest rows again
+            ease += weight * self.parts.neighbours.fold_in(latest)
+            rp3 += weight * stage.rp3.W.fold_in(latest)
         seen = (np.zeros(watched.size, dtype=np.int64), watched)
         cands = merge(ease[None, :], rp3[None, :], stage, seen, self.params)
         best = rank_candidates(self._list_model(), np.array([u]), cands, k)
@@ -178,6 +182,15 @@ class TwoStageModel(Recommender):
     def _list_model(self) -> ListModel:
         parts = self.parts
         return ListModel(parts.stage, parts.rating, parts.ranker, self.params)
+
+    def _latest(self, history: Sequence[str]) -> np.ndarray:
+        """Positions of the latest `fold_in_recent_movies` movies of `history` the model
+        knows (`history` is oldest first)."""
+        n = self.params.fold_in_recent_movies
+        if n == 0 or not len(history):
+            return np.empty(0, dtype=np.int64)
+        known = self.stage.index.midx(np.asarray(history, dtype=str))
+        return np.unique(known[known >= 0][-n:]).astype(np.int64)
 
     def history_positions(self, user_id: int, history: Sequence[str]) -> tuple[int, np.ndarray]:
         """The user's row in the model (-1: unknown) and the positions of the movies of their

@@ -23,6 +23,8 @@ def test_params_round_trip_through_a_dictionary() -> None:
         ({"rp3_candidates": -1}, "rp3_candidates=-1"),
         ({"rp3_neighbours": 0}, "rp3_neighbours=0"),
         ({"oof_folds": 1}, "oof_folds=1"),
+        ({"fold_in_recent_weight": -0.5}, "fold_in_recent_weight=-0.5"),
+        ({"fold_in_recent_movies": -1}, "fold_in_recent_movies=-1"),
     ],
 )
 def test_a_value_that_cannot_work_is_refused_by_name(

@@ -99,3 +99,15 @@ def test_the_rank_by_rating_variant_folds_in_by_predicted_rating(
         assert want is not None and len(got) == 14  # its 20 movies, but the 6 seen
         assert got == want[:14]  # (the variant's precomputed lists end with the seen ones)
         assert not set(fold.recommend(user, want[:2], 20)) & set(want[:2])
+
+
+def test_recent_weight_puts_the_latest_movies_neighbours_first(block_model: TwoStageModel) -> None:
+    # three b-movies, then one a-movie: alike, the b-block leads; the latest movie weighted
+    # ten times more, the a-block does
+    history = ["b+movie+1+2000", "b+movie+4+2000", "b+movie+8+2000", "a+movie+2+2000"]
+    alike = block_model.recommend_from_history(10_000, history, 5)
+    params = block_model.params.replace(fold_in_recent_weight=10.0, fold_in_recent_movies=1)
+    recent = TwoStageModel(params, block_model.parts).recommend_from_history(10_000, history, 5)
+    assert alike[0].startswith("b+")
+    assert recent[0].startswith("a+")
+    assert not set(recent) & set(history)
