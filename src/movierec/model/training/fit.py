@@ -6,14 +6,8 @@ from __future__ import annotations
 
 import time
 
-from movierec.model.cf import ItemNeighbours
 from movierec.model.params import ModelParams
-from movierec.model.recommender import (
-    NEIGHBOURS_KEPT,
-    RankByRating,
-    TwoStageModel,
-    TwoStageParts,
-)
+from movierec.model.recommender import RankByRating, TwoStageModel, TwoStageParts
 from movierec.model.training.cf_stage import build_index, fit_stage
 from movierec.model.training.cold_lists import fit_cold_start
 from movierec.model.training.dataset import TrainingData
@@ -26,14 +20,13 @@ def fit_two_stage(
 ) -> TwoStageModel:
     """The two-stage model of `data`: the CF stage and feature base over every user and movie
     the data names, the stacked rating model on out-of-fold features, the LambdaMART ranker on
-    a split of the training data, the cold-start lists, and EASE's strongest neighbours."""
+    a split of the training data, and the cold-start lists."""
     p = params or ModelParams()
     start = time.perf_counter()
     stage = fit_stage(data, build_index(data), p, threads)
     rating = fit_rating_model(data, stage, p, threads)
     ranker = fit_ranker(data, p, threads)
-    neighbours = ItemNeighbours.from_dense(stage.ease.B, NEIGHBOURS_KEPT)
-    parts = TwoStageParts(stage, rating, ranker, fit_cold_start(data), neighbours)
+    parts = TwoStageParts(stage, rating, ranker, fit_cold_start(data))
     fit_info = {
         "rows": len(data.ratings),
         "interactions": len(data.interactions),
