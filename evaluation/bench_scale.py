@@ -17,8 +17,7 @@ item neighbours are its source's mapped the same way, every user gets a 20-movie
 list drawn by popularity, and the ml-1m boosters, cold-start list and parameters are kept. The
 files are written as the trainer's `write_bundle_files` writes them (`TwoStageModel.save`,
 `PrecomputedLists`, the neighbours, `recommendations.parquet`, `cold_start.json`) and registered
-with `save_bundle`. EASE's dense item-item matrix (27,000^2 float32, 2.9 GB) is written as
-zeros: the service maps it and never reads it (fold-in reads the neighbours).
+with `save_bundle`. EASE is saved as its neighbours only (no dense item-item matrix).
 
 For every row the bundle is served by a real gunicorn (the service's config, 2 workers);
 200 users get 10 new watches each in the online store (so fold-in runs), wrk loads /recommend
@@ -57,7 +56,7 @@ from movierec.data.positions import FilePosition
 from movierec.data.sources import Batch
 from movierec.model.cf import Index, ItemNeighbours
 from movierec.model.features import BASE_ARRAYS, FeatureBase
-from movierec.model.recommender import NEIGHBOURS, TwoStageModel, TwoStageParts
+from movierec.model.recommender import TwoStageModel, TwoStageParts
 from movierec.model.stage import CFStage
 from movierec.registry.bundles import bundle_path, new_version, save_bundle
 from movierec.registry.lists import PrecomputedLists
@@ -161,19 +160,15 @@ def make_synthetic(source: str, users: int, movies: int) -> None:
     index = Index(np.arange(1, users + 1, dtype=np.int64), ids[order])
     # Watched movies, item neighbours, precomputed lists
     seen = synthetic_seen(stage.seen, urow, copy)
-    neighbours = synthetic_neighbours(ItemNeighbours.load(src_dir, NEIGHBOURS), mrow, copy)
+    ease = synthetic_neighbours(stage.ease, mrow, copy)
     lists = synthetic_lists(
         index, stage.base.item_stats[mrow, stage.base.ITEM_COLS.index("i_log_pop")], rng
     )
-    # The model: fitted rows of the sources; EASE's dense matrix as zeros (never read)
+    # The model: fitted rows of the sources
     home = settings_for(SYNTHETIC)
     work = home.home / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    ease = copy_module.copy(stage.ease)
-    ease.B = np.lib.format.open_memmap(
-        work / "zeros.npy", mode="w+", dtype=stage.ease.B.dtype, shape=(movies, movies)
-    )
     rp3 = copy_module.copy(stage.rp3)
     rp3.W = synthetic_neighbours(stage.rp3.W, mrow, copy)
     mf = copy_module.copy(stage.mf)
@@ -194,7 +189,6 @@ def make_synthetic(source: str, users: int, movies: int) -> None:
         model.parts.rating,
         model.parts.ranker,
         model.parts.cold,
-        neighbours,
     )
     fit_info = dict(model.fit_info, synthetic=f"{users} users x {movies} movies")
     synthetic = TwoStageModel(model.params, parts, threads=model.threads, fit_info=fit_info)
@@ -203,7 +197,6 @@ def make_synthetic(source: str, users: int, movies: int) -> None:
     out.mkdir()
     files = [*synthetic.save(out), *lists.save(out)]
     files += write_tables(out, lists, synthetic.cold_start(None, 20))
-    (work / "zeros.npy").unlink()
     meta = json.loads((src_dir / METADATA).read_text())
     version = new_version()
     save_bundle(

@@ -17,7 +17,9 @@ masks of what is not in the index, so that no -1 ever indexes an array.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Self
 
@@ -27,6 +29,7 @@ import scipy.sparse as sp
 from movierec.model.arrays import load_arrays, save_arrays
 
 _ROWS_AT_ONCE = 1024  # rows of a dense item-item matrix cut at a time
+_ENTRIES_AT_ONCE = 1 << 15  # ratings of a block of the explicit MF's update (x (k+1)^2/2 floats)
 
 
 @dataclass
@@ -146,37 +149,27 @@ class BiasedMF:
         self.bi = np.zeros(n_items)
         self.P = rng.normal(0, 0.05, (n_users, self.factors))
         self.Q = rng.normal(0, 0.05, (n_items, self.factors))
-        ones = np.ones(u.size)
-        by_user = sp.csr_matrix((ones, (u, i)), shape=(n_users, n_items))
-        by_item = by_user.T.tocsr()
+        by_user, by_item = RatingRows.of(u, i, n_users), RatingRows.of(i, u, n_items)
         for _ in range(self.iters):
-            self._solve(by_user, u, i, r, u_side=True)
-            self._solve(by_item, i, u, r, u_side=False)
+            self.solve(by_user, r, u_side=True)
+            self.solve(by_item, r, u_side=False)
         return self
 
-    def _solve(
-        self, M: sp.csr_matrix, own: np.ndarray, other: np.ndarray, r: np.ndarray, u_side: bool
-    ) -> None:
+    def solve(self, rows: RatingRows, r: np.ndarray, u_side: bool) -> None:
         """Closed-form update of one side's [bias, factors] with the other side fixed, for
-        every row at once: G_x = sum over its ratings of a a^T (a = [1, other's factors]) is
-        the sparse indicator times the other side's outer products - their upper triangles
-        only (G is symmetric: half the work of the fit's costliest product)."""
+        every row with ratings, block by block (`RatingRows`): row x solves the ridge
+        regression of its residuals r - mu - b_other on a = [1, other's factors]."""
         X, Y = (self.P, self.Q) if u_side else (self.Q, self.P)
         b_self, b_other = (self.bu, self.bi) if u_side else (self.bi, self.bu)
-        k = self.factors
         A = np.hstack([np.ones((Y.shape[0], 1)), Y])
-        upper_i, upper_j = np.triu_indices(k + 1)
-        upper = np.asarray(M @ (A[:, upper_i] * A[:, upper_j]))
-        G = np.empty((M.shape[0], k + 1, k + 1))
-        G[:, upper_i, upper_j] = upper
-        G[:, upper_j, upper_i] = upper
-        resid = r - self.mu - b_other[other]
-        rhs = np.asarray(sp.csr_matrix((resid, (own, other)), shape=M.shape) @ A)
-        G += np.diag(np.r_[self.bias_reg, np.full(k, self.reg)])
-        sol = np.linalg.solve(G, rhs[..., None])[..., 0]
-        has = np.diff(M.indptr) > 0
-        b_self[has] = sol[has, 0]
-        X[has] = sol[has, 1:]
+        resid = (r - self.mu)[rows.order] - b_other[rows.other]
+        penalty = np.diag(np.r_[self.bias_reg, np.full(self.factors, self.reg)])
+        for start, stop in rows.blocks:
+            G, rhs = _normal_equations(rows, A, resid, start, stop)
+            sol = np.linalg.solve(G + penalty, rhs[..., None])[..., 0]
+            has = start + np.flatnonzero(np.diff(rows.indptr[start : stop + 1]) > 0)
+            b_self[has] = sol[has - start, 0]
+            X[has] = sol[has - start, 1:]
 
     def predict(
         self, u: np.ndarray, i: np.ndarray, known_u: np.ndarray, known_i: np.ndarray
@@ -189,6 +182,54 @@ class BiasedMF:
         both = known_u & known_i
         out[both] += np.einsum("ij,ij->i", self.P[u[both]], self.Q[i[both]])
         return out
+
+
+@dataclass(frozen=True)
+class RatingRows:
+    """One side's ratings grouped by its rows (a CSR layout, built once per fit): entry e of
+    row x is rating `order[e]`, whose other side is `other[e]`; `blocks` are row ranges of at
+    most `_ENTRIES_AT_ONCE` entries and `_ROWS_AT_ONCE` rows (a heavier row alone): memory
+    stays bounded whatever the number of users."""
+
+    indptr: np.ndarray
+    order: np.ndarray
+    other: np.ndarray
+    blocks: list[tuple[int, int]]
+
+    @classmethod
+    def of(cls, own: np.ndarray, other: np.ndarray, n: int) -> RatingRows:
+        order = np.argsort(own, kind="stable")
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(own, minlength=n))])
+        blocks, start = [], 0
+        while start < n:
+            limit = indptr[start] + _ENTRIES_AT_ONCE
+            stop = max(int(np.searchsorted(indptr, limit, side="right")) - 1, start + 1)
+            stop = min(stop, n, start + _ROWS_AT_ONCE)
+            blocks.append((start, stop))
+            start = stop
+        return cls(indptr, order, np.asarray(other)[order], blocks)
+
+
+def _normal_equations(
+    rows: RatingRows, A: np.ndarray, resid: np.ndarray, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """G_x = sum of a a^T and b_x = sum of resid * a over the entries of each row x in
+    [start, stop): a segment sum (a sparse row-indicator times the entries' values), of G's
+    upper triangle only (G is symmetric: half the work of the fit's costliest product)."""
+    lo, hi = int(rows.indptr[start]), int(rows.indptr[stop])
+    a, res = A[rows.other[lo:hi]], resid[lo:hi]
+    if stop - start == 1:  # one row (perhaps a heavy one): a product, no expansion
+        return (a.T @ a)[None], (res @ a)[None]
+    segments = sp.csr_matrix(
+        (np.ones(hi - lo), np.arange(hi - lo), rows.indptr[start : stop + 1] - lo),
+        shape=(stop - start, hi - lo),
+    )
+    upper_i, upper_j = np.triu_indices(A.shape[1])
+    upper = segments @ (a[:, upper_i] * a[:, upper_j])
+    G = np.empty((stop - start, A.shape[1], A.shape[1]))
+    G[:, upper_i, upper_j] = upper
+    G[:, upper_j, upper_i] = upper
+    return G, np.asarray(segments @ (res[:, None] * a))
 
 
 def interaction_matrix(
@@ -223,9 +264,15 @@ class EASE:
         return np.asarray(Xb @ self.B)
 
 
+RowBlock = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, their weights, own columns
+
+
 @dataclass(frozen=True)
 class ItemNeighbours:
-    """Each movie's strongest item-item weights, a sparse row per movie (k per row)."""
+    """Each movie's strongest item-item weights, a sparse row per movie (k per row, or none
+    for a movie left out of the fit). A history's scores are the sum of its movies' rows;
+    `scores_of` computes them for one user or many with the same product, so a user's
+    scores do not depend on who else is scored with them."""
 
     indptr: np.ndarray
     indices: np.ndarray
@@ -235,21 +282,50 @@ class ItemNeighbours:
     def from_dense(cls, item_item: np.ndarray, k: int) -> Self:
         """The k largest weights of each row (the diagonal excluded), row block by row block."""
         n = item_item.shape[0]
-        k = max(0, min(k, n - 1))
-        indices = np.empty((n, k), dtype=np.int32)
-        scores = np.empty((n, k), dtype=np.float32)
-        for start in range(0, n, _ROWS_AT_ONCE):
-            block = np.array(item_item[start : start + _ROWS_AT_ONCE], dtype=np.float32)
-            block[np.arange(block.shape[0]), np.arange(start, start + block.shape[0])] = -np.inf
-            top = np.argpartition(-block, max(k - 1, 0), axis=1)[:, :k]
-            indices[start : start + block.shape[0]] = top
-            scores[start : start + block.shape[0]] = np.take_along_axis(block, top, axis=1)
-        indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
-        return cls(indptr, indices.ravel(), scores.ravel())
+        blocks = (
+            (rows, np.array(item_item[rows[0] : rows[-1] + 1], dtype=np.float32), rows)
+            for rows in np.array_split(np.arange(n), max(1, -(-n // _ROWS_AT_ONCE)))
+            if rows.size
+        )
+        return cls.from_blocks(blocks, n, k)
+
+    @classmethod
+    def from_blocks(
+        cls, blocks: Iterable[RowBlock], n: int, k: int, columns: np.ndarray | None = None
+    ) -> Self:
+        """The k largest weights of each row of `blocks` - (rows, weights, own), each row's
+        weights over `columns` (default: every movie) and `own` the column of the row's own
+        movie, never kept - as n movies' neighbours; a row no block gives is empty."""
+        width = n if columns is None else columns.size
+        k = max(0, min(k, width - 1))
+        counts = np.zeros(n, dtype=np.int64)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for rows, weights, own in blocks:
+            weights = np.asarray(weights, dtype=np.float32)
+            weights[np.arange(rows.size), own] = -np.inf
+            top = np.argpartition(-weights, max(k - 1, 0), axis=1)[:, :k]
+            cols = top if columns is None else columns[top]
+            parts.append((rows, cols, np.take_along_axis(weights, top, axis=1)))
+            counts[rows] = k
+        if not parts:
+            parts.append((np.empty(0, np.int64), np.empty((0, k), np.int64), np.empty((0, k))))
+        order = np.argsort(np.concatenate([p[0] for p in parts]))
+        indices = np.concatenate([p[1] for p in parts])[order]
+        scores = np.concatenate([p[2] for p in parts])[order]
+        dtype = np.int32 if counts.sum() < np.iinfo(np.int32).max else np.int64
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(dtype)
+        return cls(indptr, indices.ravel().astype(np.int32), scores.ravel().astype(np.float32))
 
     @property
     def movies(self) -> int:
         return int(self.indptr.size - 1)
+
+    @cached_property
+    def matrix(self) -> sp.csr_matrix:
+        """The neighbours as a movies x movies sparse matrix (views of the arrays when their
+        index types agree, as `from_blocks` makes them: memory-mapped files stay shared)."""
+        n = self.movies
+        return sp.csr_matrix((self.scores, self.indices, self.indptr), shape=(n, n))
 
     def save(self, directory: Path, prefix: str) -> list[str]:
         arrays = {"indptr": self.indptr, "indices": self.indices, "scores": self.scores}
@@ -262,26 +338,22 @@ class ItemNeighbours:
 
     def fold_in(self, history: np.ndarray) -> np.ndarray:
         """Scores of every movie for a user whose history is `history` (movie positions)."""
-        history = np.asarray(history, dtype=np.int64)
-        if history.size == 0:
-            return np.zeros(self.movies)
-        k = int(self.indptr[1] - self.indptr[0]) if self.movies else 0
-        if k and int(self.indptr[-1]) == k * self.movies:  # k per row, as `from_dense` makes
-            indices = np.asarray(self.indices).reshape(-1, k)[history].ravel()
-            weights = np.asarray(self.scores).reshape(-1, k)[history].ravel()
-        else:
-            rows = [slice(int(self.indptr[i]), int(self.indptr[i + 1])) for i in history.tolist()]
-            indices = np.concatenate([self.indices[r] for r in rows])
-            weights = np.concatenate([self.scores[r] for r in rows])
-        return np.bincount(indices, weights=weights, minlength=self.movies)
+        watched = np.unique(np.asarray(history, dtype=np.int64))
+        row = sp.csr_matrix(
+            (np.ones(watched.size, np.float32), watched, [0, watched.size]),
+            shape=(1, self.movies),
+        )
+        return self.scores_of(row)[0]
 
     def scores_of(self, X_rows: sp.csr_matrix) -> np.ndarray:
-        """`fold_in` of many users at once: rows of a binary users x movies matrix."""
-        n = self.movies
-        W = sp.csr_matrix((self.scores, self.indices, self.indptr), shape=(n, n))
-        Xb = X_rows.copy()
-        Xb.data[:] = 1.0
-        return np.asarray((Xb @ W).toarray())
+        """Scores of many users at once: rows of a users x movies matrix (1 where watched;
+        each row's columns sorted, as a canonical matrix keeps them). Float32 sums, each row
+        computed alone: `fold_in` of a row's history gives exactly its row here."""
+        Xb = sp.csr_matrix(
+            (np.ones(X_rows.indices.size, np.float32), X_rows.indices, X_rows.indptr),
+            shape=X_rows.shape,
+        )
+        return np.asarray((Xb @ self.matrix).toarray())
 
 
 class RP3beta:
@@ -289,7 +361,8 @@ class RP3beta:
     destination's popularity to the power beta (Paudel et al., "Updatable, accurate, diverse,
     and scalable recommendations for interactive applications", TiiS 2016; one of the strongest
     simple top-N models in Ferrari Dacrema et al., RecSys 2019):
-    W[i, j] = sum_u P(u | i) P(j | u) / pop(j)^beta, each row kept to its k largest weights."""
+    W[i, j] = sum_u P(u | i) P(j | u) / pop(j)^beta, each row kept to its k largest weights,
+    computed by blocks of rows (memory: a block's rows x movies, never movies x movies)."""
 
     def __init__(self, beta: float = 0.5, k: int = 100):
         self.beta, self.k = beta, k
@@ -299,11 +372,18 @@ class RP3beta:
         Xb.data[:] = 1.0
         per_user = np.asarray(Xb.sum(axis=1)).ravel()
         per_movie = np.asarray(Xb.sum(axis=0)).ravel()
-        walk_from_user = sp.diags(_inverse(per_user)) @ Xb  # P(j | u)
-        walk_from_movie = sp.diags(_inverse(per_movie)) @ Xb.T.tocsr()  # P(u | i)
-        W = (walk_from_movie @ walk_from_user).toarray()
-        W *= np.power(np.maximum(per_movie, 1.0), -self.beta)[None, :]
-        self.W = ItemNeighbours.from_dense(W, self.k)
+        walk_from_user = (sp.diags(_inverse(per_user)) @ Xb).tocsr()  # P(j | u)
+        walk_from_movie = (sp.diags(_inverse(per_movie)) @ Xb.T).tocsr()  # P(u | i)
+        discount = np.power(np.maximum(per_movie, 1.0), -self.beta)[None, :]
+        n = Xb.shape[1]
+
+        def blocks() -> Iterator[RowBlock]:
+            for start in range(0, n, _ROWS_AT_ONCE):
+                rows = np.arange(start, min(start + _ROWS_AT_ONCE, n))
+                W = (walk_from_movie[rows[0] : rows[-1] + 1] @ walk_from_user).toarray()
+                yield rows, W * discount, rows
+
+        self.W = ItemNeighbours.from_blocks(blocks(), n, self.k)
         return self
 
     def scores(self, X_rows: sp.csr_matrix) -> np.ndarray:

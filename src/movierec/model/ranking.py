@@ -2,13 +2,13 @@
 
 Ranking unseen movies by predicted rating favours obscure movies with a few high ratings, so
 the list is built in two stages. Three generators propose candidates from implicit feedback -
-EASE, RP3beta (`cf`) and the movies most watched in the data's last days - merged by rank
-relative to each one's quota (`merge`); an XGBoost ranker (LambdaMART, `rank:ndcg`) re-ranks
-them with both item-item scores, the merged rank, how many generators proposed the movie, the
-ALS score, popularity, genre affinity, recency and a rating model's prediction. The ranker learns
-on a split inside the training data: generators fitted on each user's earlier interactions,
-labels from their later ones (2 = rated >= 4, 1 = watched without a rating, 0 = rated below
-4 or not watched); `model.fitting` fits it.
+EASE, RP3beta (item neighbours, `cf`) and the movies most watched in the data's last days -
+merged by rank relative to each one's quota (`merge`); an XGBoost ranker (LambdaMART,
+`rank:ndcg`) re-ranks them with both item-item scores, the merged rank, how many generators
+proposed the movie, the ALS score, popularity, genre affinity, recency and a rating model's
+prediction. The ranker learns on a split inside the training data: generators fitted on each
+user's earlier interactions, labels from their later ones (2 = rated >= 4, 1 = watched without
+a rating, 0 = rated below 4 or not watched); `model.training.lambdamart` fits it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 import xgboost as xgb
 
 from movierec.model.cf import Pairs
@@ -26,6 +27,9 @@ from movierec.model.params import ModelParams
 from movierec.model.rating import RatingModel, check_features
 from movierec.model.rerank import choose
 from movierec.model.stage import CFStage, cf_features
+
+TIE_BREAK = 1e-6  # popularity's weight among candidates of equal item-item score
+_LOG_POPULARITY = FeatureBase.ITEM_COLS.index("i_log_pop")
 
 
 @dataclass
@@ -76,8 +80,30 @@ class Ranker:
 
 def candidates(stage: CFStage, u: np.ndarray, params: ModelParams) -> Candidates:
     """The merged candidates of each user row `u` (see `merge`)."""
-    seen = stage.seen[u]
-    return merge(stage.ease.scores(seen), stage.rp3.scores(seen), stage, seen.nonzero(), params)
+    return history_candidates(stage, stage.seen[u], params)
+
+
+def history_candidates(
+    stage: CFStage,
+    seen: sp.csr_matrix,
+    params: ModelParams,
+    recent: sp.csr_matrix | None = None,
+    recent_weight: float = 0.0,
+) -> Candidates:
+    """The merged candidates of users whose histories are the rows of `seen` (users x movies,
+    1 where watched): precomputed lists and answers from a history both come here, so a user
+    with no new events gets exactly their precomputed candidates. EASE's scores are its
+    neighbours' sums plus popularity at a negligible weight (`TIE_BREAK`), which orders the
+    movies no neighbour reaches. With `recent` (the same users' latest movies), their rows are
+    added again, `recent_weight` times (sequence-aware fold-in; off by default)."""
+    pop = np.asarray(stage.base.item_stats[:, _LOG_POPULARITY], dtype=np.float64)
+    prior = TIE_BREAK * pop / max(float(pop.max(initial=0.0)), 1.0)
+    ease = stage.ease.scores_of(seen) + prior[None, :]
+    rp3 = stage.rp3.scores(seen)
+    if recent is not None and recent_weight > 0:  # the latest movies' rows count again
+        ease += recent_weight * stage.ease.scores_of(recent)
+        rp3 += recent_weight * stage.rp3.scores(recent)
+    return merge(ease, rp3, stage, seen.nonzero(), params)
 
 
 def merge(

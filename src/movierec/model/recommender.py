@@ -28,24 +28,26 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+import scipy.sparse as sp
 
 from movierec.core.errors import ModelLoadError
 from movierec.core.schema import MODEL_JSON, RANKER, RATING_MODEL, VARIANT_JSON
-from movierec.model.cf import ItemNeighbours
 from movierec.model.cold_start import ColdStart, ColdUser
-from movierec.model.features import FeatureBase
 from movierec.model.params import ModelParams
-from movierec.model.ranking import ListModel, Ranker, merge, rank_candidates, rank_users
+from movierec.model.ranking import (
+    ListModel,
+    Ranker,
+    history_candidates,
+    rank_candidates,
+    rank_users,
+)
 from movierec.model.rating import RatingModel
 from movierec.model.stage import CFStage
 
-FORMAT = 5  # of the saved files: 2 = arrays as separate .npy files, 3 = a rating booster per
-# case, 4 = the new-user booster without the demographics, 5 = RP3beta's rows (a generator)
+FORMAT = 6  # of the saved files: 2 = arrays as separate .npy files, 3 = a rating booster per
+# case, 4 = the new-user booster without the demographics, 5 = RP3beta's rows (a generator),
+# 6 = EASE as its neighbours only (no dense `cf.ease_B`), read by the stage
 USER_CHUNK = 512  # users ranked at once
-_LOG_POPULARITY = FeatureBase.ITEM_COLS.index("i_log_pop")
-NEIGHBOURS = "neighbours"  # the files of EASE's strongest item-item weights (`neighbours.*.npy`)
-NEIGHBOURS_KEPT = 200  # item-item weights kept per movie for answers from a history
-TIE_BREAK = 1e-6  # popularity's weight among candidates of equal item-item score
 
 Ids = Sequence[int] | np.ndarray
 MovieIds = Sequence[str] | np.ndarray
@@ -110,7 +112,6 @@ class TwoStageParts:
     rating: RatingModel
     ranker: Ranker
     cold: ColdStart
-    neighbours: ItemNeighbours  # EASE's strongest weights per movie: histories are scored by them
 
 
 class TwoStageModel(Recommender):
@@ -128,8 +129,6 @@ class TwoStageModel(Recommender):
         self.parts = parts
         self.threads = threads
         self.fit_info = fit_info or {}
-        pop = np.asarray(parts.stage.base.item_stats[:, _LOG_POPULARITY], dtype=np.float64)
-        self._prior = TIE_BREAK * pop / max(float(pop.max(initial=0.0)), 1.0)
 
     @property
     def stage(self) -> CFStage:
@@ -160,22 +159,23 @@ class TwoStageModel(Recommender):
     def recommend_from_history(
         self, user_id: int, history: Sequence[str], k: int = 20
     ) -> list[str]:
-        """As the precomputed lists are made, from the whole history: candidates merged from
-        the generators (EASE's item-item scores from the neighbours kept, RP3beta's rows, the
-        recently popular), re-ranked by the LambdaMART ranker, then the re-ranking knobs. A
+        """As the precomputed lists are made, from the whole history and by the same code:
+        candidates merged from the generators (`ranking.history_candidates`: EASE's and
+        RP3beta's neighbours, the recently popular), re-ranked by the LambdaMART ranker, then
+        the re-ranking knobs. A user with no new events gets exactly their precomputed list; a
         user the model does not know gets the same pipeline with unknown user features."""
         u, watched = self.history_positions(user_id, history)
-        stage = self.stage
-        ease = self.parts.neighbours.fold_in(watched) + self._prior
-        if ease.size - watched.size <= 0:
+        stage, p = self.stage, self.params
+        n = len(stage.index.movies)
+        if n - watched.size <= 0:
             return []
-        rp3 = stage.rp3.W.fold_in(watched)
-        latest, weight = self._latest(history), self.params.fold_in_recent_weight
+        ones = np.ones(watched.size, dtype=np.float32)
+        seen = sp.csr_matrix((ones, watched, [0, watched.size]), shape=(1, n))
+        latest, weight = self._latest(history), p.fold_in_recent_weight
+        recent = None
         if weight > 0 and latest.size:  # scores are sums of rows: the latest rows again
-            ease += weight * self.parts.neighbours.fold_in(latest)
-            rp3 += weight * stage.rp3.W.fold_in(latest)
-        seen = (np.zeros(watched.size, dtype=np.int64), watched)
-        cands = merge(ease[None, :], rp3[None, :], stage, seen, self.params)
+            recent = sp.csr_matrix((np.ones(latest.size), latest, [0, latest.size]), shape=(1, n))
+        cands = history_candidates(stage, seen, p, recent, weight)
         best = rank_candidates(self._list_model(), np.array([u]), cands, k)
         return [str(m) for m in stage.index.movies[best[0]]]
 
@@ -238,7 +238,6 @@ class TwoStageModel(Recommender):
         directory.mkdir(parents=True, exist_ok=True)
         names, stage_scalars = parts.stage.save(directory)
         names += parts.rating.save(directory, RATING_MODEL)
-        names += parts.neighbours.save(directory, NEIGHBOURS)
         names.append(MODEL_JSON)
         if parts.ranker.save(directory / RANKER):
             names.append(RANKER)
@@ -269,20 +268,14 @@ class TwoStageModel(Recommender):
             stage = CFStage.load(directory, meta["stage"], params, mmap)
             rating = RatingModel.load(directory, RATING_MODEL, meta["feature_names"])
             ranker = Ranker.load(directory / RANKER, meta["rank_feature_names"])
-            neighbours = ItemNeighbours.load(directory, NEIGHBOURS, mmap)
             cold = ColdStart.from_json(meta["cold_start"])
         except (OSError, KeyError, ValueError) as exc:
             raise ModelLoadError(f"{directory}: unreadable model ({exc})") from None
-        if neighbours.movies != len(stage.index.movies):
-            raise ModelLoadError(
-                f"{directory}: neighbours for {neighbours.movies} movies,"
-                f" the model has {len(stage.index.movies)}"
-            )
         threads = int(meta["threads"]) if threads is None else threads
         for booster in (*rating.boosters.values(), ranker.booster):
             if booster is not None:
                 booster.set_param({"nthread": threads})
-        parts = TwoStageParts(stage, rating, ranker, cold, neighbours)
+        parts = TwoStageParts(stage, rating, ranker, cold)
         return cls(params, parts, threads=threads, fit_info=meta["fit_info"])
 
 

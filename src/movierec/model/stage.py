@@ -1,6 +1,6 @@
 """`CFStage`: the fitted collaborative-filtering state of one slice of the data - the dense
-index, the feature base, the explicit MF, the implicit ALS embeddings, EASE, RP3beta and the
-seen matrix - and the CF features it gives (user, movie) pairs.
+index, the feature base, the explicit MF, the implicit ALS embeddings, EASE's and RP3beta's
+item neighbours and the seen matrix - and the CF features it gives (user, movie) pairs.
 
 The index holds every user and movie the data names: the users table's users (so that a user
 without history still has demographics), the catalog's movies (so that a new movie still has
@@ -22,10 +22,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.model.arrays import load_arrays, save_arrays
-from movierec.model.cf import EASE, BiasedMF, Index, ItemNeighbours, Pairs, RP3beta
+from movierec.model.cf import BiasedMF, Index, ItemNeighbours, Pairs, RP3beta
 from movierec.model.features import BASE_ARRAYS, FeatureBase
 from movierec.model.params import ModelParams
 
+NEIGHBOURS = "neighbours"  # the files of EASE's strongest item-item weights (`neighbours.*.npy`)
+NEIGHBOURS_KEPT = 200  # EASE's weights kept per movie: candidates and fold-in both sum them
 _CF_ARRAYS = (
     "users",
     "movies",
@@ -35,7 +37,6 @@ _CF_ARRAYS = (
     "mf_Q",
     "als_u",
     "als_i",
-    "ease_B",
     "rp3_indptr",
     "rp3_indices",
     "rp3_scores",
@@ -53,7 +54,7 @@ class CFStage:
     mf: BiasedMF
     als_u: np.ndarray
     als_i: np.ndarray
-    ease: EASE
+    ease: ItemNeighbours  # EASE's strongest weights per movie: every history is scored by them
     rp3: RP3beta
     seen: sp.csr_matrix  # users x movies, 1 where the user interacted
 
@@ -76,7 +77,6 @@ class CFStage:
             "mf_Q": self.mf.Q,
             "als_u": self.als_u,
             "als_i": self.als_i,
-            "ease_B": self.ease.B,
             "rp3_indptr": self.rp3.W.indptr,
             "rp3_indices": self.rp3.W.indices,
             "rp3_scores": self.rp3.W.scores,
@@ -84,6 +84,7 @@ class CFStage:
             "seen_indices": self.seen.indices,
         }
         names = save_arrays(directory, "cf", cf)
+        names += self.ease.save(directory, NEIGHBOURS)
         names += save_arrays(directory, "features", self.base.arrays())
         scalars = {"mf_mu": self.mf.mu, "features": self.base.scalars()}
         return names, scalars
@@ -103,8 +104,11 @@ class CFStage:
             cf["mf_P"],
             cf["mf_Q"],
         )
-        ease = EASE(params.ease_lambda)
-        ease.B = cf["ease_B"]
+        ease = ItemNeighbours.load(directory, NEIGHBOURS, mmap)
+        if ease.movies != len(index.movies):
+            raise ValueError(
+                f"neighbours for {ease.movies} movies, the model has {len(index.movies)}"
+            )
         rp3 = RP3beta(params.rp3_beta, params.rp3_neighbours)
         rp3.W = ItemNeighbours(cf["rp3_indptr"], cf["rp3_indices"], cf["rp3_scores"])
         # a read-only view of ones, not an array as long as the interactions: serving memory-maps

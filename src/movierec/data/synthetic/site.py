@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from movierec.core.errors import DataValidationError
 from movierec.core.files import atomic_write_json, fsync_dir, sha256_file
 from movierec.core.settings import Settings
-from movierec.data.lake import parts_dir, read_state, state_file, write_part
+from movierec.data.lake import LakeState, PendingCounts, parts_dir, write_part
 from movierec.data.movielens import dataset_dir, fetch, load_tables, swap_in
 from movierec.data.replay import LineChunk, write_lines
 from movierec.data.synthetic.population import Plan, SyntheticSpec, make_plan, spill, users_table
@@ -144,7 +144,7 @@ def _rated_buckets(
 
 def _to_lake(settings: Settings, plan: Plan, buckets: Iterator[Events]) -> int:
     """Each bucket's parts, then the state that commits them all; returns the events."""
-    if read_state(settings).get("parts"):
+    if LakeState.load(settings).parts:
         raise DataValidationError(
             f"{settings.lake_path} already holds committed parts: the synthetic site is written "
             "into an empty lake (move this one away)"
@@ -158,10 +158,7 @@ def _to_lake(settings: Settings, plan: Plan, buckets: Iterator[Events]) -> int:
             write_part(settings, names[-1], frame)
         n += ev.ts.size
     fsync_dir(parts_dir(settings))
-    pending = {"lines": n, "accepted": n, "quarantined": 0, "reasons": {}}
-    atomic_write_json(
-        state_file(settings), {"seq": seq, "parts": names, "positions": {}, "pending": pending}
-    )
+    LakeState(seq=seq, parts=names, pending=PendingCounts(lines=n, accepted=n)).save(settings)
     return n
 
 

@@ -1,5 +1,5 @@
 """Fitting the CF stage (`model.stage.CFStage`): the index of every user and movie, the
-explicit MF, `implicit`'s ALS, EASE, RP3beta and the feature base."""
+explicit MF, `implicit`'s ALS, EASE's neighbours (`item_item`), RP3beta and the feature base."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.core.progress import Progress
-from movierec.model.cf import EASE, BiasedMF, Index, RP3beta, interaction_matrix
+from movierec.model.cf import BiasedMF, Index, RP3beta, interaction_matrix
 from movierec.model.features import build_base, occupations
 from movierec.model.params import ModelParams
-from movierec.model.stage import CFStage
+from movierec.model.stage import NEIGHBOURS_KEPT, CFStage
 from movierec.model.training.dataset import TrainingData
+from movierec.model.training.item_item import ease_neighbours
 
 
 def build_index(data: TrainingData) -> Index:
@@ -53,7 +54,7 @@ def fit_stage(data: TrainingData, index: Index, params: ModelParams, threads: in
     conf = 1.0 + np.log1p(data.interactions["minutes"].to_numpy(dtype=float)[k])
     X = interaction_matrix(iu[k], ii[k], len(index.users), len(index.movies), conf)
     als_u, als_i = implicit_als(X, params.als_factors, seed=params.seed, threads=threads)
-    ease = EASE(params.ease_lambda).fit(X)
+    ease = ease_neighbours(X, params.ease_lambda, NEIGHBOURS_KEPT)
     rp3 = RP3beta(params.rp3_beta, params.rp3_neighbours).fit(X)
     seen = X.copy()
     seen.data[:] = 1.0

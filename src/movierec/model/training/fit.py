@@ -9,14 +9,8 @@ import time
 
 import numpy as np
 
-from movierec.model.cf import ItemNeighbours
 from movierec.model.params import ModelParams
-from movierec.model.recommender import (
-    NEIGHBOURS_KEPT,
-    RankByRating,
-    TwoStageModel,
-    TwoStageParts,
-)
+from movierec.model.recommender import RankByRating, TwoStageModel, TwoStageParts
 from movierec.model.training.cf_stage import build_index, fit_stage
 from movierec.model.training.cluster import ClusterPlan, Engine, InProcess
 from movierec.model.training.cold_lists import fit_cold_start
@@ -36,8 +30,8 @@ def fit_two_stage(
 ) -> TwoStageModel:
     """The two-stage model of `data`: the CF stage and feature base over every user and movie
     the data names, the stacked rating model on out-of-fold features, the LambdaMART ranker on
-    a split of the training data, the cold-start lists, and EASE's strongest neighbours. The
-    parallel parts (out-of-fold fits, boosters) run on `engine` (default: in this process)."""
+    a split of the training data, and the cold-start lists. The parallel parts (out-of-fold
+    fits, boosters) run on `engine` (default: in this process)."""
     p = params or ModelParams()
     engine = engine or InProcess(ClusterPlan(threads=threads))
     start = time.perf_counter()
@@ -48,8 +42,7 @@ def fit_two_stage(
     laps.append(time.perf_counter())
     ranker = fit_ranker(data, p, threads, engine=engine)
     laps.append(time.perf_counter())
-    neighbours = ItemNeighbours.from_dense(stage.ease.B, NEIGHBOURS_KEPT)
-    parts = TwoStageParts(stage, rating, ranker, fit_cold_start(data), neighbours)
+    parts = TwoStageParts(stage, rating, ranker, fit_cold_start(data))
     steps = dict(zip(("cf_stage", "rating_model", "ranker"), np.diff(laps), strict=True))
     log.info("fitted on %s: %s", engine.where, {k: round(v, 1) for k, v in steps.items()})
     fit_info = {

@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xgboost as xgb
 
-from movierec.model.cf import EASE, Pairs, RP3beta
+from movierec.model.cf import ItemNeighbours, Pairs, RP3beta
 from movierec.model.features import RECENCY, build_base, occupations, pair_features
 from movierec.model.params import ModelParams
 from movierec.model.rating import (
@@ -126,12 +126,17 @@ def _fold_blocks(f: int, inputs: _FoldInputs) -> tuple[list[_Block], list[str]]:
     return blocks, names
 
 
+_NO_NEIGHBOURS = ItemNeighbours(
+    np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
+)
+
+
 def _index_only(stage: CFStage, params: ModelParams) -> CFStage:
     """`stage` without its large fitted parts (EASE, RP3beta, ALS, the seen matrix), which the
     fold tasks never read: what is scattered to every worker stays small."""
     empty = np.zeros((0, 0), dtype=np.float32)
     return CFStage(
-        stage.index, stage.base, stage.mf, empty, empty, EASE(params.ease_lambda),
+        stage.index, stage.base, stage.mf, empty, empty, _NO_NEIGHBOURS,
         RP3beta(params.rp3_beta, params.rp3_neighbours), sp.csr_matrix((0, 0)),
     )  # fmt: skip
 
