@@ -29,7 +29,6 @@ import scipy.sparse as sp
 from movierec.model.arrays import load_arrays, save_arrays
 
 _ROWS_AT_ONCE = 1024  # rows of a dense item-item matrix cut at a time
-_ENTRIES_AT_ONCE = 1 << 15  # ratings of a block of the explicit MF's update (x (k+1)^2/2 floats)
 
 
 @dataclass
@@ -149,27 +148,37 @@ class BiasedMF:
         self.bi = np.zeros(n_items)
         self.P = rng.normal(0, 0.05, (n_users, self.factors))
         self.Q = rng.normal(0, 0.05, (n_items, self.factors))
-        by_user, by_item = RatingRows.of(u, i, n_users), RatingRows.of(i, u, n_items)
+        ones = np.ones(u.size)
+        by_user = sp.csr_matrix((ones, (u, i)), shape=(n_users, n_items))
+        by_item = by_user.T.tocsr()
         for _ in range(self.iters):
-            self.solve(by_user, r, u_side=True)
-            self.solve(by_item, r, u_side=False)
+            self._solve(by_user, u, i, r, u_side=True)
+            self._solve(by_item, i, u, r, u_side=False)
         return self
 
-    def solve(self, rows: RatingRows, r: np.ndarray, u_side: bool) -> None:
+    def _solve(
+        self, M: sp.csr_matrix, own: np.ndarray, other: np.ndarray, r: np.ndarray, u_side: bool
+    ) -> None:
         """Closed-form update of one side's [bias, factors] with the other side fixed, for
-        every row with ratings, block by block (`RatingRows`): row x solves the ridge
-        regression of its residuals r - mu - b_other on a = [1, other's factors]."""
+        every row at once: G_x = sum over its ratings of a a^T (a = [1, other's factors]) is
+        the sparse indicator times the other side's outer products - their upper triangles
+        only (G is symmetric: half the work of the fit's costliest product)."""
         X, Y = (self.P, self.Q) if u_side else (self.Q, self.P)
         b_self, b_other = (self.bu, self.bi) if u_side else (self.bi, self.bu)
+        k = self.factors
         A = np.hstack([np.ones((Y.shape[0], 1)), Y])
-        resid = (r - self.mu)[rows.order] - b_other[rows.other]
-        penalty = np.diag(np.r_[self.bias_reg, np.full(self.factors, self.reg)])
-        for start, stop in rows.blocks:
-            G, rhs = _normal_equations(rows, A, resid, start, stop)
-            sol = np.linalg.solve(G + penalty, rhs[..., None])[..., 0]
-            has = start + np.flatnonzero(np.diff(rows.indptr[start : stop + 1]) > 0)
-            b_self[has] = sol[has - start, 0]
-            X[has] = sol[has - start, 1:]
+        upper_i, upper_j = np.triu_indices(k + 1)
+        upper = np.asarray(M @ (A[:, upper_i] * A[:, upper_j]))
+        G = np.empty((M.shape[0], k + 1, k + 1))
+        G[:, upper_i, upper_j] = upper
+        G[:, upper_j, upper_i] = upper
+        resid = r - self.mu - b_other[other]
+        rhs = np.asarray(sp.csr_matrix((resid, (own, other)), shape=M.shape) @ A)
+        G += np.diag(np.r_[self.bias_reg, np.full(k, self.reg)])
+        sol = np.linalg.solve(G, rhs[..., None])[..., 0]
+        has = np.diff(M.indptr) > 0
+        b_self[has] = sol[has, 0]
+        X[has] = sol[has, 1:]
 
     def predict(
         self, u: np.ndarray, i: np.ndarray, known_u: np.ndarray, known_i: np.ndarray
@@ -182,54 +191,6 @@ class BiasedMF:
         both = known_u & known_i
         out[both] += np.einsum("ij,ij->i", self.P[u[both]], self.Q[i[both]])
         return out
-
-
-@dataclass(frozen=True)
-class RatingRows:
-    """One side's ratings grouped by its rows (a CSR layout, built once per fit): entry e of
-    row x is rating `order[e]`, whose other side is `other[e]`; `blocks` are row ranges of at
-    most `_ENTRIES_AT_ONCE` entries and `_ROWS_AT_ONCE` rows (a heavier row alone): memory
-    stays bounded whatever the number of users."""
-
-    indptr: np.ndarray
-    order: np.ndarray
-    other: np.ndarray
-    blocks: list[tuple[int, int]]
-
-    @classmethod
-    def of(cls, own: np.ndarray, other: np.ndarray, n: int) -> RatingRows:
-        order = np.argsort(own, kind="stable")
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(own, minlength=n))])
-        blocks, start = [], 0
-        while start < n:
-            limit = indptr[start] + _ENTRIES_AT_ONCE
-            stop = max(int(np.searchsorted(indptr, limit, side="right")) - 1, start + 1)
-            stop = min(stop, n, start + _ROWS_AT_ONCE)
-            blocks.append((start, stop))
-            start = stop
-        return cls(indptr, order, np.asarray(other)[order], blocks)
-
-
-def _normal_equations(
-    rows: RatingRows, A: np.ndarray, resid: np.ndarray, start: int, stop: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """G_x = sum of a a^T and b_x = sum of resid * a over the entries of each row x in
-    [start, stop): a segment sum (a sparse row-indicator times the entries' values), of G's
-    upper triangle only (G is symmetric: half the work of the fit's costliest product)."""
-    lo, hi = int(rows.indptr[start]), int(rows.indptr[stop])
-    a, res = A[rows.other[lo:hi]], resid[lo:hi]
-    if stop - start == 1:  # one row (perhaps a heavy one): a product, no expansion
-        return (a.T @ a)[None], (res @ a)[None]
-    segments = sp.csr_matrix(
-        (np.ones(hi - lo), np.arange(hi - lo), rows.indptr[start : stop + 1] - lo),
-        shape=(stop - start, hi - lo),
-    )
-    upper_i, upper_j = np.triu_indices(A.shape[1])
-    upper = segments @ (a[:, upper_i] * a[:, upper_j])
-    G = np.empty((stop - start, A.shape[1], A.shape[1]))
-    G[:, upper_i, upper_j] = upper
-    G[:, upper_j, upper_i] = upper
-    return G, np.asarray(segments @ (res[:, None] * a))
 
 
 def interaction_matrix(

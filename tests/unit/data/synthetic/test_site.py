@@ -14,7 +14,7 @@ from movierec.cli.main import main
 from movierec.core.errors import DataNotFoundError, DataValidationError
 from movierec.core.settings import Settings
 from movierec.data.events import parse_lines
-from movierec.data.lake import parts_dir, read_state
+from movierec.data.lake import LakeState, parts_dir
 from movierec.data.movielens import MovieLensTables, fetch, load_tables
 from movierec.data.synthetic import population
 from movierec.data.synthetic.population import SyntheticSpec
@@ -196,10 +196,10 @@ def test_the_lake_shortcut_commits_what_ingesting_the_log_would(
     parsed = parse_lines(text.decode().splitlines())
     direct = generate(settings, _site(), "unused", shape, to_lake=True)
     assert direct.lines == result.lines  # type: ignore[attr-defined]
-    state = read_state(settings)
-    assert state["pending"]["accepted"] == result.lines  # type: ignore[attr-defined]
+    state = LakeState.load(settings)
+    assert state.pending.accepted == result.lines  # type: ignore[attr-defined]
     for kind in ("watches", "rates", "recommendations"):
-        parts = [n for n in state["parts"] if n.endswith(f"-{kind}.parquet")]
+        parts = [n for n in state.parts if n.endswith(f"-{kind}.parquet")]
         frame = pd.concat([pd.read_parquet(parts_dir(settings) / n) for n in parts])
         expected = getattr(parsed, kind).drop(columns="line_no")
         pd.testing.assert_frame_equal(frame.reset_index(drop=True), expected.reset_index(drop=True))
