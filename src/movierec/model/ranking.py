@@ -28,9 +28,6 @@ from movierec.model.rating import RatingModel, check_features
 from movierec.model.rerank import choose
 from movierec.model.stage import CFStage, cf_features
 
-TIE_BREAK = 1e-6  # popularity's weight among candidates of equal item-item score
-_LOG_POPULARITY = FeatureBase.ITEM_COLS.index("i_log_pop")
-
 
 @dataclass
 class Candidates:
@@ -93,12 +90,10 @@ def history_candidates(
     """The merged candidates of users whose histories are the rows of `seen` (users x movies,
     1 where watched): precomputed lists and answers from a history both come here, so a user
     with no new events gets exactly their precomputed candidates. EASE's scores are its
-    neighbours' sums plus popularity at a negligible weight (`TIE_BREAK`), which orders the
+    neighbours' sums plus popularity at a negligible weight (`stage.TIE_BREAK`), which orders the
     movies no neighbour reaches. With `recent` (the same users' latest movies), their rows are
     added again, `recent_weight` times (sequence-aware fold-in; off by default)."""
-    pop = np.asarray(stage.base.item_stats[:, _LOG_POPULARITY], dtype=np.float64)
-    prior = TIE_BREAK * pop / max(float(pop.max(initial=0.0)), 1.0)
-    ease = stage.ease.scores_of(seen) + prior[None, :]
+    ease = stage.ease.scores_of(seen) + stage.popularity_prior[None, :]
     rp3 = stage.rp3.scores(seen)
     if recent is not None and recent_weight > 0:  # the latest movies' rows count again
         ease += recent_weight * stage.ease.scores_of(recent)
